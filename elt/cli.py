@@ -1,0 +1,103 @@
+"""The `elt` command line: train, sample, describe (and the harness's evaluation commands)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import UserError
+
+
+def parse_loops(text: str) -> list[int]:
+    """'4', '1,2,4' or '1-4' -> a list of loop counts."""
+    try:
+        loops = []
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            loops += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a loop count list: write e.g. 4, 1,2,4 or 1-4") from None
+    if not loops or min(loops) < 1:
+        raise argparse.ArgumentTypeError(f"loop counts {text!r} must all be >= 1")
+    return loops
+
+
+def cmd_train(args):
+    from . import config
+    from .train import train
+
+    record = train(config.load(args.config), args.out, progress=not args.quiet)
+    print(json.dumps({k: record[k] for k in ("run", "steps", "wall_seconds", "loss_first", "loss_last", "unique_params")}))
+
+
+def cmd_sample(args):
+    from .sample import sample
+
+    for path in sample(args.checkpoint, args.loops, args.num, args.seed, args.out, args.threads):
+        print(path)
+
+
+def cmd_describe(args):
+    from . import config
+    from .accounting import describe
+    from .model import build
+    from .runs import assemble
+
+    cfgs = [config.load(path) for path in args.config]
+    described = []
+    for cfg in cfgs:
+        parts = assemble(cfg)
+        loops = args.loops or list(range(1, parts.net_cfg.loops + 1))
+        if parts.net_cfg.loops == 1 and cfg.model.family != "elt":
+            loops = [1]  # an unlooped baseline has one depth
+        described.append(describe(parts, build(parts.net_cfg), loops))
+    print(json.dumps(described, indent=2))
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line that points at --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="elt", description="Elastic Looped Transformers: train, sample and audit looped generators.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    p = sub.add_parser("train", help="train one run; resumes from DIR/checkpoint.pt if present")
+    p.add_argument("--config", required=True, help="run config (YAML or JSON; see config/runs/*.yaml)")
+    p.add_argument("--out", required=True, help="run directory: checkpoint.pt and train.json are written here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="sample a checkpoint at one or more loop counts")
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by 'elt train'")
+    p.add_argument("--loops", required=True, type=parse_loops, help="loop counts: 4, 1,2,4 or 1-6 (any L >= 1, beyond the trained L too)")
+    p.add_argument("--num", type=int, default=100, help="samples per loop count, labels cycling through the classes (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every loop count (default 0)")
+    p.add_argument("--out", required=True, help="output .npz; with several loop counts put {loops} in the name")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("describe", help="print parameters and FLOPs per loop count as JSON, one object per config")
+    p.add_argument("--config", required=True, nargs="+", help="one or more run configs")
+    p.add_argument("--loops", type=parse_loops, help="loop counts to report (default 1..L_max of each run)")
+    p.set_defaults(func=cmd_describe)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as err:
+        print(f"elt {args.command}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"elt {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

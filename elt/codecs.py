@@ -1,0 +1,52 @@
+"""Codecs turn data (uint8 (N, T, C, H, W)) into what a generator models, and back.
+
+- PixelTokens: each channel value quantised to `levels` tokens; exact for digits (17 levels).
+  Channels fold into the grid's time axis, so the token grid is (T*C, H, W).
+- Pixels: identity to continuous values in [-1, 1], laid out (N, C, T, H, W) for the DiT.
+A learned or pretrained tokenizer (VQ, VAE) fills the same interface.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from einops import rearrange
+
+
+class PixelTokens:
+    kind = "tokens"
+
+    def __init__(self, levels: int, shape: tuple[int, int, int, int]):
+        self.levels, self.shape = levels, shape
+        t, c, h, w = shape
+        self.grid = (t * c, h, w)
+        self.vocab_size = levels
+
+    def encode(self, data: np.ndarray) -> torch.Tensor:  # -> (N, T*C*H*W) long
+        tokens = np.rint(data.astype(np.float64) * (self.levels - 1) / 255.0).astype(np.int64)
+        return torch.from_numpy(tokens.reshape(len(data), -1))
+
+    def decode(self, tokens: torch.Tensor) -> np.ndarray:
+        t, c, h, w = self.shape
+        values = np.rint(tokens.cpu().numpy().astype(np.float64) * 255.0 / (self.levels - 1))
+        return values.clip(0, 255).astype(np.uint8).reshape(len(tokens), t, c, h, w)
+
+
+class Pixels:
+    kind = "continuous"
+
+    def __init__(self, shape: tuple[int, int, int, int]):
+        self.shape = shape
+        t, c, h, w = shape
+        self.channels, self.spatial = c, (t, h, w)
+
+    def encode(self, data: np.ndarray) -> torch.Tensor:  # -> (N, C, T, H, W) float in [-1, 1]
+        x = torch.from_numpy(data).float() / 127.5 - 1.0
+        return rearrange(x, "n t c h w -> n c t h w")
+
+    def decode(self, x: torch.Tensor) -> np.ndarray:
+        x = rearrange(x.detach().cpu().float(), "n c t h w -> n t c h w")
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def for_run(generator: str, levels: int, shape: tuple[int, int, int, int]):
+    return PixelTokens(levels, shape) if generator == "masked" else Pixels(shape)

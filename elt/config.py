@@ -1,0 +1,191 @@
+"""Run configuration: nested dataclasses read strictly from YAML or JSON.
+
+Every value the paper leaves open (L_min, norm placement, the diffusion target, sampler settings,
+guidance) is a field here, so it lands in every checkpoint and result record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+GENERATORS = ("masked", "diffusion")
+FAMILIES = ("elt", "looped", "unshared", "shallow")
+DATASETS = ("digits", "folder")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"  # digits | folder (class-per-folder images)
+    path: str | None = None  # folder datasets: root with one sub-folder per class
+    image_size: int = 8  # folder datasets are resized to this (square)
+    channels: int = 1  # 1 = grayscale, 3 = RGB
+    held_out_fraction: float = 0.25  # stratified split; the held-out part is the metrics' reference
+    split_seed: int = 0
+    levels: int = 17  # intensity levels per pixel; digits are exactly 0..16
+
+
+@dataclass
+class ModelConfig:
+    generator: str = "masked"  # masked (MaskGIT tokens) | diffusion (DiT denoiser)
+    family: str = "elt"  # elt (ILSD) | looped (vanilla) | unshared (N*L layers) | shallow (N layers)
+    width: str = "XS"  # name in elt.registry.WIDTHS
+    n_unique: int = 2  # N: unique layers in the looped block
+    loops: int = 4  # L_max: loops in training (for unshared/shallow: the ELT run it is matched to)
+    patch_size: int = 1  # diffusion: pixels per patch side
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    l_min: int = 1  # ILSD draws L_int uniformly from [l_min, loops)
+    label_drop: float = 0.1  # share of labels replaced by the null class (classifier-free guidance)
+    checkpoint_every: int = 200
+    threads: int = 1  # torch CPU threads; the pipeline runs several jobs side by side
+
+
+@dataclass
+class MaskedConfig:
+    sampling_steps: int = 8
+    temperature_min: float = 0.5  # token temperature at step k of K: min + range * (1 - (k+1)/K)
+    temperature_range: float = 0.8
+    remask_noise: float = 1.0  # Gumbel noise on confidences, scaled by (1 - (k+1)/K), as MaskGIT
+    guidance: float = 1.0  # classifier-free guidance scale; 1 = off (one forward per step)
+
+
+@dataclass
+class DiffusionConfig:
+    target: str = "x0"  # what the network predicts: x0 (as the paper writes) | eps | v
+    schedule_shift: float = 1.0  # shifted cosine: logSNR(t) = -2 log tan(pi t / 2) + 2 log shift
+    logsnr_min: float = -15.0
+    logsnr_max: float = 15.0
+    sigmoid_bias: float = 2.0  # loss weight sigmoid(bias - logSNR) on the eps-space MSE
+    sampler: str = "ddim"  # ddim (deterministic) | ddpm (ancestral)
+    sampling_steps: int = 25
+    guidance: float = 1.0  # 1 = off
+
+
+@dataclass
+class RunConfig:
+    run: str = "run"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    masked: MaskedConfig = field(default_factory=MaskedConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def sampling_steps(self) -> int:
+        return self.masked.sampling_steps if self.model.generator == "masked" else self.diffusion.sampling_steps
+
+    @property
+    def guidance(self) -> float:
+        return self.masked.guidance if self.model.generator == "masked" else self.diffusion.guidance
+
+
+def _check_type(value, hint, key: str):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        hint = next(h for h in options if h is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"config key {key!r} must be a list, got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_check_type(v, inner, key) for v in value]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise UserError(f"config key {key!r} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _from_dict(cls, data, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise UserError(f"config section {prefix.rstrip('.') or '<top>'!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(
+            f"unknown config key {prefix + unknown[0]!r}: known keys here are {', '.join(sorted(names))}; fix the spelling"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _from_dict(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def _check_choice(value, choices, key):
+    if value not in choices:
+        raise UserError(f"config key {key!r} is {value!r}: use one of {', '.join(choices)}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    from .registry import width
+
+    m = cfg.model
+    _check_choice(m.generator, GENERATORS, "model.generator")
+    _check_choice(m.family, FAMILIES, "model.family")
+    _check_choice(cfg.data.dataset, DATASETS, "data.dataset")
+    _check_choice(cfg.diffusion.target, ("x0", "eps", "v"), "diffusion.target")
+    _check_choice(cfg.diffusion.sampler, ("ddim", "ddpm"), "diffusion.sampler")
+    width(m.width)
+    for key, value in [("model.n_unique", m.n_unique), ("model.loops", m.loops), ("train.steps", cfg.train.steps),
+                       ("train.batch_size", cfg.train.batch_size), ("masked.sampling_steps", cfg.masked.sampling_steps),
+                       ("diffusion.sampling_steps", cfg.diffusion.sampling_steps), ("train.l_min", cfg.train.l_min)]:
+        if value < 1:
+            raise UserError(f"config key {key!r} is {value}: it must be at least 1")
+    if m.family == "elt" and m.loops > 1 and not cfg.train.l_min < m.loops:
+        raise UserError(f"train.l_min={cfg.train.l_min} must be below model.loops={m.loops} for ILSD: lower l_min")
+    if cfg.data.dataset == "folder" and not cfg.data.path:
+        raise UserError("data.dataset is 'folder' but data.path is empty: set data.path to a class-per-folder image root")
+    if cfg.data.channels not in (1, 3):
+        raise UserError(f"config key 'data.channels' is {cfg.data.channels}: use 1 (grayscale) or 3 (RGB)")
+    if not 0 <= cfg.train.label_drop < 1:
+        raise UserError(f"config key 'train.label_drop' is {cfg.train.label_drop}: use a share in [0, 1)")
+    return cfg
+
+
+def from_dict(data: dict) -> RunConfig:
+    return validate(_from_dict(RunConfig, data))
+
+
+def load(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist: pass --config with a YAML or JSON run config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0]
+        raise UserError(f"config file {str(path)!r} is not valid YAML ({first}): fix its syntax") from None
+    return from_dict(data)
+
+
+def dump(cfg: RunConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)

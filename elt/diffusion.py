@@ -1,0 +1,130 @@
+"""Diffusion generation with a DiT denoiser: shifted-cosine schedule, sigmoid-weighted MSE, DDPM/DDIM.
+
+Continuous time t in [0, 1]; z_t = alpha_t x + sigma_t eps with alpha^2 = sigmoid(logSNR),
+sigma^2 = sigmoid(-logSNR) (variance preserving). Whatever the network predicts (x0, eps or v,
+a config value), the loss is w(logSNR) * ||eps_hat - eps||^2 with w = sigmoid(bias - logSNR)
+(Kingma & Gao's sigmoid weighting), so the weighting means the same thing for every target. ILSD's
+distillation term uses the same weighted MSE between student and stop-gradient teacher.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import DiffusionConfig, RunConfig
+from .model import NetConfig
+from .registry import width
+
+
+def logsnr_schedule(t: torch.Tensor, dc: DiffusionConfig) -> torch.Tensor:
+    """Cosine logSNR = -2 log tan(pi t / 2), t rescaled so it spans [logsnr_min, logsnr_max], then shifted."""
+    t_min = math.atan(math.exp(-0.5 * dc.logsnr_max))
+    t_max = math.atan(math.exp(-0.5 * dc.logsnr_min))
+    return -2.0 * torch.log(torch.tan(t_min + t * (t_max - t_min))) + 2.0 * math.log(dc.schedule_shift)
+
+
+def alpha_sigma(logsnr: torch.Tensor):
+    return torch.sigmoid(logsnr).sqrt(), torch.sigmoid(-logsnr).sqrt()
+
+
+def loss_weight(logsnr: torch.Tensor, dc: DiffusionConfig) -> torch.Tensor:
+    return torch.sigmoid(dc.sigmoid_bias - logsnr)
+
+
+def to_x0_eps(out, z, alpha, sigma, target: str):
+    """Network output -> (x0_hat, eps_hat), for any prediction target."""
+    if target == "eps":
+        return (z - sigma * out) / alpha, out
+    if target == "x0":
+        return out, (z - alpha * out) / sigma
+    return alpha * z - sigma * out, sigma * z + alpha * out  # v = alpha eps - sigma x0
+
+
+def expand(v: torch.Tensor, like: torch.Tensor):
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def sample_loop(predict, shape, steps: int, sampler: str, dc: DiffusionConfig, gen: torch.Generator, clip: bool = True):
+    """Run the sampler from pure noise at t=1 to t=0; predict(z, t) -> (x0_hat, eps_hat).
+
+    DDIM: z_s = alpha_s x0 + sigma_s eps_hat (deterministic). DDPM: a draw from q(z_s | z_t, x0_hat).
+    """
+    z = torch.randn(shape, generator=gen)
+    times = torch.linspace(1.0, 0.0, steps + 1)
+    for t, s in zip(times[:-1], times[1:]):
+        t_b = torch.full((shape[0],), float(t))
+        logsnr_t, logsnr_s = logsnr_schedule(t_b, dc), logsnr_schedule(torch.full_like(t_b, float(s)), dc)
+        (a_t, s_t), (a_s, s_s) = alpha_sigma(expand(logsnr_t, z)), alpha_sigma(expand(logsnr_s, z))
+        x0, eps = predict(z, t_b)
+        if clip:
+            x0 = x0.clamp(-1, 1)
+            eps = (z - a_t * x0) / s_t
+        if sampler == "ddim":
+            z = a_s * x0 + s_s * eps
+        else:
+            a_ts = a_t / a_s
+            var_ts = s_t**2 - a_ts**2 * s_s**2  # sigma^2_{t|s}
+            mean = (a_ts * s_s**2 / s_t**2) * z + (a_s * var_ts / s_t**2) * x0
+            std = (var_ts * s_s**2 / s_t**2).sqrt()
+            z = mean + std * torch.randn(shape, generator=gen)
+    return z
+
+
+class DiffusionGenerator:
+    def __init__(self, cfg: RunConfig, codec):
+        self.cfg, self.codec, self.dc = cfg, codec, cfg.diffusion
+
+    def net_config(self, num_classes: int, n_unique: int, loops: int) -> NetConfig:
+        w, p = width(self.cfg.model.width), self.cfg.model.patch_size
+        t, h, ww = self.codec.spatial
+        patch = (1, p, p)
+        if h % p or ww % p:
+            from .errors import UserError
+
+            raise UserError(f"model.patch_size={p} does not divide the {h}x{ww} input: pick a divisor")
+        return NetConfig("diffusion", w.dim, w.heads, w.mlp_ratio, n_unique, loops, (t, h // p, ww // p), num_classes,
+                         in_channels=self.codec.channels, patch=patch)
+
+    # --- training -------------------------------------------------------------------------------
+    def training_inputs(self, batch, gen):
+        x, labels = batch  # (B, C, T, H, W) in [-1, 1], (B,)
+        t = torch.rand(len(x), generator=gen)
+        eps = torch.randn(x.shape, generator=gen)
+        logsnr = logsnr_schedule(t, self.dc)
+        alpha, sigma = alpha_sigma(expand(logsnr, x))
+        return {"z": alpha * x + sigma * eps, "t": t, "labels": labels, "eps": eps, "alpha": alpha, "sigma": sigma,
+                "weight": loss_weight(logsnr, self.dc)}
+
+    def forward(self, net, inputs, exits):
+        return net(inputs["z"], inputs["labels"], inputs["t"], exits=exits)
+
+    def _eps(self, out, inputs):
+        return to_x0_eps(out, inputs["z"], inputs["alpha"], inputs["sigma"], self.dc.target)[1]
+
+    def _weighted_mse(self, a, b, inputs):
+        return (inputs["weight"] * (a - b).pow(2).flatten(1).mean(1)).mean()
+
+    def gt_loss(self, out, inputs):
+        return self._weighted_mse(self._eps(out, inputs), inputs["eps"], inputs)
+
+    def distill_loss(self, student, teacher, inputs):
+        return self._weighted_mse(self._eps(student, inputs), self._eps(teacher, inputs), inputs)
+
+    # --- sampling -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, net, labels: torch.Tensor, loops: int, gen: torch.Generator) -> torch.Tensor:
+        scale, (t, h, w) = self.dc.guidance, self.codec.spatial
+        null = torch.full_like(labels, net.null_class)
+
+        def predict(z, t_b):
+            if scale == 1.0:
+                out = net(z, labels, t_b, loops=loops)
+            else:
+                cond, uncond = net(torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), loops=loops).chunk(2)
+                out = uncond + scale * (cond - uncond)
+            alpha, sigma = alpha_sigma(expand(logsnr_schedule(t_b, self.dc), z))
+            return to_x0_eps(out, z, alpha, sigma, self.dc.target)
+
+        shape = (len(labels), self.codec.channels, t, h, w)
+        return sample_loop(predict, shape, self.dc.sampling_steps, self.dc.sampler, self.dc, gen)

@@ -1,0 +1,5 @@
+"""One exception type for mistakes a user can fix: the CLI prints it as one line and exits 2."""
+
+
+class UserError(Exception):
+    """Bad input. The message names the problem and the fix, on one line."""

@@ -1,0 +1,41 @@
+"""Intra-Loop Self Distillation (ILSD), as the paper states it.
+
+One forward pass to L_max loops; the student is the prefix that exits at L_int, drawn once per
+iteration uniformly from [L_min, L_max). With lam decaying linearly from 1 to 0 over training:
+
+    loss = GT(teacher) + lam * GT(student) + (1 - lam) * DIST(student, stopgrad(teacher))
+
+Vanilla looped (family "looped") and the unshared/shallow baselines train on GT(teacher) alone.
+The generator (masked or diffusion) supplies GT and DIST; this module knows nothing of either.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def lam(step: int, total_steps: int) -> float:
+    """Linear from 1 at the first step to 0 at the last."""
+    return 1.0 - step / max(1, total_steps - 1)
+
+
+def draw_student_loops(l_min: int, l_max: int, gen: torch.Generator) -> int:
+    return int(torch.randint(l_min, l_max, (1,), generator=gen))
+
+
+def objective(generator, net, batch, family: str, step: int, total_steps: int, l_min: int, gen: torch.Generator):
+    """Loss for one iteration and a dict of its parts (floats, for logging)."""
+    l_max = net.cfg.loops
+    inputs = generator.training_inputs(batch, gen)
+    if family != "elt" or l_max == 1:
+        teacher = generator.forward(net, inputs, exits=[l_max])[l_max]
+        loss = generator.gt_loss(teacher, inputs)
+        return loss, {"loss": loss.item(), "gt_teacher": loss.item()}
+    l_int = draw_student_loops(l_min, l_max, gen)
+    outputs = generator.forward(net, inputs, exits=[l_int, l_max])
+    weight = lam(step, total_steps)
+    gt_teacher = generator.gt_loss(outputs[l_max], inputs)
+    gt_student = generator.gt_loss(outputs[l_int], inputs)
+    distill = generator.distill_loss(outputs[l_int], outputs[l_max].detach(), inputs)
+    loss = gt_teacher + weight * gt_student + (1.0 - weight) * distill
+    parts = {"gt_teacher": gt_teacher.item(), "gt_student": gt_student.item(), "distill": distill.item()}
+    return loss, {"loss": loss.item(), "lam": weight, "l_int": l_int, **parts}

@@ -1,0 +1,79 @@
+"""Masked-token generation (MaskGIT): cosine masking in training, iterative parallel decoding.
+
+Tokens come from a codec (pixel levels on digits; a learned or pretrained tokenizer elsewhere).
+The network is looped inside every decoding step; the sampler itself is unchanged.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .config import RunConfig
+from .model import NetConfig
+from .registry import width
+
+
+class MaskedGenerator:
+    def __init__(self, cfg: RunConfig, codec):
+        self.cfg, self.codec = cfg, codec
+
+    def net_config(self, num_classes: int, n_unique: int, loops: int) -> NetConfig:
+        w = width(self.cfg.model.width)
+        return NetConfig("masked", w.dim, w.heads, w.mlp_ratio, n_unique, loops, self.codec.grid, num_classes,
+                         vocab_size=self.codec.vocab_size)
+
+    # --- training -------------------------------------------------------------------------------
+    def training_inputs(self, batch, gen):
+        tokens, labels = batch  # (B, S) long, (B,) long
+        b, s = tokens.shape
+        ratio = torch.cos(math.pi / 2 * torch.rand(b, generator=gen))  # cosine schedule: share masked
+        n_masked = torch.ceil(ratio * s).clamp(min=1)
+        ranks = torch.rand(b, s, generator=gen).argsort(1).argsort(1)
+        mask = ranks < n_masked[:, None]  # (B, S) True where masked
+        inputs = torch.where(mask, self.codec.vocab_size, tokens)
+        return {"inputs": inputs, "labels": labels, "targets": tokens, "mask": mask}
+
+    def forward(self, net, inputs, exits):
+        return net(inputs["inputs"], inputs["labels"], exits=exits)
+
+    def gt_loss(self, logits, inputs):
+        mask = inputs["mask"]
+        return F.cross_entropy(logits[mask], inputs["targets"][mask])
+
+    def distill_loss(self, student, teacher, inputs):
+        """Cross-entropy of the student against the teacher's full softmax, on masked positions."""
+        mask = inputs["mask"]
+        return -(F.softmax(teacher[mask], -1) * F.log_softmax(student[mask], -1)).sum(-1).mean()
+
+    # --- sampling -------------------------------------------------------------------------------
+    def guided_logits(self, net, tokens, labels, loops: int):
+        scale = self.cfg.masked.guidance
+        if scale == 1.0:
+            return net(tokens, labels, loops=loops)
+        null = torch.full_like(labels, net.null_class)
+        cond, uncond = net(torch.cat([tokens, tokens]), torch.cat([labels, null]), loops=loops).chunk(2)
+        return uncond + scale * (cond - uncond)
+
+    @torch.no_grad()
+    def sample(self, net, labels: torch.Tensor, loops: int, gen: torch.Generator) -> torch.Tensor:
+        mc, s, mask_id = self.cfg.masked, net.cfg.seq_len, self.codec.vocab_size
+        k_steps = mc.sampling_steps
+        tokens = torch.full((len(labels), s), mask_id, dtype=torch.long)
+        for k in range(k_steps):
+            ratio = (k + 1) / k_steps
+            temperature = mc.temperature_min + mc.temperature_range * (1 - ratio)
+            probs = F.softmax(self.guided_logits(net, tokens, labels, loops).float() / temperature, -1)  # (B, S, V)
+            sampled = torch.multinomial(probs.flatten(0, 1), 1, generator=gen).view_as(tokens)
+            unknown = tokens == mask_id
+            sampled = torch.where(unknown, sampled, tokens)
+            confidence = torch.log(torch.gather(probs, -1, sampled[..., None])[..., 0].clamp_min(1e-30))
+            gumbel = -torch.log(-torch.log(torch.rand(tokens.shape, generator=gen).clamp(1e-20, 1 - 1e-7)))
+            confidence = confidence + mc.remask_noise * (1 - ratio) * gumbel
+            confidence = torch.where(unknown, confidence, torch.inf)  # decided tokens stay decided
+            n_next = math.floor(s * math.cos(math.pi / 2 * ratio))  # cosine unmasking schedule
+            n_next = torch.minimum(torch.tensor(n_next), unknown.sum(1) - 1).clamp(min=0)  # >= 1 new token a step
+            remask = confidence.argsort(1).argsort(1) < n_next[:, None]
+            tokens = torch.where(remask, mask_id, sampled)
+        return tokens

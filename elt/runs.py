@@ -1,0 +1,79 @@
+"""From a run config to its pieces: codec, generator, network layout; checkpoints in and out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import baselines
+
+from . import codecs, config
+from .config import RunConfig
+from .diffusion import DiffusionGenerator
+from .errors import UserError
+from .masked import MaskedGenerator
+from .model import LoopedNetwork, NetConfig, build
+
+CHECKPOINT_FORMAT = "elt-checkpoint-1"
+
+
+def layout(family: str, n_unique: int, loops: int) -> tuple[int, int]:
+    """(unique layers, loops) of the network a family trains: ELT and vanilla looped loop N layers L times."""
+    if family in baselines.LAYOUTS:
+        return baselines.LAYOUTS[family](n_unique, loops)
+    return n_unique, loops
+
+
+def data_shape(cfg: RunConfig) -> tuple[int, int, int, int]:
+    """(T, C, H, W) of one example, known from the config alone."""
+    side = 8 if cfg.data.dataset == "digits" else cfg.data.image_size
+    return (1, cfg.data.channels, side, side)
+
+
+def num_classes(cfg: RunConfig) -> int:
+    if cfg.data.dataset == "digits":
+        return 10
+    root = Path(cfg.data.path)
+    if not root.is_dir():
+        raise UserError(f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class")
+    return sum(1 for d in root.iterdir() if d.is_dir())
+
+
+@dataclass
+class Parts:
+    cfg: RunConfig
+    codec: object
+    generator: MaskedGenerator | DiffusionGenerator
+    net_cfg: NetConfig
+
+
+def assemble(cfg: RunConfig, shape=None, classes: int | None = None) -> Parts:
+    shape = shape or data_shape(cfg)
+    codec = codecs.for_run(cfg.model.generator, cfg.data.levels, shape)
+    generator = (MaskedGenerator if cfg.model.generator == "masked" else DiffusionGenerator)(cfg, codec)
+    n, loops = layout(cfg.model.family, cfg.model.n_unique, cfg.model.loops)
+    net_cfg = generator.net_config(classes if classes is not None else num_classes(cfg), n, loops)
+    return Parts(cfg, codec, generator, net_cfg)
+
+
+def load_checkpoint(path: str | Path) -> tuple[Parts, LoopedNetwork, dict]:
+    """Rebuild the network from a checkpoint; a missing or corrupt file is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {str(path)!r} does not exist: run 'elt train' first or fix the path")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not an ELT checkpoint")
+        cfg = config.from_dict(ckpt["run_config"])
+        parts = assemble(cfg, tuple(ckpt["data_shape"]), ckpt["net_config"]["num_classes"])
+        net = build(NetConfig.from_dict(ckpt["net_config"]))
+        net.load_state_dict(ckpt["model"])
+    except UserError:
+        raise
+    except Exception as err:  # torch raises many types for a damaged file
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise UserError(f"checkpoint {str(path)!r} is corrupt or not an ELT checkpoint ({reason}): delete it and re-run 'elt train'") from None
+    net.eval()
+    return parts, net, ckpt

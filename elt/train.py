@@ -1,0 +1,106 @@
+"""Training loop: one loop for every family and generator; checkpoints that resume exactly.
+
+All randomness after initialisation comes from one torch.Generator whose state is checkpointed with
+the model and optimiser, so an interrupted run resumed on the CPU gives the same result as one that
+never stopped.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import data, ilsd
+from .config import RunConfig
+from .errors import UserError
+from .model import build, count_params
+from .provenance import atomic_path, provenance, write_json
+from .runs import CHECKPOINT_FORMAT, assemble
+
+CHECKPOINT = "checkpoint.pt"
+RECORD = "train.json"
+
+
+def learning_rate(step: int, cfg: RunConfig) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    tc = cfg.train
+    if step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    progress = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
+    return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def save_checkpoint(path: Path, parts, net, opt, gen, step, history, wall, shape, classes):
+    state = {
+        "format": CHECKPOINT_FORMAT, "run_config": parts.cfg.to_dict(), "net_config": net.cfg.to_dict(),
+        "data_shape": list(shape), "classes": classes, "model": net.state_dict(), "optimizer": opt.state_dict(),
+        "rng": gen.get_state(), "step": step, "history": history, "wall_seconds": wall,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
+    out = Path(out)
+    torch.set_num_threads(cfg.train.threads)
+    ds = data.load(cfg.data, "train")
+    parts = assemble(cfg, ds.shape, len(ds.classes))
+    x_all, y_all = parts.codec.encode(ds.images), torch.from_numpy(ds.labels)
+    torch.manual_seed(cfg.seed)
+    net = build(parts.net_cfg)
+    tc = cfg.train
+    opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, history, wall = 0, [], 0.0
+
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists():
+        try:
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise UserError(f"checkpoint {str(ckpt_path)!r} is corrupt ({type(err).__name__}): delete it to start over") from None
+        if ckpt.get("run_config") != cfg.to_dict():
+            raise UserError(f"{str(out)!r} holds a checkpoint of a different config: use another --out or delete it")
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        gen.set_state(ckpt["rng"])
+        step, history, wall = ckpt["step"], ckpt["history"], ckpt["wall_seconds"]
+    out.mkdir(parents=True, exist_ok=True)
+
+    net.train()
+    bar = tqdm(total=tc.steps, initial=step, desc=cfg.run, disable=not progress, mininterval=2.0, unit="step")
+    started = time.perf_counter() - wall
+    while step < tc.steps:
+        idx = torch.randint(0, len(y_all), (tc.batch_size,), generator=gen)
+        labels = y_all[idx].clone()
+        labels[torch.rand(tc.batch_size, generator=gen) < tc.label_drop] = net.null_class
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        loss, parts_log = ilsd.objective(parts.generator, net, (x_all[idx], labels), cfg.model.family, step, tc.steps, tc.l_min, gen)
+        if not torch.isfinite(loss):
+            raise UserError(f"loss became {loss.item()} at step {step} of run {cfg.run!r}: lower train.lr or raise train.warmup_steps")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+        opt.step()
+        step += 1
+        history.append(parts_log["loss"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts_log['loss']:.4f}")
+        if step % tc.checkpoint_every == 0 or step == tc.steps:
+            save_checkpoint(ckpt_path, parts, net, opt, gen, step, history, time.perf_counter() - started, ds.shape, ds.classes)
+    bar.close()
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    wall = ckpt["wall_seconds"]
+    record = {
+        "run": cfg.run, "config": cfg.to_dict(), "net_config": net.cfg.to_dict(), "seed": cfg.seed, "steps": step,
+        "wall_seconds": wall, "steps_per_second": step / wall if wall else None,
+        "loss_first": sum(history[:20]) / len(history[:20]), "loss_last": sum(history[-20:]) / len(history[-20:]),
+        "loss_history": history, "n_train": len(y_all), "split_sha": ds.split_sha, **count_params(net),
+        **provenance(),
+    }
+    write_json(out / RECORD, record)
+    return record

@@ -1,0 +1,33 @@
+import copy
+
+import pytest
+import torch
+
+from elt import config
+
+
+def deep_update(base: dict, overrides: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        out[key] = deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+TINY = {
+    "run": "tiny",
+    "seed": 0,
+    "model": {"generator": "masked", "family": "elt", "width": "T", "n_unique": 1, "loops": 3},
+    "train": {"steps": 30, "batch_size": 16, "lr": 3e-3, "warmup_steps": 5, "checkpoint_every": 10},
+    "masked": {"sampling_steps": 4},
+    "diffusion": {"sampling_steps": 4},
+}
+
+
+def tiny_cfg(**overrides) -> config.RunConfig:
+    return config.from_dict(deep_update(TINY, overrides))
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)

@@ -1,0 +1,103 @@
+"""The command line: help, describe, train/sample round trip, and one-line errors for bad input."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from .conftest import TINY, deep_update
+
+
+def elt(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "elt.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def write_cfg(path, **overrides):
+    path.write_text(yaml.safe_dump(deep_update(TINY, overrides)))
+    return path
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_help_explains_every_subcommand():
+    out = elt("--help").stdout
+    for cmd in ("train", "sample", "describe"):
+        assert cmd in out
+    sample_help = elt("sample", "--help").stdout
+    for option in ("--checkpoint", "--loops", "--num", "--seed", "--out"):
+        assert option in sample_help
+
+
+def test_describe_reports_exact_accounting(tmp_path):
+    cfgs = [write_cfg(tmp_path / f"{fam}.yaml", run=fam, model={"family": fam, "n_unique": 2, "loops": 3})
+            for fam in ("elt", "unshared")]
+    result = elt("describe", "--config", *cfgs)
+    assert result.returncode == 0, result.stderr
+    elt_d, unshared_d = json.loads(result.stdout)
+    for key in ("run", "family", "generator", "width", "n_unique", "loops_train", "unique_params", "total_params",
+                "gflops_per_forward", "gflops_per_sample"):
+        assert key in elt_d
+    assert elt_d["generator"] == "masked" and elt_d["family"] == "elt"
+    assert list(elt_d["gflops_per_forward"]) == ["1", "2", "3"] and list(unshared_d["gflops_per_forward"]) == ["1"]
+    assert elt_d["gflops_per_forward"]["3"] == pytest.approx(unshared_d["gflops_per_forward"]["1"])
+    assert elt_d["gflops_per_sample"]["3"] == pytest.approx(4 * elt_d["gflops_per_forward"]["3"])  # 4 steps, no guidance
+    assert elt_d["total_params"] == unshared_d["unique_params"]
+
+
+def test_train_then_sample_several_loop_counts(tmp_path):
+    cfg = write_cfg(tmp_path / "c.yaml", train={"steps": 5})
+    assert elt("train", "--config", cfg, "--out", tmp_path / "run", "--quiet").returncode == 0
+    result = elt("sample", "--checkpoint", tmp_path / "run/checkpoint.pt", "--loops", "1,4", "--num", 6, "--out", tmp_path / "s_L{loops}.npz")
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "s_L4.npz") as f:
+        assert f["samples"].shape == (6, 1, 8, 8) and f["samples"].dtype == np.uint8
+        assert list(f["labels"]) == [0, 1, 2, 3, 4, 5]
+        assert json.loads(str(f["meta"]))["loops"] == 4
+
+
+@pytest.mark.parametrize("overrides, fragments", [
+    ({"model": {"widht": "XS"}}, ["unknown config key 'model.widht'", "fix the spelling"]),
+    ({"train": {"steps": "many"}}, ["'train.steps' must be int"]),
+    ({"model": {"loops": 0}}, ["'model.loops' is 0", "at least 1"]),
+    ({"model": {"family": "recurrent"}}, ["'model.family'", "use one of"]),
+    ({"data": {"dataset": "folder", "path": "/nonexistent"}}, ["does not exist", "data.path"]),
+])
+def test_bad_config_gets_one_line_error(tmp_path, overrides, fragments):
+    cfg = write_cfg(tmp_path / "c.yaml", **overrides)
+    result = elt("train", "--config", cfg, "--out", tmp_path / "run", "--quiet")
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+def test_empty_image_folder(tmp_path):
+    (tmp_path / "imgs/cat").mkdir(parents=True)
+    (tmp_path / "imgs/cat/notes.txt").write_text("no images here")
+    cfg = write_cfg(tmp_path / "c.yaml", data={"dataset": "folder", "path": str(tmp_path / "imgs")})
+    result = elt("train", "--config", cfg, "--out", tmp_path / "run", "--quiet")
+    assert_one_line_error(result, "has no images", "root/<class>/")
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_and_corrupt_checkpoint(tmp_path):
+    result = elt("sample", "--checkpoint", tmp_path / "nope.pt", "--loops", "1", "--out", tmp_path / "s.npz")
+    assert_one_line_error(result, "does not exist", "elt train")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    result = elt("sample", "--checkpoint", bad, "--loops", "1", "--out", tmp_path / "s.npz")
+    assert_one_line_error(result, "corrupt", "re-run 'elt train'")
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_bad_loop_counts(tmp_path):
+    result = elt("sample", "--checkpoint", tmp_path / "x.pt", "--loops", "0", "--out", tmp_path / "s.npz")
+    assert_one_line_error(result, ">= 1", "--help")
+    result = elt("sample", "--checkpoint", tmp_path / "x.pt", "--loops", "1,2", "--out", tmp_path / "s.npz")
+    assert_one_line_error(result, "{loops}")

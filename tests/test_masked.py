@@ -1,0 +1,71 @@
+"""MaskGIT sampling and the pixel-token codec."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from elt import codecs, data
+from elt.config import DataConfig
+from elt.model import build
+from elt.runs import assemble
+from elt.sample import generate
+
+from .conftest import tiny_cfg
+
+
+def test_digit_tokens_round_trip_exactly():
+    ds = data.load(DataConfig(), "train")
+    codec = codecs.PixelTokens(17, ds.shape)
+    tokens = codec.encode(ds.images)
+    assert tokens.shape == (len(ds.images), 64) and tokens.min() >= 0 and tokens.max() == 16
+    assert np.array_equal(codec.decode(tokens), ds.images)
+
+
+def sampler(guidance=1.0, steps=4):
+    parts = assemble(tiny_cfg(masked={"sampling_steps": steps, "guidance": guidance}))
+    return parts, build(parts.net_cfg).eval()
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_sampler_returns_valid_tokens_deterministically(guidance):
+    parts, net = sampler(guidance)
+    labels = torch.arange(7) % 10
+    out = parts.generator.sample(net, labels, loops=2, gen=torch.Generator().manual_seed(1))
+    assert out.shape == (7, 64) and out.dtype == torch.long
+    assert out.min() >= 0 and out.max() < 17  # no [MASK] left
+    again = parts.generator.sample(net, labels, loops=2, gen=torch.Generator().manual_seed(1))
+    other = parts.generator.sample(net, labels, loops=2, gen=torch.Generator().manual_seed(2))
+    assert torch.equal(out, again) and not torch.equal(out, other)
+
+
+def test_cosine_unmasking_schedule(monkeypatch):
+    parts, net = sampler(steps=5)
+    masked_counts = []
+    real = parts.generator.guided_logits
+
+    def spy(net_, tokens, labels, loops):
+        masked_counts.append(int((tokens == 17).sum(1)[0]))
+        return real(net_, tokens, labels, loops)
+
+    monkeypatch.setattr(parts.generator, "guided_logits", spy)
+    parts.generator.sample(net, torch.zeros(2, dtype=torch.long), loops=1, gen=torch.Generator().manual_seed(0))
+    expected = [64] + [math.floor(64 * math.cos(math.pi / 2 * (k + 1) / 5)) for k in range(4)]
+    assert masked_counts == expected
+
+
+def test_generate_decodes_to_uint8_images_with_labels_shape():
+    parts, net = sampler()
+    labels = torch.arange(12) % 10
+    images = generate(parts, net, 3, labels, seed=0, batch_size=5)
+    assert images.shape == (12, 1, 1, 8, 8) and images.dtype == np.uint8
+    assert np.array_equal(images, generate(parts, net, 3, labels, seed=0, batch_size=5))
+
+
+def test_training_masks_at_least_one_token():
+    parts, _ = sampler()
+    tokens = torch.randint(0, 17, (200, 64))
+    inputs = parts.generator.training_inputs((tokens, torch.zeros(200, dtype=torch.long)), torch.Generator().manual_seed(0))
+    counts = inputs["mask"].sum(1)
+    assert counts.min() >= 1 and counts.max() <= 64
+    assert torch.equal(inputs["inputs"] == 17, inputs["mask"])

@@ -1,0 +1,74 @@
+"""Training lowers the loss, and a resumed run equals an uninterrupted one."""
+import json
+
+import pytest
+import torch
+
+from elt import ilsd
+from elt import train as train_mod
+from elt.errors import UserError
+
+from .conftest import tiny_cfg
+
+
+@pytest.mark.parametrize("generator", ["masked", "diffusion"])
+def test_loss_falls_on_digits(tmp_path, generator):
+    cfg = tiny_cfg(model={"generator": generator, "width": "XS", "n_unique": 1, "loops": 2},
+                   train={"steps": 60, "batch_size": 32, "lr": 3e-3})
+    record = train_mod.train(cfg, tmp_path, progress=False)
+    assert record["loss_last"] < 0.85 * record["loss_first"]
+    saved = json.loads((tmp_path / "train.json").read_text())
+    for key in ("config", "seed", "steps", "wall_seconds", "versions", "git_commit", "split_sha"):
+        assert key in saved
+    assert saved["steps"] == 60
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
+    cfg = tiny_cfg(train={"steps": 25, "checkpoint_every": 10})
+    train_mod.train(cfg, tmp_path / "whole", progress=False)
+
+    real = ilsd.objective
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 16:  # after the checkpoint at step 10
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod.ilsd, "objective", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, tmp_path / "resumed", progress=False)
+    assert torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)["step"] == 10
+    assert not (tmp_path / "resumed/train.json").exists()
+    monkeypatch.setattr(train_mod.ilsd, "objective", real)
+    train_mod.train(cfg, tmp_path / "resumed", progress=False)
+
+    whole = torch.load(tmp_path / "whole/checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)
+    assert resumed["step"] == whole["step"] == 25
+    assert resumed["history"] == whole["history"]
+    for name, tensor in whole["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train_mod.train(tiny_cfg(train={"steps": 10}), tmp_path, progress=False)
+    with pytest.raises(UserError, match="different config"):
+        train_mod.train(tiny_cfg(train={"steps": 10, "lr": 1e-4}), tmp_path, progress=False)
+
+
+def test_nan_loss_stops_with_error_and_no_checkpoint(tmp_path, monkeypatch):
+    from elt.masked import MaskedGenerator
+
+    monkeypatch.setattr(MaskedGenerator, "gt_loss", lambda self, out, inputs: out.sum() * float("nan"))
+    with pytest.raises(UserError, match="loss became nan at step 0.*lower train.lr"):
+        train_mod.train(tiny_cfg(), tmp_path, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = tiny_cfg(train={"steps": 100, "warmup_steps": 10, "lr": 1.0})
+    lrs = [train_mod.learning_rate(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=0.01)
