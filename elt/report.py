@@ -1,0 +1,172 @@
+"""From per-(run, loop count) evaluations to the results table, headline metrics and plots.
+
+metrics.csv has one row per (run, loop count); every plot is saved with the tidy CSV it was drawn
+from, so a figure can be checked or redrawn without rerunning anything.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .accounting import describe
+from .provenance import atomic_path, write_json
+from .runs import load_checkpoint
+
+QUALITY = {"fid": "lower", "fd_domain": "lower", "kid": "lower", "class_accuracy": "higher"}
+COLUMNS = [
+    "run", "group", "family", "generator", "modality", "width", "n_unique", "loops_train", "loops_eval", "depth",
+    "unique_params", "total_params", "gflops_per_forward", "gflops_per_sample", "sampling_steps", "guidance",
+    "samples_per_second", "fid", "fid_ci_low", "fid_ci_high", "fd_domain", "fd_domain_ci_low", "fd_domain_ci_high",
+    "kid", "class_accuracy", "n_samples", "n_fid", "seed",
+]
+
+
+def group_name(run_cfg: dict) -> str:
+    """Runs that are compared with each other: same generator, width, N and L_max, and seed."""
+    m = run_cfg["model"]
+    return f"{m['generator']}-{m['width']}-{m['n_unique']}x{m['loops']}-s{run_cfg['seed']}"
+
+
+def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFrame:
+    evals = [json.loads(Path(f).read_text()) for f in eval_files]
+    described = {}
+    for run, ckpt in checkpoints.items():
+        parts, net, _ = load_checkpoint(ckpt)
+        loops = sorted({e["loops_eval"] for e in evals if e["run"] == run})
+        described[run] = (parts.cfg.to_dict(), describe(parts, net, loops))
+    rows = []
+    for e in evals:
+        cfg, d = described[e["run"]]
+        loops = e["loops_eval"]
+        rows.append({
+            **{k: d[k] for k in ("run", "family", "generator", "modality", "width", "n_unique", "loops_train",
+                                  "unique_params", "total_params", "sampling_steps", "guidance")},
+            "group": group_name(cfg), "loops_eval": loops, "depth": d["n_unique"] * loops,
+            "gflops_per_forward": d["gflops_per_forward"][loops], "gflops_per_sample": d["gflops_per_sample"][loops],
+            **{k: e[k] for k in ("samples_per_second", "fid", "fid_ci_low", "fid_ci_high", "fd_domain", "fd_domain_ci_low",
+                                  "fd_domain_ci_high", "kid", "class_accuracy", "n_samples", "n_fid")},
+            "seed": cfg["seed"],
+        })
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["group", "family", "loops_eval"]).reset_index(drop=True)
+
+
+def write_table(df: pd.DataFrame, csv_path: str, json_path: str, provenance: dict) -> None:
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    headline = {}
+    for row in df.itertuples():
+        headline.setdefault(row.run, {})[f"L{row.loops_eval}"] = {k: float(getattr(row, k)) for k in QUALITY}
+    write_json(json_path, {"metrics": headline, "provenance": provenance})
+
+
+# --- Pareto frontier --------------------------------------------------------------------------
+def pareto_mask(x, y) -> np.ndarray:
+    """True for points no other point dominates (lower-or-equal x and y, strictly lower in one)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.ones(len(x), bool)
+    for i in range(len(x)):
+        dominated = (x <= x[i]) & (y <= y[i]) & ((x < x[i]) | (y < y[i]))
+        keep[i] = not dominated.any()
+    return keep
+
+
+def _frontier_table(df: pd.DataFrame, x: str, metric: str) -> pd.DataFrame:
+    out = []
+    for generator, part in df.groupby("generator"):
+        part = part.copy()
+        part["on_frontier"] = pareto_mask(part[x], part[metric])
+        out.append(part)
+    return pd.concat(out)[["run", "generator", "family", "loops_eval", x, metric, "on_frontier"]]
+
+
+def _save_plot(fig, png: Path, table: pd.DataFrame) -> None:
+    png.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(png.with_suffix(".csv")) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+
+
+def plot_pareto(df: pd.DataFrame, x: str, metric: str, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    table = _frontier_table(df, x, metric)
+    generators = sorted(table["generator"].unique())
+    fig, axes = plt.subplots(1, len(generators), figsize=(6 * len(generators), 4.5), squeeze=False)
+    for ax, generator in zip(axes[0], generators):
+        part = table[table["generator"] == generator]
+        sns.scatterplot(data=part, x=x, y=metric, hue="family", style="family", s=70, ax=ax)
+        front = part[part["on_frontier"]].sort_values(x)
+        ax.step(front[x], front[metric], where="post", color="grey", lw=1, ls="--", label="Pareto frontier")
+        for row in part[part["family"].isin(["elt", "looped"])].itertuples():
+            ax.annotate(f"L{row.loops_eval}", (getattr(row, x), getattr(row, metric)), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_title(f"{generator}: {metric} vs {x}")
+        ax.legend(fontsize=7)
+    _save_plot(fig, png, table)
+    plt.close(fig)
+
+
+def plot_anytime(df: pd.DataFrame, metric: str, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    table = df[["run", "group", "generator", "family", "loops_train", "loops_eval", metric, f"{metric}_ci_low", f"{metric}_ci_high"]]
+    groups = sorted(table["group"].unique())
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        part = table[table["group"] == group]
+        looped = part[part["family"].isin(["elt", "looped"])]
+        sns.lineplot(data=looped, x="loops_eval", y=metric, hue="family", marker="o", ax=ax)
+        for family, colour in (("elt", "C0"), ("looped", "C1")):
+            f = looped[looped["family"] == family]
+            ax.fill_between(f["loops_eval"], f[f"{metric}_ci_low"], f[f"{metric}_ci_high"], alpha=0.15, color=colour)
+        for family, style in (("unshared", "-."), ("shallow", ":")):
+            base = part[part["family"] == family]
+            if len(base):
+                ax.axhline(base[metric].iloc[0], ls=style, color="k", lw=1, label=f"{family} (one depth)")
+        ax.axvline(part["loops_train"].max(), color="grey", lw=0.8)
+        ax.set_title(f"{group}: any-time {metric}")
+        ax.set_xlabel("loops at inference (grey: L_max of training)")
+        ax.legend(fontsize=7)
+    _save_plot(fig, png, table)
+    plt.close(fig)
+
+
+def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -> None:
+    """One column per loop count, one row per class (the first sample of each), as the paper's Fig. 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .sample import load_samples
+
+    loops = sorted(sample_files)
+    fig, axes = plt.subplots(per_column, len(loops), figsize=(1.0 * len(loops) + 0.5, 1.0 * per_column), squeeze=False)
+    rows = []
+    for j, loop in enumerate(loops):
+        samples, labels, meta = load_samples(sample_files[loop])
+        picks = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)[:per_column]]
+        for i in range(per_column):
+            ax = axes[i][j]
+            ax.axis("off")
+            if i < len(picks):
+                clip = samples[picks[i]]  # (T, C, H, W): frames side by side
+                strip = np.concatenate(list(clip), axis=-1).transpose(1, 2, 0)
+                ax.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                rows.append({"loops": loop, "row": i, "label": int(labels[picks[i]]), "index": picks[i]})
+        axes[0][j].set_title(f"L={loop}", fontsize=8)
+    fig.suptitle(meta["run"], fontsize=8)
+    _save_plot(fig, png, pd.DataFrame(rows))
+    plt.close(fig)

@@ -1,0 +1,63 @@
+"""Metrics agree with the reference libraries on the same features."""
+import numpy as np
+import pytest
+from cleanfid.fid import frechet_distance as cleanfid_fd
+from pytorch_fid.fid_score import calculate_frechet_distance as pytorch_fid_fd
+
+from elt import metrics
+
+
+def feature_sets(n1, n2, d, seed=0):
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    return rng.normal(size=(n1, d)) @ mix, (rng.normal(size=(n2, d)) + 0.3) @ mix * 1.2
+
+
+@pytest.mark.parametrize("n1, n2, d", [(400, 300, 16), (500, 200, 64)])
+def test_frechet_distance_matches_cleanfid_and_pytorch_fid(n1, n2, d):
+    a, b = feature_sets(n1, n2, d)
+    (mu1, s1), (mu2, s2) = metrics.mean_cov(a), metrics.mean_cov(b)
+    ours = metrics.frechet_distance(mu1, s1, mu2, s2)
+    assert ours == pytest.approx(cleanfid_fd(mu1, s1, mu2, s2), rel=1e-6)
+    assert ours == pytest.approx(pytorch_fid_fd(mu1, s1, mu2, s2), rel=1e-6)
+
+
+def test_low_rank_path_equals_full_computation():
+    ref, gen = feature_sets(600, 40, 128, seed=1)  # n=40 < d=128: rank-deficient sample covariance
+    mu_r, s_r = metrics.mean_cov(ref)
+    fast = metrics.frechet_to_reference(gen, mu_r, s_r)
+    mu_g, s_g = metrics.mean_cov(gen)
+    assert fast == pytest.approx(metrics.frechet_distance(mu_g, s_g, mu_r, s_r), rel=1e-6)
+    assert fast == pytest.approx(cleanfid_fd(mu_g, s_g, mu_r, s_r), rel=1e-5)
+
+
+def test_frechet_of_a_set_with_itself_is_zero_and_grows_with_shift():
+    a, _ = feature_sets(300, 10, 8)
+    mu, s = metrics.mean_cov(a)
+    assert abs(metrics.frechet_distance(mu, s, mu, s)) < 1e-8
+    assert metrics.frechet_to_reference(a + 0.5, mu, s) == pytest.approx(8 * 0.25, rel=1e-6)
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    ref, gen = feature_sets(500, 100, 16)
+    mu, s = metrics.mean_cov(ref)
+    low, high = metrics.bootstrap_interval(gen, mu, s, rounds=100, seed=0)
+    assert low < high
+    assert (low, high) == metrics.bootstrap_interval(gen, mu, s, rounds=100, seed=0)
+
+
+def test_kid_is_seeded_unbiased_and_near_zero_for_same_distribution():
+    a, b = feature_sets(300, 300, 16)
+    rng = np.random.default_rng(5)
+    same = rng.permutation(a)
+    assert metrics.kid(a[:150], same[150:]) < metrics.kid(a, b)
+    assert metrics.kid(a, b, seed=3) == metrics.kid(a, b, seed=3)
+
+
+def test_inception_features_through_clean_fid():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (3, 3, 8, 8), dtype=np.uint8)
+    feats = metrics.inception_features(images, batch_size=2)
+    assert feats.shape == (3, 2048) and (feats >= 0).all()
+    again = metrics.inception_features(images[[2, 0, 1]], batch_size=3)
+    np.testing.assert_allclose(again, feats[[2, 0, 1]], rtol=1e-4, atol=1e-4)

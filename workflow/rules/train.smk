@@ -1,0 +1,34 @@
+# One training job per run of the grid; resumes from its last checkpoint if interrupted.
+
+
+rule train:
+    output:
+        checkpoint=f"{WORK}/runs/{{run}}/checkpoint.pt",
+        record=f"{WORK}/runs/{{run}}/train.json",
+        config=f"{WORK}/runs/{{run}}/config.yaml",
+    params:
+        run_config=lambda wc: RUNS[wc.run],
+    threads: config["threads"]
+    resources:
+        gpu=config["resources"]["gpu"],
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+    log:
+        f"{WORK}/logs/train/{{run}}.log",
+    script:
+        "../scripts/train.py"
+
+
+rule sample:
+    input:
+        rules.train.output.checkpoint,
+    output:
+        f"{WORK}/samples/{{run}}/L{{loops}}.npz",
+    params:
+        num=config["metrics"]["num_samples"],
+        seed=config["metrics"]["sample_seed"],
+    threads: config["threads"]
+    log:
+        f"{WORK}/logs/sample/{{run}}_L{{loops}}.log",
+    script:
+        "../scripts/sample.py"

@@ -1,0 +1,8 @@
+from elt.provenance import provenance
+from elt.report import aggregate, write_table
+from elt.workflow import logged
+
+with logged(snakemake.log[0]):
+    checkpoints = dict(zip(snakemake.params.runs, snakemake.input.checkpoints))
+    table = aggregate(snakemake.input.evals, checkpoints)
+    write_table(table, snakemake.output.csv, snakemake.output.json, {**provenance(), "config": snakemake.config})

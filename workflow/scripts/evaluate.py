@@ -1,0 +1,10 @@
+import torch
+
+from elt.evaluate import evaluate
+from elt.provenance import write_json
+from elt.workflow import logged
+
+with logged(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    write_json(snakemake.output[0], evaluate(snakemake.input.samples[0], snakemake.input.reference[0],
+                                             snakemake.input.classifier, snakemake.params.settings))

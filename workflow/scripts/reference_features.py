@@ -1,0 +1,8 @@
+import torch
+
+from elt.evaluate import reference_features
+from elt.workflow import logged
+
+with logged(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    reference_features(snakemake.input.images, snakemake.input.classifier, snakemake.params.fid_reference_samples, snakemake.output[0])
