@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 PROFILE ?= default
 
-.PHONY: setup run test lint reference
+.PHONY: setup run test lint reference report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,18 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/$(PROFILE).yaml
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/$(PROFILE).yaml
 
-# Seed noise for regression tolerances: the profile's grid at seeds 0, 1, 2, then k=3 std tolerances.
+# Seed noise for regression tolerances: the profile's grid at seeds 0, 1, 2 (seed 0 is shared with
+# `make run`), then tolerances of k=3 seed standard deviations.
 reference: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/$(PROFILE).yaml config/seeds.yaml \
-		--config work=work/$(PROFILE)-seeds results=work/$(PROFILE)-seeds/results
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/$(PROFILE).yaml config/seeds.yaml \
+		--config results=work/$(PROFILE)-seeds/results
 	$(BIN)/elt reference --profile $(PROFILE) --metrics work/$(PROFILE)-seeds/results/metrics.csv \
 		--out results/reference/$(PROFILE).json
+
+report: setup
+	$(BIN)/snakemake --configfile config/$(PROFILE).yaml --report results/report-$(PROFILE).html
 
 test: setup
 	$(BIN)/python -m pytest -q

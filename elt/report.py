@@ -53,13 +53,16 @@ def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFram
     return pd.DataFrame(rows, columns=COLUMNS).sort_values(["group", "family", "loops_eval"]).reset_index(drop=True)
 
 
-def write_table(df: pd.DataFrame, csv_path: str, json_path: str, provenance: dict) -> None:
+def write_table(df: pd.DataFrame, csv_path: str, json_path: str, provenance_path: str, eval_files: list[str], provenance: dict) -> None:
+    """metrics.csv; metrics.json (numbers only, what `dvc metrics` shows); provenance.json (how)."""
     with atomic_path(csv_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     headline = {}
     for row in df.itertuples():
         headline.setdefault(row.run, {})[f"L{row.loops_eval}"] = {k: float(getattr(row, k)) for k in QUALITY}
-    write_json(json_path, {"metrics": headline, "provenance": provenance})
+    write_json(json_path, headline)
+    protocols = {Path(f).parent.name + "/" + Path(f).stem: json.loads(Path(f).read_text())["protocol"] for f in eval_files}
+    write_json(provenance_path, {**provenance, "protocols": protocols})
 
 
 # --- Pareto frontier --------------------------------------------------------------------------

@@ -20,7 +20,9 @@ from .model import build, count_params
 from .provenance import atomic_path, provenance, write_json
 from .runs import CHECKPOINT_FORMAT, assemble
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.pt"  # written once, when training is complete
+PROGRESS = "progress.pt"  # periodic state of an unfinished run: not a pipeline output, so an
+# interrupted Snakemake job leaves it in place and the rerun resumes from it
 RECORD = "train.json"
 
 
@@ -43,7 +45,12 @@ def save_checkpoint(path: Path, parts, net, opt, gen, step, history, wall, shape
         torch.save(state, tmp)
 
 
-def train(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
+def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stale: bool = False) -> dict:
+    """Train one run into `out`, resuming from its checkpoint or progress file.
+
+    A saved state of a different config is an error, or, with set_aside_stale (the pipeline, whose
+    config the user changed), renamed to <name>.stale-<step>.pt and left beside the new run.
+    """
     out = Path(out)
     torch.set_num_threads(cfg.train.threads)
     ds = data.load(cfg.data, "train")
@@ -56,18 +63,25 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     step, history, wall = 0, [], 0.0
 
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists():
+    ckpt_path, progress_path = out / CHECKPOINT, out / PROGRESS
+    resume_from = ckpt_path if ckpt_path.exists() else progress_path
+    if resume_from.exists():
         try:
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(resume_from, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise UserError(f"checkpoint {str(ckpt_path)!r} is corrupt ({type(err).__name__}): delete it to start over") from None
-        if ckpt.get("run_config") != cfg.to_dict():
+            raise UserError(f"checkpoint {str(resume_from)!r} is corrupt ({type(err).__name__}): delete it to start over") from None
+        if ckpt.get("run_config") == cfg.to_dict():
+            net.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["rng"])
+            step, history, wall = ckpt["step"], ckpt["history"], ckpt["wall_seconds"]
+            print(f"resuming {cfg.run} from step {step} ({resume_from.name})")
+        elif set_aside_stale:
+            stale = resume_from.with_name(f"{resume_from.stem}.stale-{ckpt.get('step', 0)}.pt")
+            resume_from.rename(stale)
+            print(f"{resume_from} was trained with another config: kept as {stale.name}, starting afresh")
+        else:
             raise UserError(f"{str(out)!r} holds a checkpoint of a different config: use another --out or delete it")
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["rng"])
-        step, history, wall = ckpt["step"], ckpt["history"], ckpt["wall_seconds"]
     out.mkdir(parents=True, exist_ok=True)
 
     net.train()
@@ -91,8 +105,10 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{parts_log['loss']:.4f}")
         if step % tc.checkpoint_every == 0 or step == tc.steps:
-            save_checkpoint(ckpt_path, parts, net, opt, gen, step, history, time.perf_counter() - started, ds.shape, ds.classes)
+            target = ckpt_path if step == tc.steps else progress_path
+            save_checkpoint(target, parts, net, opt, gen, step, history, time.perf_counter() - started, ds.shape, ds.classes)
     bar.close()
+    progress_path.unlink(missing_ok=True)
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     wall = ckpt["wall_seconds"]
     record = {

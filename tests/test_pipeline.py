@@ -1,0 +1,122 @@
+"""The Snakemake pipeline end to end (smoke profile, in a temporary copy of the repository)."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from elt.report import COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def copy_repo(dest: Path) -> Path:
+    for item in ("Snakefile", "workflow", "config"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    (dest / "results/reference").mkdir(parents=True)
+    shutil.copy(ROOT / "results/reference/smoke.json", dest / "results/reference/smoke.json")
+    return dest
+
+
+def snakemake(repo: Path, *args):
+    return subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=repo, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    repo = copy_repo(tmp_path_factory.mktemp("repo"))
+    result = snakemake(repo, "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return repo
+
+
+def test_smoke_outputs_have_the_schema(smoke):
+    results = smoke / "results/smoke"
+    df = pd.read_csv(results / "metrics.csv")
+    assert list(df.columns) == COLUMNS
+    assert set(df["family"]) == {"elt", "looped", "unshared", "shallow"} and set(df["generator"]) == {"masked", "diffusion"}
+    elt = df[(df["run"] == "masked-elt-T-1x2-s0")]
+    assert sorted(elt["loops_eval"]) == [1, 2, 3]  # 1..L_max plus the extrapolation loop count
+    assert df[df["family"] == "unshared"]["loops_eval"].tolist() == [1, 1]
+    assert (df["fid_ci_low"] <= df["fid_ci_high"]).all() and df["fid"].notna().all()
+    assert json.loads((results / "metrics.json").read_text())["masked-elt-T-1x2-s0"]["L2"]["fid"] > 0
+    provenance = json.loads((results / "provenance.json").read_text())
+    assert provenance["config"]["profile"] == "smoke" and "masked-elt-T-1x2-s0/L2" in provenance["protocols"]
+    for plot in ("pareto_params", "pareto_gflops", "anytime"):
+        assert (results / f"plots/{plot}.png").stat().st_size > 0 and (results / f"plots/{plot}.csv").exists()
+    assert (results / "plots/samples/masked-elt-T-1x2-s0.png").exists()
+
+
+def test_smoke_audit_and_regression_check_ran(smoke):
+    audit = json.loads((smoke / "results/smoke/audit.json").read_text())
+    assert {c["verdict"] for c in audit["claims"]} <= {"holds", "fails", "inconclusive"}
+    assert {c["claim"] for c in audit["claims"]} == {"iso_compute_parity", "anytime_elt", "vanilla_collapse",
+                                                     "looping_helps", "extrapolation", "throughput"}
+    assert "parity tolerance 25%" in (smoke / "results/smoke/audit.md").read_text()
+    assert "PASSED" in (smoke / "results/smoke/check.txt").read_text()
+
+
+def test_html_report_holds_plots_and_audit(smoke):
+    result = snakemake(smoke, "--configfile", "config/smoke.yaml", "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (smoke / "report.html").stat().st_size > 10_000
+
+
+def test_rerun_does_nothing(smoke):
+    result = snakemake(smoke, "--configfile", "config/smoke.yaml", "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_every_result_records_its_provenance(smoke):
+    evaluation = json.loads(next((smoke / "work/smoke/eval").glob("*/L1.json")).read_text())
+    protocol = evaluation["protocol"]
+    assert protocol["fid"]["n_samples"] == 8 and "clean-fid" in protocol["fid"]["implementation"]
+    assert protocol["sampling"]["seed"] == 1000 and "git_commit" in protocol["sampling"]
+    record = json.loads(next((smoke / "work/smoke/runs").glob("*/train.json")).read_text())
+    assert {"config", "seed", "versions", "git_commit", "split_sha"} <= set(record)
+
+
+def test_bad_config_value_fails_the_dry_run_naming_the_key(tmp_path):
+    repo = copy_repo(tmp_path)
+    cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
+    cfg["metrics"]["num_samples"] = "lots"
+    (repo / "config/bad.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(repo, "--configfile", "config/bad.yaml", "-n")
+    assert result.returncode != 0 and "num_samples" in result.stdout + result.stderr
+    cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
+    cfg["grid"][0]["run"]["model"]["widht"] = "XS"
+    (repo / "config/bad.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(repo, "--configfile", "config/bad.yaml", "-n")
+    assert result.returncode != 0 and "unknown config key 'model.widht'" in result.stdout + result.stderr
+
+
+def test_users_own_rgb_image_folder_runs_through_the_same_dag(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("circle", "square", "stripe")):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(12):
+            img = np.zeros((20, 20, 3), np.uint8)
+            img[..., c] = 120 + rng.integers(0, 100)
+            img[5:15, 5:15, (c + 1) % 3] = 255 if name != "stripe" else 0
+            Image.fromarray(img).save(tmp_path / "images" / name / f"{i}.png")
+    cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
+    cfg.update(data={"dataset": "folder", "path": str(tmp_path / "images"), "image_size": 8, "channels": 3, "levels": 16},
+               reference=None, results="results/mine", work="work/mine")
+    cfg["grid"] = [dict(cfg["grid"][0], families=["elt", "unshared"])]
+    (repo / "config/mine.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(repo, "--configfile", "config/mine.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    df = pd.read_csv(repo / "results/mine/metrics.csv")
+    assert set(df["run"]) == {"masked-elt-T-1x2-s0", "masked-unshared-T-1x2-s0"}
+    with np.load(repo / "work/mine/samples/masked-elt-T-1x2-s0/L1.npz") as f:
+        assert f["samples"].shape == (40, 3, 8, 8)
