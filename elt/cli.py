@@ -47,22 +47,12 @@ def cmd_describe(args):
     described = []
     for cfg in cfgs:
         parts = assemble(cfg)
-        loops = args.loops or list(range(1, parts.net_cfg.loops + 1))
-        if parts.net_cfg.loops == 1 and cfg.model.family != "elt":
-            loops = [1]  # an unlooped baseline has one depth
+        loops = args.loops or list(range(1, parts.net_cfg.loops + 1))  # baselines: loops = 1, one depth
         described.append(describe(parts, build(parts.net_cfg), loops))
     print(json.dumps(described, indent=2))
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line that points at --help."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
 def cmd_check(args):
-    import json as _json
     from pathlib import Path
 
     from .check import check, read_metrics
@@ -71,7 +61,7 @@ def cmd_check(args):
     if not path.is_file():
         raise UserError(f"reference {args.reference!r} does not exist: build one with 'elt reference' or fix the path")
     try:
-        reference = _json.loads(path.read_text())
+        reference = json.loads(path.read_text())
     except ValueError:
         raise UserError(f"reference {args.reference!r} is not valid JSON: rebuild it with 'elt reference'") from None
     table, passed = check(reference, read_metrics(args.metrics))
@@ -94,6 +84,13 @@ def cmd_export_png(args):
     from .sample import export_png
 
     print(f"{export_png(args.samples, args.out)} PNG files in {args.out}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line that points at --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -95,6 +95,7 @@ def _save_plot(fig, png: Path, table: pd.DataFrame) -> None:
 
 def plot_pareto(df: pd.DataFrame, x: str, metric: str, png: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -107,10 +108,14 @@ def plot_pareto(df: pd.DataFrame, x: str, metric: str, png: Path) -> None:
         part = table[table["generator"] == generator]
         sns.scatterplot(data=part, x=x, y=metric, hue="family", style="family", s=70, ax=ax)
         front = part[part["on_frontier"]].sort_values(x)
-        ax.step(front[x], front[metric], where="post", color="grey", lw=1, ls="--", label="Pareto frontier")
+        ax.step(front[x], front[metric], where="post", color="grey", lw=1, ls="--")
+        ax.scatter(front[x], front[metric], s=220, facecolors="none", edgecolors="k", lw=1, label="Pareto frontier")
         for row in part[part["family"].isin(["elt", "looped"])].itertuples():
             ax.annotate(f"L{row.loops_eval}", (getattr(row, x), getattr(row, metric)), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        ticks = sorted(part[x].unique())  # label the models' own sizes: they span less than a decade
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(ticks, [f"{t / 1e3:.0f}k" if x == "unique_params" else f"{t:.3g}" for t in ticks], rotation=45, fontsize=7)
         ax.set_title(f"{generator}: {metric} vs {x}")
         ax.legend(fontsize=7)
     _save_plot(fig, png, table)
@@ -119,6 +124,7 @@ def plot_pareto(df: pd.DataFrame, x: str, metric: str, png: Path) -> None:
 
 def plot_anytime(df: pd.DataFrame, metric: str, png: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -139,6 +145,7 @@ def plot_anytime(df: pd.DataFrame, metric: str, png: Path) -> None:
             if len(base):
                 ax.axhline(base[metric].iloc[0], ls=style, color="k", lw=1, label=f"{family} (one depth)")
         ax.axvline(part["loops_train"].max(), color="grey", lw=0.8)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(f"{group}: any-time {metric}")
         ax.set_xlabel("loops at inference (grey: L_max of training)")
         ax.legend(fontsize=7)
