@@ -1,0 +1,95 @@
+"""Video data: the embedded "moving digits" suite and the UCF-101 reader.
+
+Clips are uint8 (N, T, C, H, W) like every other dataset (images have T = 1).
+- moving_digits: one scikit-learn digit bouncing on a dark canvas; the trajectory of clip i is
+  drawn from a generator seeded by (seed, i), so the suite is identical on every machine.
+- UCF-101: the official layout (<root>/<Class>/v_<Class>_gXX_cYY.avi and <root>/ucfTrainTestlist/
+  with classInd.txt, trainlistNN.txt, testlistNN.txt), decoded with PyAV; one clip per video from
+  its first frame, `frames` frames `stride` apart, centre-cropped and resized to `size`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+
+def moving_digits(digits: np.ndarray, frames: int, canvas: int, seed: int) -> np.ndarray:
+    """digits uint8 (N, h, w) -> clips uint8 (N, frames, 1, canvas, canvas)."""
+    n, h, w = digits.shape
+    if canvas < max(h, w):
+        raise UserError(f"data.image_size={canvas} is smaller than the {h}x{w} digits: use at least {max(h, w)}")
+    clips = np.zeros((n, frames, 1, canvas, canvas), np.uint8)
+    span = np.array([canvas - h, canvas - w])
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        pos = rng.integers(0, span + 1)
+        vel = rng.choice([-2, -1, 1, 2], size=2)
+        for t in range(frames):
+            y, x = pos
+            clips[i, t, 0, y:y + h, x:x + w] = digits[i]
+            nxt = pos + vel
+            for axis in range(2):  # bounce off the walls
+                if nxt[axis] < 0 or nxt[axis] > span[axis]:
+                    vel[axis] = -vel[axis]
+                    nxt[axis] = pos[axis] + vel[axis]
+            pos = np.clip(nxt, 0, span)
+    return clips
+
+
+def _split_list(root: Path, name: str) -> Path:
+    path = root / "ucfTrainTestlist" / name
+    if not path.is_file():
+        raise UserError(f"UCF-101 split list {str(path)!r} is missing: data.path must hold ucfTrainTestlist/ beside the class folders")
+    return path
+
+
+def ucf101_index(root: str | Path, split: str, fold: int) -> tuple[list[tuple[Path, int]], list[str]]:
+    """The (video, class index) pairs of the official train or test list of a fold, and class names."""
+    root = Path(root)
+    classes = [line.split()[1] for line in _split_list(root, "classInd.txt").read_text().split("\n") if line.strip()]
+    lookup = {name: i for i, name in enumerate(classes)}
+    listed = _split_list(root, f"{'trainlist' if split == 'train' else 'testlist'}{fold:02d}.txt")
+    items = []
+    for line in listed.read_text().split("\n"):
+        if line.strip():
+            rel = line.split()[0]
+            items.append((root / rel, lookup[rel.split("/")[0]]))
+    return items, classes
+
+
+def read_clip(path: Path, frames: int, stride: int, size: int) -> np.ndarray:
+    """uint8 (frames, 3, size, size) from the start of a video."""
+    import av
+    from PIL import Image
+
+    if not path.is_file():
+        raise UserError(f"video {str(path)!r} listed in the UCF-101 split is missing: restore it or fix data.path")
+    picked = []
+    try:
+        with av.open(str(path)) as container:
+            for k, frame in enumerate(container.decode(video=0)):
+                if k % stride == 0:
+                    picked.append(frame.to_image())
+                if len(picked) == frames:
+                    break
+    except (av.error.FFmpegError, OSError) as err:
+        raise UserError(f"video {str(path)!r} cannot be decoded ({type(err).__name__}): replace the file") from None
+    if len(picked) < frames:
+        raise UserError(f"video {str(path)!r} has fewer than {frames} frames at stride {stride}: lower data.frames or data.frame_stride")
+    out = []
+    for image in picked:
+        w, h = image.size
+        side = min(w, h)
+        box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+        out.append(np.asarray(image.crop(box).resize((size, size), Image.Resampling.BILINEAR)).transpose(2, 0, 1))
+    return np.stack(out)
+
+
+def read_ucf101(root: str | Path, split: str, fold: int, frames: int, stride: int, size: int):
+    """-> (clips uint8 (N, frames, 3, size, size), labels, class names)."""
+    items, classes = ucf101_index(root, split, fold)
+    clips = np.stack([read_clip(path, frames, stride, size) for path, _ in items])
+    return clips, np.array([label for _, label in items], dtype=np.int64), classes

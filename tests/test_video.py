@@ -1,0 +1,85 @@
+"""Video data: the moving-digits suite and UCF-101 reading of .avi files the test writes."""
+import av
+import numpy as np
+import pytest
+
+from elt import video
+from elt.errors import UserError
+
+
+def digit_stack(n=5):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return np.round(d.images[:n] * 255 / 16).astype(np.uint8), d.target[:n]
+
+
+def test_moving_digits_are_deterministic_and_keep_the_digit():
+    digits, _ = digit_stack()
+    a = video.moving_digits(digits, frames=16, canvas=16, seed=0)
+    assert a.shape == (5, 16, 1, 16, 16) and a.dtype == np.uint8
+    assert np.array_equal(a, video.moving_digits(digits, 16, 16, seed=0))
+    assert not np.array_equal(a, video.moving_digits(digits, 16, 16, seed=1))
+    for i in range(5):  # every frame holds the whole digit (class-correct), and it moves
+        for t in range(16):
+            assert a[i, t].sum() == digits[i].astype(np.int64).sum()
+        assert not np.array_equal(a[i, 0], a[i, 1])
+
+
+def test_moving_digits_need_room():
+    digits, _ = digit_stack()
+    with pytest.raises(UserError, match="smaller than"):
+        video.moving_digits(digits, 4, 6, 0)
+
+
+def write_avi(path, frames, size=(40, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for _ in range(frames):
+            img = np.full((size[1], size[0], 3), rng.integers(0, 255), np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture
+def ucf(tmp_path):
+    root = tmp_path / "UCF-101"
+    names = {"ApplyEyeMakeup": 1, "Basketball": 2}
+    train, test = [], []
+    for name, idx in names.items():
+        for g in (1, 2):
+            rel = f"{name}/v_{name}_g{g:02d}_c01.avi"
+            write_avi(root / rel, frames=12, seed=idx * 10 + g)
+            (train if g == 1 else test).append(rel)
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir()
+    (lists / "classInd.txt").write_text("".join(f"{i} {n}\n" for n, i in names.items()))
+    (lists / "trainlist01.txt").write_text("".join(f"{r} {names[r.split('/')[0]]}\n" for r in train))
+    (lists / "testlist01.txt").write_text("".join(f"{r}\n" for r in test))
+    return root
+
+
+def test_ucf101_reads_official_layout(ucf):
+    clips, labels, classes = video.read_ucf101(ucf, "train", 1, frames=4, stride=2, size=16)
+    assert clips.shape == (2, 4, 3, 16, 16) and clips.dtype == np.uint8
+    assert list(labels) == [0, 1] and classes == ["ApplyEyeMakeup", "Basketball"]
+    test_clips, test_labels, _ = video.read_ucf101(ucf, "test", 1, frames=4, stride=2, size=16)
+    assert len(test_clips) == 2 and not np.array_equal(test_clips, clips)
+
+
+def test_ucf101_bad_inputs_name_the_file(ucf):
+    with pytest.raises(UserError, match="fewer than 20 frames"):
+        video.read_ucf101(ucf, "train", 1, frames=20, stride=1, size=16)
+    (ucf / "Basketball/v_Basketball_g01_c01.avi").write_bytes(b"not a video")
+    with pytest.raises(UserError, match="v_Basketball_g01_c01.avi.*cannot be decoded"):
+        video.read_ucf101(ucf, "train", 1, frames=4, stride=1, size=16)
+    (ucf / "Basketball/v_Basketball_g01_c01.avi").unlink()
+    with pytest.raises(UserError, match="missing"):
+        video.read_ucf101(ucf, "train", 1, frames=4, stride=1, size=16)
+    with pytest.raises(UserError, match="trainlist02.txt"):
+        video.read_ucf101(ucf, "train", 2, frames=4, stride=1, size=16)
