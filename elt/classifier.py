@@ -6,14 +6,14 @@ short clips. It is trained on the training split and its held-out accuracy is re
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .provenance import atomic_path
+from .provenance import load_module, save_module
 
 
 @dataclass
@@ -79,13 +79,9 @@ def train_classifier(train_data, train_labels, held_data, held_labels, cfg: Clas
     return net, float((preds == held_labels).mean())
 
 
-def save(net: DomainClassifier, path, accuracy: float):
-    with atomic_path(path) as tmp:
-        torch.save({"config": asdict(net.cfg), "model": net.state_dict(), "held_out_accuracy": accuracy}, tmp)
+def save(net: DomainClassifier, path, accuracy: float) -> None:
+    save_module(net, path, held_out_accuracy=accuracy)
 
 
 def load(path) -> DomainClassifier:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net = DomainClassifier(ClassifierConfig(**state["config"]))
-    net.load_state_dict(state["model"])
-    return net.eval()
+    return load_module(path, DomainClassifier, ClassifierConfig)

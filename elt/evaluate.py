@@ -85,7 +85,7 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
         "fd_domain": {"extractor": "elt.classifier.DomainClassifier penultimate features", "n_samples": len(samples),
                       "n_reference": len(ref["domain_features"])},
         "kid": "clean-fid kernel_distance (unbiased, cubic kernel, 100 seeded subsets) on the Inception features",
-        "bootstrap": {"rounds": rounds, "seed": seed, "interval": "95% percentile"},
+        "bootstrap": {"rounds": rounds, "seed": seed, "interval": "95%, bias-corrected percentile"},
         "reference_sha": str(ref["reference_sha"]), "sampling": meta,
     }
     return result

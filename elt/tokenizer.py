@@ -7,7 +7,7 @@ reconstruction error is recorded with it, and VQCodec exposes it through the cod
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .provenance import atomic_path
+from .provenance import load_module, save_module
 
 
 @dataclass
@@ -96,15 +96,11 @@ def train_tokenizer(train_data: np.ndarray, held_data: np.ndarray, cfg: Tokenize
 
 
 def save(net: VQTokenizer, path, error: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"config": asdict(net.cfg), "model": net.state_dict(), "held_out_error": error}, tmp)
+    save_module(net, path, held_out_error=error)
 
 
 def load(path) -> VQTokenizer:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net = VQTokenizer(TokenizerConfig(**state["config"]))
-    net.load_state_dict(state["model"])
-    return net.eval()
+    return load_module(path, VQTokenizer, TokenizerConfig)
 
 
 class VQCodec:

@@ -42,7 +42,7 @@ def test_bootstrap_interval_brackets_the_estimate():
     ref, gen = feature_sets(500, 100, 16)
     mu, s = metrics.mean_cov(ref)
     low, high = metrics.bootstrap_interval(gen, mu, s, rounds=100, seed=0)
-    assert low < high
+    assert low < metrics.frechet_to_reference(gen, mu, s) < high
     assert (low, high) == metrics.bootstrap_interval(gen, mu, s, rounds=100, seed=0)
 
 

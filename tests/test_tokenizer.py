@@ -5,8 +5,6 @@ import torch
 
 from elt import tokenizer, video
 
-from .test_video import digit_stack
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pandas as pd
 
 from elt.audit import audit, markdown
