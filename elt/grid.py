@@ -6,6 +6,8 @@ every L from 1 to L_max plus the profile's extrapolation loop counts; the unloop
 """
 from __future__ import annotations
 
+import baselines
+
 from . import config
 from .errors import UserError
 
@@ -33,7 +35,7 @@ def expand(profile: dict) -> dict[str, dict]:
 
 def eval_loops(run: dict, extra_loops: list[int]) -> list[int]:
     model = run["model"]
-    if model["family"] in ("unshared", "shallow"):
+    if model["family"] in baselines.LAYOUTS:  # unlooped: one depth
         return [1]
     return sorted(set(range(1, model["loops"] + 1)) | {l for l in extra_loops if l > model["loops"]})
 

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import contextlib
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -16,10 +17,8 @@ PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "clean-fid", "pytorch-fid
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):  # record what is installed
             found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 

@@ -18,6 +18,7 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
 def copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for item in ("Snakefile", "workflow", "config"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
