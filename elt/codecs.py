@@ -31,6 +31,17 @@ class PixelTokens:
         return values.clip(0, 255).astype(np.uint8).reshape(len(tokens), t, c, h, w)
 
 
+def to_signal(data: np.ndarray) -> torch.Tensor:
+    """uint8 (N, T, C, H, W) -> float (N, C, T, H, W) in [-1, 1]."""
+    return rearrange(torch.from_numpy(data).float() / 127.5 - 1.0, "n t c h w -> n c t h w")
+
+
+def from_signal(x: torch.Tensor) -> np.ndarray:
+    """float (N, C, T, H, W), clipped to [-1, 1] -> uint8 (N, T, C, H, W)."""
+    x = rearrange(x.detach().cpu().float(), "n c t h w -> n t c h w")
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
 class Pixels:
     kind = "continuous"
 
@@ -40,12 +51,10 @@ class Pixels:
         self.channels, self.spatial = c, (t, h, w)
 
     def encode(self, data: np.ndarray) -> torch.Tensor:  # -> (N, C, T, H, W) float in [-1, 1]
-        x = torch.from_numpy(data).float() / 127.5 - 1.0
-        return rearrange(x, "n t c h w -> n c t h w")
+        return to_signal(data)
 
     def decode(self, x: torch.Tensor) -> np.ndarray:
-        x = rearrange(x.detach().cpu().float(), "n c t h w -> n t c h w")
-        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        return from_signal(x)
 
 
 def for_run(generator: str, levels: int, shape: tuple[int, int, int, int]):

@@ -63,7 +63,8 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
     """All metrics of one (run, loop count). settings: the profile's `metrics` section."""
     samples, labels, meta = load_samples(samples_npz)
     net = clf.load(classifier_pt)
-    ref = np.load(reference_npz)
+    with np.load(reference_npz) as f:
+        ref = dict(f)
     domain, preds = net.features_and_predictions(samples)
     n_fid = min(settings["fid_samples"], len(samples))
     inception = metrics.inception_features(metrics.to_rgb_frames(samples[:n_fid]))
@@ -76,8 +77,7 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
         "class_accuracy": float((preds == labels).mean()),
         "samples_per_second": meta["samples_per_second"],
     }
-    for name, feats in (("fid", inception), ("fd_domain", domain)):
-        prefix = "inception" if name == "fid" else "domain"
+    for name, prefix, feats in (("fid", "inception", inception), ("fd_domain", "domain", domain)):
         low, high = metrics.bootstrap_interval(feats, ref[f"{prefix}_mu"], ref[f"{prefix}_sigma"], rounds, seed)
         result[f"{name}_ci_low"], result[f"{name}_ci_high"] = low, high
     result["protocol"] = {

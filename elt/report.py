@@ -160,7 +160,7 @@ def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .sample import load_samples
+    from .sample import clip_strip, load_samples
 
     loops = sorted(sample_files)
     fig, axes = plt.subplots(per_column, len(loops), figsize=(1.0 * len(loops) + 0.5, 1.0 * per_column), squeeze=False)
@@ -172,9 +172,7 @@ def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -
             ax = axes[i][j]
             ax.axis("off")
             if i < len(picks):
-                clip = samples[picks[i]]  # (T, C, H, W): frames side by side
-                strip = np.concatenate(list(clip), axis=-1).transpose(1, 2, 0)
-                ax.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                ax.imshow(clip_strip(samples[picks[i]]), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
                 rows.append({"loops": loop, "row": i, "label": int(labels[picks[i]]), "index": picks[i]})
         axes[0][j].set_title(f"L={loop}", fontsize=8)
     fig.suptitle(meta["run"], fontsize=8)

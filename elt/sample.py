@@ -89,6 +89,12 @@ def sample(checkpoint: str, loops: list[int], num: int, seed: int, out: str, thr
     return written
 
 
+def clip_strip(clip: np.ndarray) -> np.ndarray:
+    """uint8 (T, C, H, W) -> an image (H, T*W) or (H, T*W, 3): frames side by side."""
+    strip = np.concatenate(list(clip), axis=-1).transpose(1, 2, 0)
+    return strip[..., 0] if strip.shape[-1] == 1 else strip
+
+
 def export_png(samples_npz: str, out_dir: str) -> int:
     """Lossless PNGs of a samples file, for an independent clean-fid or pytorch-fid run."""
     from PIL import Image
@@ -97,6 +103,5 @@ def export_png(samples_npz: str, out_dir: str) -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for i, (clip, label) in enumerate(zip(samples, labels)):
-        strip = np.concatenate(list(clip), axis=-1).transpose(1, 2, 0)  # frames side by side, (H, T*W, C)
-        Image.fromarray(strip[..., 0] if strip.shape[-1] == 1 else strip).save(out / f"{i:05d}_class{int(label)}.png")
+        Image.fromarray(clip_strip(clip)).save(out / f"{i:05d}_class{int(label)}.png")
     return len(samples)

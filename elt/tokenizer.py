@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .codecs import from_signal, to_signal
 from .provenance import load_module, save_module
 
 
@@ -60,11 +61,6 @@ class VQTokenizer(nn.Module):
         commit = F.mse_loss(z, q.detach())
         codebook = F.mse_loss(q, z.detach())
         return recon, F.mse_loss(recon, x) + codebook + self.cfg.beta * commit
-
-
-def to_signal(data: np.ndarray) -> torch.Tensor:
-    """uint8 (N, T, C, H, W) -> float (N, C, T, H, W) in [-1, 1]."""
-    return rearrange(torch.from_numpy(data).float() / 127.5 - 1.0, "n t c h w -> n c t h w")
 
 
 def reconstruction_error(net: VQTokenizer, data: np.ndarray) -> dict:
@@ -120,5 +116,4 @@ class VQCodec:
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
-        x = self.net.decode(tokens.view(len(tokens), *self.grid)).clamp(-1, 1)
-        return ((rearrange(x, "n c t h w -> n t c h w") + 1) * 127.5).round().to(torch.uint8).numpy()
+        return from_signal(self.net.decode(tokens.view(len(tokens), *self.grid)))

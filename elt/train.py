@@ -105,12 +105,11 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         bar.update(1)
         bar.set_postfix(loss=f"{parts_log['loss']:.4f}")
         if step % tc.checkpoint_every == 0 or step == tc.steps:
+            wall = time.perf_counter() - started
             target = ckpt_path if step == tc.steps else progress_path
-            save_checkpoint(target, parts, net, opt, gen, step, history, time.perf_counter() - started, ds.shape, ds.classes)
+            save_checkpoint(target, parts, net, opt, gen, step, history, wall, ds.shape, ds.classes)
     bar.close()
     progress_path.unlink(missing_ok=True)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    wall = ckpt["wall_seconds"]
     record = {
         "run": cfg.run, "config": cfg.to_dict(), "net_config": net.cfg.to_dict(), "seed": cfg.seed, "steps": step,
         "wall_seconds": wall, "steps_per_second": step / wall if wall else None,
