@@ -19,6 +19,7 @@ from elt import grid
 
 try:
     RUNS = grid.expand(config)
+    SETTINGS = grid.pipeline_settings(config)
 except UserError as err:
     raise ValueError(f"config error: {err}") from None
 TARGETS = grid.targets(config)

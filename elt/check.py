@@ -37,21 +37,27 @@ def build_reference(metric_files: list[str], baseline_seed: int, k: float, profi
     seeds = sorted(df["seed_of_run"].unique())
     if len(seeds) < 2:
         raise UserError(f"the metrics hold one seed ({seeds[0]}): tolerances need seed noise, so run the grid with seeds: [0, 1, 2]")
+    # A metric applies to one modality (fid to images, fvd to videos): rows without it are skipped.
+    measured = [m for m in QUALITY if m in df.columns and df[m].notna().any()]
     spread, relative = {}, {}
-    for metric in QUALITY:
+    for metric in measured:
         grouped = df.groupby(["stem", "loops_eval"])[metric]
         spread[metric] = grouped.std(ddof=1)
         relative[metric] = float(np.nanmedian(spread[metric] / grouped.mean().abs()))
     entries = {}
     for row in df[df["seed_of_run"] == baseline_seed].itertuples():
         per_metric = {}
-        for metric in QUALITY:
+        for metric in measured:
             value, std = float(getattr(row, metric)), float(spread[metric][(row.stem, row.loops_eval)])
+            if np.isnan(value):
+                continue
+            if np.isnan(std):
+                raise UserError(f"{row.run} at L={row.loops_eval} has {metric} for one seed only: every seed must cover the same grid")
             per_metric[metric] = {"value": value, "seed_std": std, "tolerance": k * max(std, relative[metric] * abs(value))}
         entries.setdefault(row.run, {})[str(row.loops_eval)] = per_metric
     if not entries:
         raise UserError(f"no run with seed {baseline_seed} in the metrics: pass --baseline-seed with one of {seeds}")
-    return {"profile": profile, "directions": QUALITY, "k": k, "seeds": [int(s) for s in seeds], "baseline_seed": baseline_seed,
+    return {"profile": profile, "directions": {m: QUALITY[m] for m in measured}, "k": k, "seeds": [int(s) for s in seeds], "baseline_seed": baseline_seed,
             "median_relative_seed_std": relative, "entries": entries, "provenance": provenance}
 
 

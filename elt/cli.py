@@ -80,6 +80,26 @@ def cmd_reference(args):
     print(args.out)
 
 
+def cmd_tokenizer(args):
+    from pathlib import Path
+
+    import yaml
+
+    from .tokenizer import tokenizer_step
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise UserError(f"config file {args.config!r} does not exist: pass a YAML file with data: and tokenizer: sections")
+    settings = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(settings) - {"data", "tokenizer"})
+    if unknown or "data" not in settings:
+        raise UserError(f"config file {args.config!r} needs a data: section and optionally tokenizer:, not {unknown or 'nothing'}")
+    out = Path(args.out)
+    summary = tokenizer_step(settings["data"], settings.get("tokenizer") or {}, out / "tokenizer.pt", out / "tokenizer.json",
+                             out / "train_tokens.npz")
+    print(json.dumps({"held_out_error": summary["held_out_error"], "token_grid": summary["token_grid"], "out": str(out)}))
+
+
 def cmd_export_png(args):
     from .sample import export_png
 
@@ -128,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="default", help="profile name recorded in the file")
     p.add_argument("--out", required=True, help="output JSON, e.g. results/reference/default.json")
     p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser("tokenizer", help="train a 3D VQ tokenizer on a dataset and pre-tokenize its training split")
+    p.add_argument("--config", required=True, help="YAML with data: (as in a run config) and tokenizer: (elt.tokenizer.TokenizerConfig)")
+    p.add_argument("--out", required=True, help="folder for tokenizer.pt, tokenizer.json (held-out error) and train_tokens.npz; "
+                   "runs use them as codec.tokenizer and codec.tokens")
+    p.set_defaults(func=cmd_tokenizer)
 
     p = sub.add_parser("export-png", help="write the samples of an .npz file as PNGs (video: one strip per clip)")
     p.add_argument("samples", help=".npz written by 'elt sample' or the pipeline (work/<profile>/samples/...)")

@@ -57,5 +57,12 @@ class Pixels:
         return from_signal(x)
 
 
-def for_run(generator: str, levels: int, shape: tuple[int, int, int, int]):
-    return PixelTokens(levels, shape) if generator == "masked" else Pixels(shape)
+def for_run(cfg, shape: tuple[int, int, int, int]):
+    """The codec a run config asks for: pixels for diffusion; pixel levels or VQ codes for masked."""
+    if cfg.model.generator != "masked":
+        return Pixels(shape)
+    if cfg.codec.tokenizer:
+        from .tokenizer import VQCodec, load
+
+        return VQCodec(load(cfg.codec.tokenizer), shape)
+    return PixelTokens(cfg.data.levels, shape)

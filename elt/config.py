@@ -18,18 +18,26 @@ from .errors import UserError
 
 GENERATORS = ("masked", "diffusion")
 FAMILIES = ("elt", "looped", "unshared", "shallow")
-DATASETS = ("digits", "folder")
+DATASETS = ("digits", "folder", "moving_digits", "ucf101")
+VIDEO_DATASETS = ("moving_digits", "ucf101")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # digits | folder (class-per-folder images)
-    path: str | None = None  # folder datasets: root with one sub-folder per class
-    image_size: int = 8  # folder datasets are resized to this (square)
-    channels: int = 1  # 1 = grayscale, 3 = RGB
+    dataset: str = "digits"  # digits | folder (class-per-folder images) | moving_digits | ucf101 (videos)
+    path: str | None = None  # folder: root with one sub-folder per class; ucf101: the UCF-101 root
+    image_size: int = 8  # folder, ucf101: frames resized to this (square); moving_digits: canvas side
+    channels: int = 1  # 1 = grayscale, 3 = RGB (ucf101)
     held_out_fraction: float = 0.25  # stratified split; the held-out part is the metrics' reference
-    split_seed: int = 0
+    split_seed: int = 0  # also seeds the moving-digit trajectories
     levels: int = 17  # intensity levels per pixel; digits are exactly 0..16
+    frames: int = 16  # video datasets: frames per clip
+    frame_stride: int = 1  # ucf101: keep every k-th decoded frame
+    fold: int = 1  # ucf101: official split 1, 2 or 3 (trainlist/testlist); held_out_fraction is unused
+
+    @property
+    def is_video(self) -> bool:
+        return self.dataset in VIDEO_DATASETS
 
 
 @dataclass
@@ -40,6 +48,7 @@ class ModelConfig:
     n_unique: int = 2  # N: unique layers in the looped block
     loops: int = 4  # L_max: loops in training (for unshared/shallow: the ELT run it is matched to)
     patch_size: int = 1  # diffusion: pixels per patch side
+    patch_time: int = 1  # diffusion on video: frames per tubelet
 
 
 @dataclass
@@ -55,6 +64,14 @@ class TrainConfig:
     label_drop: float = 0.1  # share of labels replaced by the null class (classifier-free guidance)
     checkpoint_every: int = 200
     threads: int = 1  # torch CPU threads; the pipeline runs several jobs side by side
+
+
+@dataclass
+class CodecConfig:
+    """What the masked generator's tokens are: pixel levels, or codes of a trained VQ tokenizer."""
+
+    tokenizer: str | None = None  # a tokenizer file from 'elt tokenizer' (the pipeline trains one); null = pixel levels
+    tokens: str | None = None  # pre-tokenized training data (.npz from 'elt tokenize'); null = encode at start
 
 
 @dataclass
@@ -85,6 +102,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
     masked: MaskedConfig = field(default_factory=MaskedConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
@@ -157,13 +175,23 @@ def validate(cfg: RunConfig) -> RunConfig:
     width(m.width)
     for key, value in [("model.n_unique", m.n_unique), ("model.loops", m.loops), ("train.steps", cfg.train.steps),
                        ("train.batch_size", cfg.train.batch_size), ("masked.sampling_steps", cfg.masked.sampling_steps),
-                       ("diffusion.sampling_steps", cfg.diffusion.sampling_steps), ("train.l_min", cfg.train.l_min)]:
+                       ("diffusion.sampling_steps", cfg.diffusion.sampling_steps), ("train.l_min", cfg.train.l_min),
+                       ("data.frames", cfg.data.frames), ("data.frame_stride", cfg.data.frame_stride),
+                       ("model.patch_size", m.patch_size), ("model.patch_time", m.patch_time)]:
         if value < 1:
             raise UserError(f"config key {key!r} is {value}: it must be at least 1")
     if m.family == "elt" and m.loops > 1 and not cfg.train.l_min < m.loops:
         raise UserError(f"train.l_min={cfg.train.l_min} must be below model.loops={m.loops} for ILSD: lower l_min")
     if cfg.data.dataset == "folder" and not cfg.data.path:
         raise UserError("data.dataset is 'folder' but data.path is empty: set data.path to a class-per-folder image root")
+    if cfg.data.dataset == "ucf101" and not cfg.data.path:
+        raise UserError("data.dataset is 'ucf101' but data.path is empty: set data.path to the UCF-101 root (class folders and ucfTrainTestlist/)")
+    if cfg.data.dataset == "ucf101" and (cfg.data.channels != 3 or cfg.data.fold not in (1, 2, 3)):
+        raise UserError(f"ucf101 needs data.channels 3 and data.fold 1, 2 or 3 (got {cfg.data.channels}, {cfg.data.fold}): fix them")
+    if cfg.codec.tokens and not cfg.codec.tokenizer:
+        raise UserError("codec.tokens is set but codec.tokenizer is not: name the tokenizer that made the tokens (sampling decodes with it)")
+    if cfg.codec.tokenizer and m.generator != "masked":
+        raise UserError("codec.tokenizer is for the masked generator: remove it, or set model.generator to masked")
     if cfg.data.channels not in (1, 3):
         raise UserError(f"config key 'data.channels' is {cfg.data.channels}: use 1 (grayscale) or 3 (RGB)")
     if not 0 <= cfg.train.label_drop < 1:

@@ -3,6 +3,8 @@
 - digits: scikit-learn's 8x8 handwritten digits (ship with the package: no download), intensities
   0..16 stored as round(v * 255 / 16) so 17 token levels recover them exactly.
 - folder: a class-per-folder tree of PNG/JPEG/BMP images of any size, resized to data.image_size.
+- moving_digits: one clip per digit (elt.video), so the clips split exactly as the digits do.
+- ucf101: the official train/test lists of data.fold (elt.video); the test list is the held-out set.
 The train/held-out split is stratified and seeded; its indices' hash goes into every run record.
 """
 from __future__ import annotations
@@ -66,16 +68,33 @@ def _folder(cfg: DataConfig):
     return arr.astype(np.uint8), np.array([i for _, i in files], dtype=np.int64), classes
 
 
+def _ucf101(cfg: DataConfig, split: str) -> Dataset:
+    from .video import read_ucf101, ucf101_index
+
+    official = "train" if split == "train" else "test"
+    clips, labels, classes = read_ucf101(cfg.path, official, cfg.fold, cfg.frames, cfg.frame_stride, cfg.image_size)
+    held, _ = ucf101_index(cfg.path, "test", cfg.fold)
+    sha = hashlib.sha256("\n".join(str(p.relative_to(cfg.path)) for p, _ in held).encode()).hexdigest()[:16]
+    return Dataset(clips, labels, classes, sha)
+
+
 def load(cfg: DataConfig, split: str) -> Dataset:
     from sklearn.model_selection import train_test_split
 
+    from .video import moving_digits
+
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
-    images, labels, classes = _digits() if cfg.dataset == "digits" else _folder(cfg)
-    if cfg.dataset == "digits" and cfg.channels != 1:
-        raise UserError("digits are grayscale: set data.channels to 1")
+    if cfg.dataset == "ucf101":
+        return _ucf101(cfg, split)
+    images, labels, classes = _digits() if cfg.dataset in ("digits", "moving_digits") else _folder(cfg)
+    if cfg.dataset in ("digits", "moving_digits") and cfg.channels != 1:
+        raise UserError(f"{cfg.dataset} are grayscale: set data.channels to 1")
     idx = np.arange(len(labels))
     train_idx, held_idx = train_test_split(idx, test_size=cfg.held_out_fraction, stratify=labels, random_state=cfg.split_seed)
     chosen = np.sort(train_idx if split == "train" else held_idx)
     sha = hashlib.sha256(np.sort(held_idx).tobytes()).hexdigest()[:16]
+    if cfg.dataset == "moving_digits":
+        clips = moving_digits(images[chosen, 0, 0], cfg.frames, cfg.image_size, cfg.split_seed, ids=chosen)
+        return Dataset(clips, labels[chosen], classes, sha)
     return Dataset(images[chosen], labels[chosen], classes, sha)

@@ -13,6 +13,7 @@ import math
 import torch
 
 from .config import DiffusionConfig, RunConfig
+from .errors import UserError
 from .model import NetConfig
 from .registry import width
 
@@ -76,14 +77,15 @@ class DiffusionGenerator:
         self.cfg, self.codec, self.dc = cfg, codec, cfg.diffusion
 
     def net_config(self, num_classes: int, n_unique: int, loops: int) -> NetConfig:
-        w, p = width(self.cfg.model.width), self.cfg.model.patch_size
+        """Patches of patch_size^2 pixels on images, tubelets of patch_time x patch_size^2 on video."""
+        w, m = width(self.cfg.model.width), self.cfg.model
         t, h, ww = self.codec.spatial
-        patch = (1, p, p)
-        if h % p or ww % p:
-            from .errors import UserError
-
-            raise UserError(f"model.patch_size={p} does not divide the {h}x{ww} input: pick a divisor")
-        return NetConfig("diffusion", w.dim, w.heads, w.mlp_ratio, n_unique, loops, (t, h // p, ww // p), num_classes,
+        patch = (m.patch_time if t > 1 else 1, m.patch_size, m.patch_size)
+        if t % patch[0] or h % patch[1] or ww % patch[2]:
+            raise UserError(f"patch (time {patch[0]}, side {patch[1]}) does not divide the {t}x{h}x{ww} input: "
+                            "pick divisors for model.patch_time and model.patch_size")
+        grid = (t // patch[0], h // patch[1], ww // patch[2])
+        return NetConfig("diffusion", w.dim, w.heads, w.mlp_ratio, n_unique, loops, grid, num_classes,
                          in_channels=self.codec.channels, patch=patch)
 
     # --- training -------------------------------------------------------------------------------

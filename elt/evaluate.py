@@ -5,7 +5,6 @@ Every record states its protocol: sample counts, extractor, implementation, refe
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from . import classifier as clf
 from . import data, metrics
 from .config import DataConfig
-from .provenance import atomic_path, provenance, write_json
+from .provenance import atomic_path, file_sha, provenance, write_json
 from .sample import load_samples
 
 
@@ -39,19 +38,36 @@ def train_domain_classifier(data_cfg: dict, settings: dict, out_pt: str, record:
                         "n_held_out": len(held.labels), **provenance()})
 
 
-def file_sha(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+# Frechet metrics by modality: (metric, extractor). Images: FID (Inception) and fd_domain; videos:
+# FVD (I3D) and fvd_domain. KID uses the Inception features of images.
+FRECHET = {"image": (("fid", "inception"), ("fd_domain", "domain")), "video": (("fvd", "i3d"), ("fvd_domain", "domain"))}
+SAMPLE_KEYS = {"inception": ("fid_samples", "fid_reference_samples"), "i3d": ("fvd_samples", "fvd_reference_samples")}
 
 
-def reference_features(reference_npz: str, classifier_pt: str, fid_reference_samples: int | None, out_npz: str) -> None:
-    """Features and statistics of the real set for each extractor, computed once and cached."""
+def modality(data: np.ndarray) -> str:
+    return "image" if data.shape[1] == 1 else "video"
+
+
+def pretrained_features(extractor: str, data: np.ndarray) -> np.ndarray:
+    """Features of the standard networks: Inception on images, I3D on clips."""
+    if extractor == "inception":
+        return metrics.inception_features(metrics.to_rgb_frames(data))
+    from .i3d import i3d_features
+
+    return i3d_features(data)
+
+
+def reference_features(reference_npz: str, classifier_pt: str, settings: dict, out_npz: str) -> None:
+    """Features and statistics of the real set for each extractor, computed once and cached.
+    settings: the profile's `metrics` section (how many reference items the slow extractors see)."""
     with np.load(reference_npz) as f:
         images = f["images"]
-    domain, _ = clf.load(classifier_pt).features_and_predictions(images)
-    frames = metrics.to_rgb_frames(images[:fid_reference_samples] if fid_reference_samples else images)
-    inception = metrics.inception_features(frames)
+    (_, pretrained), _ = FRECHET[modality(images)]
+    limit = settings.get(SAMPLE_KEYS[pretrained][1])
+    features = {pretrained: pretrained_features(pretrained, images[:limit] if limit else images),
+                "domain": clf.load(classifier_pt).features_and_predictions(images)[0]}
     stats = {}
-    for name, feats in (("inception", inception), ("domain", domain)):
+    for name, feats in features.items():
         mu, sigma = metrics.mean_cov(feats)
         stats.update({f"{name}_features": feats, f"{name}_mu": mu, f"{name}_sigma": sigma})
     with atomic_path(out_npz) as tmp:
@@ -61,31 +77,36 @@ def reference_features(reference_npz: str, classifier_pt: str, fid_reference_sam
 
 def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings: dict) -> dict:
     """All metrics of one (run, loop count). settings: the profile's `metrics` section."""
+    from .i3d import PROTOCOL_FVD
+
     samples, labels, meta = load_samples(samples_npz)
-    net = clf.load(classifier_pt)
     with np.load(reference_npz) as f:
         ref = dict(f)
-    domain, preds = net.features_and_predictions(samples)
-    n_fid = min(settings["fid_samples"], len(samples))
-    inception = metrics.inception_features(metrics.to_rgb_frames(samples[:n_fid]))
+    kind = modality(samples)
+    (metric, pretrained), (domain_metric, _) = FRECHET[kind]
+    domain, preds = clf.load(classifier_pt).features_and_predictions(samples)
+    n_pretrained = min(settings[SAMPLE_KEYS[pretrained][0]], len(samples))
+    features = {pretrained: pretrained_features(pretrained, samples[:n_pretrained]), "domain": domain}
     rounds, seed = settings["bootstrap_rounds"], settings["bootstrap_seed"]
     result = {
-        "run": meta["run"], "loops_eval": meta["loops"], "n_samples": len(samples), "n_fid": n_fid,
-        "fid": metrics.frechet_to_reference(inception, ref["inception_mu"], ref["inception_sigma"]),
-        "fd_domain": metrics.frechet_to_reference(domain, ref["domain_mu"], ref["domain_sigma"]),
-        "kid": metrics.kid(inception, ref["inception_features"], seed=seed),
-        "class_accuracy": float((preds == labels).mean()),
+        "run": meta["run"], "loops_eval": meta["loops"], "modality": kind, "n_samples": len(samples),
+        f"n_{metric}": n_pretrained, "class_accuracy": float((preds == labels).mean()),
         "samples_per_second": meta["samples_per_second"],
     }
-    for name, prefix, feats in (("fid", "inception", inception), ("fd_domain", "domain", domain)):
-        low, high = metrics.bootstrap_interval(feats, ref[f"{prefix}_mu"], ref[f"{prefix}_sigma"], rounds, seed)
-        result[f"{name}_ci_low"], result[f"{name}_ci_high"] = low, high
-    result["protocol"] = {
-        "fid": {**metrics.PROTOCOL_FID, "n_samples": n_fid, "n_reference": len(ref["inception_features"])},
-        "fd_domain": {"extractor": "elt.classifier.DomainClassifier penultimate features", "n_samples": len(samples),
-                      "n_reference": len(ref["domain_features"])},
-        "kid": "clean-fid kernel_distance (unbiased, cubic kernel, 100 seeded subsets) on the Inception features",
+    for name, extractor in FRECHET[kind]:
+        feats, mu, sigma = features[extractor], ref[f"{extractor}_mu"], ref[f"{extractor}_sigma"]
+        result[name] = metrics.frechet_to_reference(feats, mu, sigma)
+        result[f"{name}_ci_low"], result[f"{name}_ci_high"] = metrics.bootstrap_interval(feats, mu, sigma, rounds, seed)
+    protocol = {
+        metric: {**(metrics.PROTOCOL_FID if kind == "image" else PROTOCOL_FVD), "n_samples": n_pretrained,
+                 "n_reference": len(ref[f"{pretrained}_features"])},
+        domain_metric: {"extractor": "elt.classifier.DomainClassifier penultimate features (frames folded into channels)",
+                        "n_samples": len(samples), "n_reference": len(ref["domain_features"])},
         "bootstrap": {"rounds": rounds, "seed": seed, "interval": "95%, bias-corrected percentile"},
-        "reference_sha": str(ref["reference_sha"]), "sampling": meta,
+        "reference_sha": str(ref["reference_sha"]), "clip_shape": list(samples.shape[1:]), "sampling": meta,
     }
+    if kind == "image":
+        result["kid"] = metrics.kid(features["inception"], ref["inception_features"], seed=seed)
+        protocol["kid"] = "clean-fid kernel_distance (unbiased, cubic kernel, 100 seeded subsets) on the Inception features"
+    result["protocol"] = protocol
     return result

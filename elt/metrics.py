@@ -68,6 +68,31 @@ def frechet_to_reference(features: np.ndarray, ref_mu, ref_sigma) -> float:
     return float(diff @ diff + np.trace(ref_sigma) + (x * x).sum() / (n - 1) - 2 * tr_covmean)
 
 
+def resampled_frechet(features: np.ndarray, ref_mu, ref_sigma):
+    """-> f(idx) = frechet_to_reference(features[idx], ref_mu, ref_sigma), fast for n <= d.
+
+    For n <= d every term comes from n x n Gram matrices computed once: with F = features[idx] and
+    C the centring matrix, X S_ref X^T = C (F S_ref F^T) C and tr(X X^T) = tr(C F F^T C); a round
+    then costs O(n^2 + n d) instead of O(n d^2) (the 2048-d FID bootstrap's cost).
+    """
+    f = np.asarray(features, dtype=np.float64)
+    n, d = f.shape
+    if n > d:
+        return lambda idx: frechet_to_reference(f[idx], ref_mu, ref_sigma)
+    cross, gram = f @ ref_sigma @ f.T, f @ f.T
+    trace_ref, ref_sq = np.trace(ref_sigma), ref_mu @ ref_mu
+
+    def frechet(idx):
+        mu = f[idx].mean(0)
+        centre = np.eye(len(idx)) - 1.0 / len(idx)
+        small = centre @ cross[np.ix_(idx, idx)] @ centre / (len(idx) - 1)
+        tr_covmean = np.sqrt(np.linalg.eigvalsh((small + small.T) / 2).clip(min=0)).sum()
+        trace_sample = np.trace(centre @ gram[np.ix_(idx, idx)] @ centre) / (len(idx) - 1)
+        return float(mu @ mu - 2 * mu @ ref_mu + ref_sq + trace_ref + trace_sample - 2 * tr_covmean)
+
+    return frechet
+
+
 def bootstrap_interval(features: np.ndarray, ref_mu, ref_sigma, rounds: int, seed: int, level: float = 0.95):
     """Bias-corrected percentile interval of the Frechet distance over resamplings of the samples.
 
@@ -78,7 +103,8 @@ def bootstrap_interval(features: np.ndarray, ref_mu, ref_sigma, rounds: int, see
     rng = np.random.default_rng(seed)
     n = len(features)
     estimate = frechet_to_reference(features, ref_mu, ref_sigma)
-    values = np.array([frechet_to_reference(features[rng.integers(0, n, n)], ref_mu, ref_sigma) for _ in range(rounds)])
+    resample = resampled_frechet(features, ref_mu, ref_sigma)
+    values = np.array([resample(rng.integers(0, n, n)) for _ in range(rounds)])
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values - (values.mean() - estimate), [tail, 100 - tail])
     return float(max(low, 0.0)), float(high)

@@ -33,6 +33,13 @@ def git_commit() -> str:
         return "unknown"
 
 
+def file_sha(path) -> str:
+    """Short content hash of a file: which reference set, tokenizer or weights a result used."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def provenance() -> dict:
     return {"versions": versions(), "git_commit": git_commit(), "host": platform.node(), "machine": platform.machine()}
 

@@ -15,19 +15,21 @@ from .accounting import describe
 from .provenance import atomic_path, write_json
 from .runs import load_checkpoint
 
-QUALITY = {"fid": "lower", "fd_domain": "lower", "kid": "lower", "class_accuracy": "higher"}
+# Quality metrics and their good direction. Image rows carry fid, fd_domain and kid; video rows fvd
+# and fvd_domain (the other modality's columns are empty); class_accuracy is measured on both.
+QUALITY = {"fid": "lower", "fd_domain": "lower", "kid": "lower", "fvd": "lower", "fvd_domain": "lower", "class_accuracy": "higher"}
+INTERVALS = [f"{m}{end}" for m in ("fid", "fd_domain", "fvd", "fvd_domain") for end in ("", "_ci_low", "_ci_high")]
 COLUMNS = [
-    "run", "group", "family", "generator", "modality", "width", "n_unique", "loops_train", "loops_eval", "depth",
+    "run", "group", "family", "generator", "modality", "dataset", "width", "n_unique", "loops_train", "loops_eval", "depth",
     "unique_params", "total_params", "gflops_per_forward", "gflops_per_sample", "sampling_steps", "guidance",
-    "samples_per_second", "fid", "fid_ci_low", "fid_ci_high", "fd_domain", "fd_domain_ci_low", "fd_domain_ci_high",
-    "kid", "class_accuracy", "n_samples", "n_fid", "seed",
+    "samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd", "seed",
 ]
 
 
 def group_name(run_cfg: dict) -> str:
-    """Runs that are compared with each other: same generator, width, N and L_max, and seed."""
-    m = run_cfg["model"]
-    return f"{m['generator']}-{m['width']}-{m['n_unique']}x{m['loops']}-s{run_cfg['seed']}"
+    """Runs compared with each other: one grid group (dataset, generator), width, N x L_max and seed;
+    the run name without its family (see elt.grid.run_name)."""
+    return run_cfg["run"].replace(f"-{run_cfg['model']['family']}-", "-", 1)
 
 
 def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFrame:
@@ -44,10 +46,9 @@ def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFram
         rows.append({
             **{k: d[k] for k in ("run", "family", "generator", "modality", "width", "n_unique", "loops_train",
                                   "unique_params", "total_params", "sampling_steps", "guidance")},
-            "group": group_name(cfg), "loops_eval": loops, "depth": d["n_unique"] * loops,
+            "group": group_name(cfg), "dataset": cfg["data"]["dataset"], "loops_eval": loops, "depth": d["n_unique"] * loops,
             "gflops_per_forward": d["gflops_per_forward"][loops], "gflops_per_sample": d["gflops_per_sample"][loops],
-            **{k: e[k] for k in ("samples_per_second", "fid", "fid_ci_low", "fid_ci_high", "fd_domain", "fd_domain_ci_low",
-                                  "fd_domain_ci_high", "kid", "class_accuracy", "n_samples", "n_fid")},
+            **{k: e.get(k) for k in ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")},
             "seed": cfg["seed"],
         })
     return pd.DataFrame(rows, columns=COLUMNS).sort_values(["group", "family", "loops_eval"]).reset_index(drop=True)
@@ -59,7 +60,7 @@ def write_table(df: pd.DataFrame, csv_path: str, json_path: str, provenance_path
         df.to_csv(tmp, index=False, float_format="%.6g")
     headline = {}
     for row in df.itertuples():
-        headline.setdefault(row.run, {})[f"L{row.loops_eval}"] = {k: float(getattr(row, k)) for k in QUALITY}
+        headline.setdefault(row.run, {})[f"L{row.loops_eval}"] = {k: float(getattr(row, k)) for k in QUALITY if pd.notna(getattr(row, k))}
     write_json(json_path, headline)
     protocols = {Path(f).parent.name + "/" + Path(f).stem: json.loads(Path(f).read_text())["protocol"] for f in eval_files}
     write_json(provenance_path, {**provenance, "protocols": protocols})
@@ -76,13 +77,22 @@ def pareto_mask(x, y) -> np.ndarray:
     return keep
 
 
-def _frontier_table(df: pd.DataFrame, x: str, metric: str) -> pd.DataFrame:
+def primary(df: pd.DataFrame, metrics: dict[str, str]) -> pd.DataFrame:
+    """Each row's primary metric (by its modality) as columns metric, value, ci_low, ci_high."""
+    out = df.copy()
+    out["metric"] = out["modality"].map(metrics)
+    for column, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
+        out[column] = [row[f"{row['metric']}{suffix}"] for _, row in out.iterrows()]
+    return out
+
+
+def _frontier_table(df: pd.DataFrame, x: str, metrics: dict[str, str]) -> pd.DataFrame:
     out = []
-    for generator, part in df.groupby("generator"):
+    for _, part in primary(df, metrics).groupby(["generator", "modality"]):
         part = part.copy()
-        part["on_frontier"] = pareto_mask(part[x], part[metric])
+        part["on_frontier"] = pareto_mask(part[x], part["value"])
         out.append(part)
-    return pd.concat(out)[["run", "generator", "family", "loops_eval", x, metric, "on_frontier"]]
+    return pd.concat(out)[["run", "generator", "modality", "family", "loops_eval", x, "metric", "value", "on_frontier"]]
 
 
 def _save_plot(fig, png: Path, table: pd.DataFrame) -> None:
@@ -93,7 +103,8 @@ def _save_plot(fig, png: Path, table: pd.DataFrame) -> None:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
 
 
-def plot_pareto(df: pd.DataFrame, x: str, metric: str, png: Path) -> None:
+def plot_pareto(df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path) -> None:
+    """One panel per (generator, modality): the modality's primary metric against x, frontier marked."""
     import matplotlib
     import matplotlib.ticker
 
@@ -101,28 +112,30 @@ def plot_pareto(df: pd.DataFrame, x: str, metric: str, png: Path) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    table = _frontier_table(df, x, metric)
-    generators = sorted(table["generator"].unique())
-    fig, axes = plt.subplots(1, len(generators), figsize=(6 * len(generators), 4.5), squeeze=False)
-    for ax, generator in zip(axes[0], generators):
-        part = table[table["generator"] == generator]
-        sns.scatterplot(data=part, x=x, y=metric, hue="family", style="family", s=70, ax=ax)
+    table = _frontier_table(df, x, metrics)
+    panels = sorted(table.groupby(["generator", "modality"]).groups)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (generator, kind) in zip(axes[0], panels):
+        part = table[(table["generator"] == generator) & (table["modality"] == kind)]
+        sns.scatterplot(data=part, x=x, y="value", hue="family", style="family", s=70, ax=ax)
         front = part[part["on_frontier"]].sort_values(x)
-        ax.step(front[x], front[metric], where="post", color="grey", lw=1, ls="--")
-        ax.scatter(front[x], front[metric], s=220, facecolors="none", edgecolors="k", lw=1, label="Pareto frontier")
+        ax.step(front[x], front["value"], where="post", color="grey", lw=1, ls="--")
+        ax.scatter(front[x], front["value"], s=220, facecolors="none", edgecolors="k", lw=1, label="Pareto frontier")
         for row in part[part["family"].isin(["elt", "looped"])].itertuples():
-            ax.annotate(f"L{row.loops_eval}", (getattr(row, x), getattr(row, metric)), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(f"L{row.loops_eval}", (getattr(row, x), row.value), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ticks = sorted(part[x].unique())  # label the models' own sizes: they span less than a decade
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(ticks, [f"{t / 1e3:.0f}k" if x == "unique_params" else f"{t:.3g}" for t in ticks], rotation=45, fontsize=7)
-        ax.set_title(f"{generator}: {metric} vs {x}")
+        ax.set_ylabel(metrics[kind])
+        ax.set_title(f"{generator} ({kind}): {metrics[kind]} vs {x}")
         ax.legend(fontsize=7)
     _save_plot(fig, png, table)
     plt.close(fig)
 
 
-def plot_anytime(df: pd.DataFrame, metric: str, png: Path) -> None:
+def plot_anytime(df: pd.DataFrame, metrics: dict[str, str], png: Path) -> None:
+    """One panel per comparison group: quality against loops at inference, baselines as lines."""
     import matplotlib
     import matplotlib.ticker
 
@@ -130,23 +143,25 @@ def plot_anytime(df: pd.DataFrame, metric: str, png: Path) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    table = df[["run", "group", "generator", "family", "loops_train", "loops_eval", metric, f"{metric}_ci_low", f"{metric}_ci_high"]]
+    table = primary(df, metrics)[["run", "group", "generator", "modality", "family", "loops_train", "loops_eval", "metric",
+                                  "value", "ci_low", "ci_high"]]
     groups = sorted(table["group"].unique())
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
     for ax, group in zip(axes[0], groups):
         part = table[table["group"] == group]
         looped = part[part["family"].isin(["elt", "looped"])]
-        sns.lineplot(data=looped, x="loops_eval", y=metric, hue="family", marker="o", ax=ax)
+        sns.lineplot(data=looped, x="loops_eval", y="value", hue="family", marker="o", ax=ax)
         for family, colour in (("elt", "C0"), ("looped", "C1")):
             f = looped[looped["family"] == family]
-            ax.fill_between(f["loops_eval"], f[f"{metric}_ci_low"], f[f"{metric}_ci_high"], alpha=0.15, color=colour)
+            ax.fill_between(f["loops_eval"], f["ci_low"], f["ci_high"], alpha=0.15, color=colour)
         for family, style in (("unshared", "-."), ("shallow", ":")):
             base = part[part["family"] == family]
             if len(base):
-                ax.axhline(base[metric].iloc[0], ls=style, color="k", lw=1, label=f"{family} (one depth)")
+                ax.axhline(base["value"].iloc[0], ls=style, color="k", lw=1, label=f"{family} (one depth)")
         ax.axvline(part["loops_train"].max(), color="grey", lw=0.8)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_title(f"{group}: any-time {metric}")
+        ax.set_ylabel(part["metric"].iloc[0])
+        ax.set_title(f"{group}: any-time {part['metric'].iloc[0]}")
         ax.set_xlabel("loops at inference (grey: L_max of training)")
         ax.legend(fontsize=7)
     _save_plot(fig, png, table)

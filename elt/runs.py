@@ -27,13 +27,18 @@ def layout(family: str, n_unique: int, loops: int) -> tuple[int, int]:
 
 def data_shape(cfg: RunConfig) -> tuple[int, int, int, int]:
     """(T, C, H, W) of one example, known from the config alone."""
-    side = 8 if cfg.data.dataset == "digits" else cfg.data.image_size
-    return (1, cfg.data.channels, side, side)
+    d = cfg.data
+    side = 8 if d.dataset == "digits" else d.image_size
+    return (d.frames if d.is_video else 1, d.channels, side, side)
 
 
 def num_classes(cfg: RunConfig) -> int:
-    if cfg.data.dataset == "digits":
+    if cfg.data.dataset in ("digits", "moving_digits"):
         return 10
+    if cfg.data.dataset == "ucf101":
+        from .video import ucf101_index
+
+        return len(ucf101_index(cfg.data.path, "test", cfg.data.fold)[1])
     root = Path(cfg.data.path)
     if not root.is_dir():
         raise UserError(f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class")
@@ -50,7 +55,7 @@ class Parts:
 
 def assemble(cfg: RunConfig, shape=None, classes: int | None = None) -> Parts:
     shape = shape or data_shape(cfg)
-    codec = codecs.for_run(cfg.model.generator, cfg.data.levels, shape)
+    codec = codecs.for_run(cfg, shape)
     generator = (MaskedGenerator if cfg.model.generator == "masked" else DiffusionGenerator)(cfg, codec)
     n, loops = layout(cfg.model.family, cfg.model.n_unique, cfg.model.loops)
     net_cfg = generator.net_config(classes if classes is not None else num_classes(cfg), n, loops)

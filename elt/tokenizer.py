@@ -8,6 +8,7 @@ reconstruction error is recorded with it, and VQCodec exposes it through the cod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,31 +17,41 @@ from einops import rearrange
 from torch import nn
 
 from .codecs import from_signal, to_signal
-from .provenance import load_module, save_module
+from .errors import UserError
+from .provenance import atomic_path, file_sha, load_module, save_module
 
 
 @dataclass
 class TokenizerConfig:
     in_channels: int = 1
-    patch: list[int] = field(default_factory=lambda: [4, 4, 4])  # (pt, ph, pw)
+    patch: list[int] = field(default_factory=lambda: [4, 4, 4])  # (pt, ph, pw): pixels per token
     hidden: int = 64
     code_dim: int = 16
-    codebook: int = 64
+    codebook: int = 256
     steps: int = 1000
     batch_size: int = 32
     lr: float = 2e-3
     beta: float = 0.25  # commitment weight
+    restart_every: int = 50  # codes unused for this many steps are moved onto encoder outputs
     seed: int = 0
 
 
 class VQTokenizer(nn.Module):
+    """3x3x3 convolutions around a strided (tubelet) convolution: each code sees its neighbours."""
+
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
         self.cfg = cfg
-        p, h = tuple(cfg.patch), cfg.hidden
-        self.encoder = nn.Sequential(nn.Conv3d(cfg.in_channels, h, p, p), nn.GELU(), nn.Conv3d(h, h, 1), nn.GELU(), nn.Conv3d(h, cfg.code_dim, 1))
+        p, h, c = tuple(cfg.patch), cfg.hidden, cfg.in_channels
+        self.encoder = nn.Sequential(
+            nn.Conv3d(c, h // 2, 3, padding=1), nn.GELU(), nn.Conv3d(h // 2, h, p, p), nn.GELU(),
+            nn.Conv3d(h, h, 3, padding=1), nn.GELU(), nn.Conv3d(h, cfg.code_dim, 1),
+        )
         self.codes = nn.Parameter(torch.randn(cfg.codebook, cfg.code_dim))
-        self.decoder = nn.Sequential(nn.Conv3d(cfg.code_dim, h, 1), nn.GELU(), nn.Conv3d(h, h, 1), nn.GELU(), nn.ConvTranspose3d(h, cfg.in_channels, p, p))
+        self.decoder = nn.Sequential(
+            nn.Conv3d(cfg.code_dim, h, 3, padding=1), nn.GELU(), nn.ConvTranspose3d(h, h // 2, p, p), nn.GELU(),
+            nn.Conv3d(h // 2, c, 3, padding=1),
+        )
 
     def quantise(self, z):  # z (N, D, T', H', W') -> indices (N, T', H', W'), codes like z
         flat = rearrange(z, "n d t h w -> (n t h w) d")
@@ -56,37 +67,58 @@ class VQTokenizer(nn.Module):
 
     def forward(self, x):
         z = self.encoder(x)
-        _, q = self.quantise(z)
+        idx, q = self.quantise(z)
         recon = self.decoder(z + (q - z).detach())  # straight-through
         commit = F.mse_loss(z, q.detach())
         codebook = F.mse_loss(q, z.detach())
-        return recon, F.mse_loss(recon, x) + codebook + self.cfg.beta * commit
+        return recon, F.mse_loss(recon, x) + codebook + self.cfg.beta * commit, z, idx
 
 
+@torch.no_grad()
+def encode_batched(net: VQTokenizer, data: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+    """uint8 (N, T, C, H, W) -> code indices (N, T', H', W')."""
+    return torch.cat([net.encode(to_signal(data[i:i + batch_size])) for i in range(0, len(data), batch_size)])
+
+
+@torch.no_grad()
 def reconstruction_error(net: VQTokenizer, data: np.ndarray) -> dict:
-    with torch.no_grad():
-        x = to_signal(data)
-        recon = net.decode(net.encode(x)).clamp(-1, 1)
-    mse = F.mse_loss(recon, x).item()
-    used = len(torch.unique(net.encode(x)))
-    return {"mse": mse, "psnr": float(10 * np.log10(4.0 / mse)), "codes_used": used}
+    """Held-out error of the uint8 round trip, as the generators see it: mse on [-1, 1], PSNR, codes in use."""
+    idx = encode_batched(net, data)
+    recon = to_signal(from_signal(net.decode(idx)))
+    mse = F.mse_loss(recon, to_signal(data)).item()
+    return {"mse": mse, "psnr": float(10 * np.log10(4.0 / max(mse, 1e-12))), "codes_used": len(torch.unique(idx)),
+            "n_clips": len(data)}
 
 
 def train_tokenizer(train_data: np.ndarray, held_data: np.ndarray, cfg: TokenizerConfig):
+    """Train on uint8 clips; -> (network, held-out reconstruction error)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     net = VQTokenizer(cfg)
     x_all = to_signal(train_data)
+
+    def encoder_outputs(n):
+        batch = x_all[torch.randint(0, len(x_all), (n,), generator=gen)]
+        return rearrange(net.encoder(batch), "n d t h w -> (n t h w) d")
+
     with torch.no_grad():  # codebook from encoder outputs: no dead codes at the start
-        z = rearrange(net.encoder(x_all[: cfg.batch_size * 4]), "n d t h w -> (n t h w) d")
-        net.codes.copy_(z[torch.randperm(len(z), generator=gen)[: cfg.codebook]])
+        z = encoder_outputs(cfg.batch_size * 4)
+        net.codes.copy_(z[torch.randint(0, len(z), (cfg.codebook,), generator=gen)])
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    for _ in range(cfg.steps):
+    last_used = torch.zeros(cfg.codebook, dtype=torch.long)
+    for step in range(1, cfg.steps + 1):
         batch = x_all[torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)]
-        _, loss = net(batch)
+        _, loss, z, idx = net(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        last_used[idx.unique()] = step
+        dead = (step - last_used >= cfg.restart_every).nonzero()[:, 0]
+        if len(dead) and step < 0.8 * cfg.steps:  # restart dead codes on current encoder outputs
+            with torch.no_grad():
+                flat = rearrange(z.detach(), "n d t h w -> (n t h w) d")
+                net.codes[dead] = flat[torch.randint(0, len(flat), (len(dead),), generator=gen)]
+                last_used[dead] = step
     net.eval()
     return net, reconstruction_error(net, held_data)
 
@@ -96,7 +128,37 @@ def save(net: VQTokenizer, path, error: dict) -> None:
 
 
 def load(path) -> VQTokenizer:
+    if not Path(path).is_file():
+        raise UserError(f"tokenizer {str(path)!r} does not exist: train one with 'elt tokenizer' (the pipeline does) or fix codec.tokenizer")
     return load_module(path, VQTokenizer, TokenizerConfig)
+
+
+def save_tokens(path, net: VQTokenizer, tokenizer_path, ds) -> None:
+    """Pre-tokenized training data (ds: an elt.data.Dataset): the masked generator then trains on
+    it without reading or encoding any pixels."""
+    tokens = encode_batched(net, ds.images).flatten(1).numpy().astype(np.int32)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, tokens=tokens, labels=ds.labels, classes=np.array(ds.classes), shape=np.array(ds.shape),
+                     split_sha=np.array(ds.split_sha), tokenizer_sha=np.array(file_sha(tokenizer_path)))
+
+
+def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, list[str], str]:
+    """-> (tokens (N, S) long, labels, class names, split hash); refuses tokens that another
+    tokenizer made, or of clips of another shape than the run's data config describes."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pre-tokenized data {str(path)!r} does not exist: make it with 'elt tokenize' or fix codec.tokens")
+    with np.load(path) as f:
+        made = {"tokenizer": str(f["tokenizer_sha"]), "clip shape": tuple(int(v) for v in f["shape"])}
+        tokens, labels = torch.from_numpy(f["tokens"].astype(np.int64)), f["labels"].astype(np.int64)
+        classes, split_sha = [str(c) for c in f["classes"]], str(f["split_sha"])
+    wanted = {"tokenizer": file_sha(tokenizer_path), "clip shape": tuple(shape)}
+    for key in made:
+        if made[key] != wanted[key]:
+            raise UserError(f"pre-tokenized data {str(path)!r} was made with another {key} ({made[key]} != {wanted[key]}): "
+                            "re-run 'elt tokenize' with this run's tokenizer and data config")
+    return tokens, labels, classes, split_sha
 
 
 class VQCodec:
@@ -110,10 +172,30 @@ class VQCodec:
         pt, ph, pw = net.cfg.patch
         self.grid, self.vocab_size = (t // pt, h // ph, w // pw), net.cfg.codebook
 
-    @torch.no_grad()
     def encode(self, data: np.ndarray) -> torch.Tensor:
-        return self.net.encode(to_signal(data)).flatten(1)
+        return encode_batched(self.net, data).flatten(1)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         return from_signal(self.net.decode(tokens.view(len(tokens), *self.grid)))
+
+
+def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -> dict:
+    """Train a dataset's tokenizer, record its held-out error, pre-tokenize the training split
+    (the pipeline's train_tokenizer rule and 'elt tokenizer')."""
+    from . import config, data
+    from .provenance import provenance, write_json
+
+    dcfg = config.validate(config.RunConfig(data=config._from_dict(config.DataConfig, data_cfg, "data."))).data
+    train, held = data.load(dcfg, "train"), data.load(dcfg, "held_out")
+    tcfg = config._from_dict(TokenizerConfig, {**settings, "in_channels": train.shape[1]}, "tokenizer.")
+    t, _, h, w = train.shape
+    if t % tcfg.patch[0] or h % tcfg.patch[1] or w % tcfg.patch[2]:
+        raise UserError(f"tokenizer.patch {tcfg.patch} does not divide the {t}x{h}x{w} clips: pick divisors")
+    net, error = train_tokenizer(train.images, held.images, tcfg)
+    save(net, out_pt, error)
+    save_tokens(out_tokens, net, out_pt, train)
+    summary = {"held_out_error": error, "config": tcfg.__dict__, "data": data_cfg, "token_grid": [t // tcfg.patch[0], h // tcfg.patch[1],
+               w // tcfg.patch[2]], "n_train": len(train.labels), "split_sha": train.split_sha, **provenance()}
+    write_json(record, summary)
+    return summary

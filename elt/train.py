@@ -17,8 +17,8 @@ from . import data, ilsd
 from .config import RunConfig
 from .errors import UserError
 from .model import build, count_params
-from .provenance import atomic_path, provenance, write_json
-from .runs import CHECKPOINT_FORMAT, assemble
+from .provenance import atomic_path, file_sha, provenance, write_json
+from .runs import CHECKPOINT_FORMAT, assemble, data_shape
 
 CHECKPOINT = "checkpoint.pt"  # written once, when training is complete
 PROGRESS = "progress.pt"  # periodic state of an unfinished run: not a pipeline output, so an
@@ -53,9 +53,18 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     """
     out = Path(out)
     torch.set_num_threads(cfg.train.threads)
-    ds = data.load(cfg.data, "train")
-    parts = assemble(cfg, ds.shape, len(ds.classes))
-    x_all, y_all = parts.codec.encode(ds.images), torch.from_numpy(ds.labels)
+    if cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
+        from .tokenizer import load_tokens
+
+        x_all, labels, classes, split_sha = load_tokens(cfg.codec.tokens, cfg.codec.tokenizer, data_shape(cfg))
+        shape = data_shape(cfg)
+    else:
+        ds = data.load(cfg.data, "train")
+        shape, classes, split_sha = ds.shape, ds.classes, ds.split_sha
+    parts = assemble(cfg, shape, len(classes))
+    if not cfg.codec.tokens:
+        x_all, labels = parts.codec.encode(ds.images), ds.labels
+    y_all = torch.from_numpy(labels)
     torch.manual_seed(cfg.seed)
     net = build(parts.net_cfg)
     tc = cfg.train
@@ -107,14 +116,14 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         if step % tc.checkpoint_every == 0 or step == tc.steps:
             wall = time.perf_counter() - started
             target = ckpt_path if step == tc.steps else progress_path
-            save_checkpoint(target, parts, net, opt, gen, step, history, wall, ds.shape, ds.classes)
+            save_checkpoint(target, parts, net, opt, gen, step, history, wall, shape, classes)
     bar.close()
     progress_path.unlink(missing_ok=True)
     record = {
         "run": cfg.run, "config": cfg.to_dict(), "net_config": net.cfg.to_dict(), "seed": cfg.seed, "steps": step,
         "wall_seconds": wall, "steps_per_second": step / wall if wall else None,
         "loss_first": sum(history[:20]) / len(history[:20]), "loss_last": sum(history[-20:]) / len(history[-20:]),
-        "loss_history": history, "n_train": len(y_all), "split_sha": ds.split_sha, **count_params(net),
+        "loss_history": history, "n_train": len(y_all), "split_sha": split_sha, "tokens": cfg.codec.tokens and file_sha(cfg.codec.tokens), **count_params(net),
         **provenance(),
     }
     write_json(out / RECORD, record)

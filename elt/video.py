@@ -16,15 +16,20 @@ import numpy as np
 from .errors import UserError
 
 
-def moving_digits(digits: np.ndarray, frames: int, canvas: int, seed: int) -> np.ndarray:
-    """digits uint8 (N, h, w) -> clips uint8 (N, frames, 1, canvas, canvas)."""
+def moving_digits(digits: np.ndarray, frames: int, canvas: int, seed: int, ids: np.ndarray | None = None) -> np.ndarray:
+    """digits uint8 (N, h, w) -> clips uint8 (N, frames, 1, canvas, canvas).
+
+    ids: a stable index per digit (its index in the whole digits set) that seeds its trajectory, so a
+    clip does not depend on which split or subset it was built in.
+    """
     n, h, w = digits.shape
+    ids = np.arange(n) if ids is None else ids
     if canvas < max(h, w):
         raise UserError(f"data.image_size={canvas} is smaller than the {h}x{w} digits: use at least {max(h, w)}")
     clips = np.zeros((n, frames, 1, canvas, canvas), np.uint8)
     span = np.array([canvas - h, canvas - w])
     for i in range(n):
-        rng = np.random.default_rng([seed, i])
+        rng = np.random.default_rng([seed, int(ids[i])])
         pos = rng.integers(0, span + 1)
         vel = rng.choice([-2, -1, 1, 2], size=2)
         for t in range(frames):

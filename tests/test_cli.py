@@ -69,6 +69,14 @@ def test_train_then_sample_several_loop_counts(tmp_path):
     ({"model": {"loops": 0}}, ["'model.loops' is 0", "at least 1"]),
     ({"model": {"family": "recurrent"}}, ["'model.family'", "use one of"]),
     ({"data": {"dataset": "folder", "path": "/nonexistent"}}, ["does not exist", "data.path"]),
+    ({"data": {"dataset": "ucf101"}}, ["'ucf101' but data.path is empty", "UCF-101 root"]),
+    ({"data": {"dataset": "ucf101", "path": "/nonexistent", "channels": 3}}, ["classInd.txt", "is missing"]),
+    ({"data": {"dataset": "moving_digits", "image_size": 6}}, ["image_size=6 is smaller", "use at least 8"]),
+    ({"data": {"dataset": "moving_digits", "frames": 0}}, ["'data.frames' is 0", "at least 1"]),
+    ({"codec": {"tokens": "t.npz"}}, ["codec.tokenizer is not", "name the tokenizer"]),
+    ({"codec": {"tokenizer": "/nonexistent.pt"}}, ["tokenizer '/nonexistent.pt' does not exist", "elt tokenizer"]),
+    ({"model": {"generator": "diffusion", "patch_size": 4, "patch_time": 3}, "data": {"dataset": "moving_digits", "image_size": 12}},
+     ["does not divide the 16x12x12 input", "model.patch_time"]),
 ])
 def test_bad_config_gets_one_line_error(tmp_path, overrides, fragments):
     cfg = write_cfg(tmp_path / "c.yaml", **overrides)
@@ -101,3 +109,22 @@ def test_bad_loop_counts(tmp_path):
     assert_one_line_error(result, ">= 1", "--help")
     result = elt("sample", "--checkpoint", tmp_path / "x.pt", "--loops", "1,2", "--out", tmp_path / "s.npz")
     assert_one_line_error(result, "{loops}")
+
+
+def test_pretokenized_video_path_from_tokenizer_to_samples(tmp_path):
+    """A user's path at any scale: train a tokenizer once, then masked runs on its saved tokens."""
+    data = {"dataset": "moving_digits", "image_size": 12, "frames": 16}
+    (tmp_path / "tok.yaml").write_text(yaml.safe_dump({"data": data, "tokenizer": {"patch": [4, 4, 4], "hidden": 8, "code_dim": 4,
+                                                                                     "codebook": 16, "steps": 5, "batch_size": 4}}))
+    result = elt("tokenizer", "--config", tmp_path / "tok.yaml", "--out", tmp_path / "tok")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["token_grid"] == [4, 3, 3]
+    codec = {"tokenizer": str(tmp_path / "tok/tokenizer.pt"), "tokens": str(tmp_path / "tok/train_tokens.npz")}
+    cfg = write_cfg(tmp_path / "c.yaml", data=data, codec=codec, train={"steps": 3})
+    assert elt("train", "--config", cfg, "--out", tmp_path / "run", "--quiet").returncode == 0
+    result = elt("sample", "--checkpoint", tmp_path / "run/checkpoint.pt", "--loops", "1,3", "--num", "4", "--out", tmp_path / "s{loops}.npz")
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "s3.npz") as f:
+        assert f["samples"].shape == (4, 16, 1, 12, 12)
+    wrong = write_cfg(tmp_path / "w.yaml", data=dict(data, image_size=16), codec=codec, train={"steps": 3})
+    assert_one_line_error(elt("train", "--config", wrong, "--out", tmp_path / "run2", "--quiet"), "another clip shape")

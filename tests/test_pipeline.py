@@ -46,14 +46,31 @@ def test_smoke_outputs_have_the_schema(smoke):
     assert set(df["family"]) == {"elt", "looped", "unshared", "shallow"} and set(df["generator"]) == {"masked", "diffusion"}
     elt = df[(df["run"] == "masked-elt-T-1x2-s0")]
     assert sorted(elt["loops_eval"]) == [1, 2, 3]  # 1..L_max plus the extrapolation loop count
-    assert df[df["family"] == "unshared"]["loops_eval"].tolist() == [1, 1]
-    assert (df["fid_ci_low"] <= df["fid_ci_high"]).all() and df["fid"].notna().all()
+    assert df[df["family"] == "unshared"]["loops_eval"].tolist() == [1, 1, 1]
+    image, video = df[df["modality"] == "image"], df[df["modality"] == "video"]
+    assert (image["fid_ci_low"] <= image["fid_ci_high"]).all() and image["fid"].notna().all() and image["fvd"].isna().all()
+    assert set(video["run"].str.split("-").str[0]) == {"video_diffusion", "video_masked"} and set(video["dataset"]) == {"moving_digits"}
+    assert video[["fvd", "fvd_domain", "fvd_ci_low", "fvd_ci_high"]].notna().all().all() and video["fid"].isna().all()
+    assert (video["fvd_ci_low"] <= video["fvd_ci_high"]).all() and (video["n_fvd"] == 4).all()
     assert json.loads((results / "metrics.json").read_text())["masked-elt-T-1x2-s0"]["L2"]["fid"] > 0
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["config"]["profile"] == "smoke" and "masked-elt-T-1x2-s0/L2" in provenance["protocols"]
     for plot in ("pareto_params", "pareto_gflops", "anytime"):
         assert (results / f"plots/{plot}.png").stat().st_size > 0 and (results / f"plots/{plot}.csv").exists()
     assert (results / "plots/samples/masked-elt-T-1x2-s0.png").exists()
+    assert (results / "plots/samples/video_masked-elt-T-1x2-s0.png").exists()
+
+
+def test_video_runs_use_the_dags_tokenizer_and_record_the_fvd_protocol(smoke):
+    tokenizer = json.loads((smoke / "work/smoke/tokenizers/moving_digits/tokenizer.json").read_text())
+    assert {"mse", "psnr", "codes_used"} <= set(tokenizer["held_out_error"]) and tokenizer["token_grid"] == [4, 3, 3]
+    record = json.loads((smoke / "work/smoke/runs/video_masked-elt-T-1x2-s0/train.json").read_text())
+    assert record["config"]["codec"]["tokens"].endswith("train_tokens.npz") and record["tokens"]
+    with np.load(smoke / "work/smoke/samples/video_masked-elt-T-1x2-s0/L1.npz") as f:
+        assert f["samples"].shape == (20, 16, 1, 12, 12)
+    protocol = json.loads((smoke / "work/smoke/eval/video_diffusion-elt-T-1x2-s0/L2.json").read_text())["protocol"]
+    assert "I3D" in protocol["fvd"]["implementation"] and protocol["fvd"]["n_samples"] == 4
+    assert protocol["fvd"]["n_reference"] == 6 and protocol["clip_shape"] == [16, 1, 12, 12]
 
 
 def test_smoke_audit_and_regression_check_ran(smoke):
@@ -111,9 +128,9 @@ def test_users_own_rgb_image_folder_runs_through_the_same_dag(tmp_path):
             img[5:15, 5:15, (c + 1) % 3] = 255 if name != "stripe" else 0
             Image.fromarray(img).save(tmp_path / "images" / name / f"{i}.png")
     cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
-    cfg.update(data={"dataset": "folder", "path": str(tmp_path / "images"), "image_size": 8, "channels": 3, "levels": 16},
+    cfg.update(datasets={"mine": {"dataset": "folder", "path": str(tmp_path / "images"), "image_size": 8, "channels": 3, "levels": 16}},
                reference=None, results="results/mine", work="work/mine")
-    cfg["grid"] = [dict(cfg["grid"][0], families=["elt", "unshared"])]
+    cfg["grid"] = [dict(cfg["grid"][0], dataset="mine", families=["elt", "unshared"])]
     (repo / "config/mine.yaml").write_text(yaml.safe_dump(cfg))
     result = snakemake(repo, "--configfile", "config/mine.yaml")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -32,15 +32,16 @@ def metrics_frame(elt_values, looped_values, unshared, shallow, width=0.1, sps=(
                  "unique_params": 10, "gflops_per_sample": 1, "samples_per_second": 300})
     df = pd.DataFrame(rows)
     df["fd_domain"], df["fd_domain_ci_low"], df["fd_domain_ci_high"] = df["metric"], df["metric"] * (1 - width), df["metric"] * (1 + width)
+    df["modality"] = "image"
     return df
 
 
-SETTINGS = {"primary_metric": "fd_domain", "parity_tolerance": 0.25, "anytime_max_ratio": 1.5, "collapse_min_ratio": 2.0,
+SETTINGS = {"primary_metric": {"image": "fd_domain", "video": "fvd_domain"}, "parity_tolerance": 0.25, "anytime_max_ratio": 1.5, "collapse_min_ratio": 2.0,
             "throughput_tolerance": 0.2}
 
 
 def verdicts(df):
-    return {c["claim"]: c["verdict"] for c in audit.audit(df, SETTINGS, extra_loops=[4])["claims"]}
+    return {c["claim"]: c["verdict"] for c in audit.audit(df, SETTINGS)["claims"]}
 
 
 def test_audit_verdicts_when_the_paper_holds():
@@ -63,7 +64,7 @@ def test_audit_is_inconclusive_when_intervals_straddle():
 
 def test_audit_markdown_states_thresholds_and_verdicts():
     df = metrics_frame({1: 12, 2: 11, 3: 10, 4: 10.5}, {1: 50, 2: 40, 3: 10, 4: 30}, unshared=9.5, shallow=20)
-    md = audit.markdown(audit.audit(df, SETTINGS, [4]), {"git_commit": "abc"})
+    md = audit.markdown(audit.audit(df, SETTINGS), {"git_commit": "abc"})
     assert "parity tolerance 25%" in md and "**holds**" in md and "abc" in md
 
 
@@ -138,3 +139,31 @@ def test_check_with_missing_reference_is_one_line_error(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "elt.cli", "check", "--reference", tmp_path / "nope.json", tmp_path / "m.csv"],
                          capture_output=True, text=True)
     assert cli.returncode == 2 and len(cli.stderr.strip().splitlines()) == 1 and "elt reference" in cli.stderr
+
+
+def test_audit_uses_each_modalitys_primary_metric():
+    image = metrics_frame({1: 12, 2: 11, 3: 10, 4: 10.5}, {1: 50, 2: 40, 3: 10, 4: 30}, unshared=9.5, shallow=20)
+    video = metrics_frame({1: 12, 2: 11, 3: 10, 4: 10.5}, {1: 50, 2: 40, 3: 10, 4: 30}, unshared=9.5, shallow=20)
+    video["group"], video["modality"] = "v", "video"
+    for suffix in ("", "_ci_low", "_ci_high"):  # video rows carry fvd_domain; make fd_domain absurd to prove it is unused
+        video[f"fvd_domain{suffix}"], video[f"fd_domain{suffix}"] = video[f"fd_domain{suffix}"], np.nan
+    result = audit.audit(pd.concat([image, video]), SETTINGS)
+    by_group = {}
+    for c in result["claims"]:
+        by_group.setdefault(c["group"], set()).add((c["metric"], c["verdict"]))
+    assert {m for m, _ in by_group["g"]} == {"fd_domain"} and {m for m, _ in by_group["v"]} == {"fvd_domain"}
+    assert by_group["g"] == {(m.replace("fvd", "fd"), v) for m, v in by_group["v"]}  # same numbers, same verdicts
+
+
+def test_reference_skips_metrics_a_modality_lacks(tmp_path):
+    paths = []
+    for seed in (0, 1, 2):
+        image = seed_metrics(seed)
+        video = pd.DataFrame([{"run": f"video_diffusion-elt-XS-2x3-s{seed}", "loops_eval": 1, "fvd": 300.0 + seed,
+                               "fvd_domain": 20.0 + seed, "class_accuracy": 0.8}])
+        paths.append(tmp_path / f"m{seed}.csv")
+        pd.concat([image, video]).to_csv(paths[-1], index=False)
+    ref = build_reference([str(p) for p in paths], 0, 3.0, "x", {})
+    assert set(ref["entries"]["video_diffusion-elt-XS-2x3-s0"]["1"]) == {"fvd", "fvd_domain", "class_accuracy"}
+    assert set(ref["entries"]["masked-elt-XS-2x3-s0"]["1"]) == {"fid", "fd_domain", "kid", "class_accuracy"}
+    assert check(ref, pd.read_csv(paths[0]))[1]

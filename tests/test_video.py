@@ -3,7 +3,8 @@ import av
 import numpy as np
 import pytest
 
-from elt import video
+from elt import data, video
+from elt.config import DataConfig
 from elt.errors import UserError
 
 
@@ -83,3 +84,27 @@ def test_ucf101_bad_inputs_name_the_file(ucf):
         video.read_ucf101(ucf, "train", 1, frames=4, stride=1, size=16)
     with pytest.raises(UserError, match="trainlist02.txt"):
         video.read_ucf101(ucf, "train", 2, frames=4, stride=1, size=16)
+
+
+def test_moving_digits_dataset_splits_like_the_digits_and_keeps_each_clip():
+    cfg = DataConfig(dataset="moving_digits", image_size=12, frames=16)
+    train, held = data.load(cfg, "train"), data.load(cfg, "held_out")
+    digits = data.load(DataConfig(dataset="digits"), "held_out")
+    assert train.images.shape == (1347, 16, 1, 12, 12) and held.images.shape == (450, 16, 1, 12, 12)
+    assert held.split_sha == digits.split_sha and list(held.labels) == list(digits.labels)
+    # the brightest 8x8 window of every frame holds the clip's digit (class-correct), whatever its position
+    for clip, digit in zip(held.images[:20], digits.images[:20, 0, 0]):
+        for frame in clip[:, 0]:
+            windows = np.lib.stride_tricks.sliding_window_view(frame, (8, 8))
+            assert (windows == digit).all(axis=(2, 3)).any()
+    again = data.load(cfg, "held_out")
+    assert np.array_equal(again.images, held.images)  # deterministic
+    moved = held.images[:, 1:] != held.images[:, :-1]
+    assert moved.any(axis=(1, 2, 3, 4)).all()  # every clip moves
+
+
+def test_ucf101_as_a_dataset_uses_the_official_split(ucf):
+    cfg = DataConfig(dataset="ucf101", path=str(ucf), channels=3, image_size=16, frames=4, frame_stride=2)
+    train, held = data.load(cfg, "train"), data.load(cfg, "held_out")
+    assert train.images.shape == (2, 4, 3, 16, 16) and held.classes == ["ApplyEyeMakeup", "Basketball"]
+    assert held.split_sha == data.load(cfg, "held_out").split_sha and list(held.labels) == [0, 1]

@@ -3,6 +3,18 @@
 wildcard_constraints:
     run=r"[A-Za-z0-9_.]+-[a-z]+-[A-Za-z0-9]+-\d+x\d+-s\d+",
     loops=r"\d+",
+    dataset=r"[A-Za-z0-9_]+",
+
+
+def dataset_file(pattern):
+    """An input function: the file of a run's dataset, e.g. dataset_file('features/{dataset}/classifier.pt')."""
+    return lambda wc: f"{WORK}/" + pattern.format(dataset=SETTINGS[wc.run]["dataset"])
+
+
+def codec_inputs(wc):
+    """A masked run on VQ codes needs its dataset's tokenizer and pre-tokenized training split."""
+    codec = RUNS[wc.run]["codec"]
+    return [path for path in (codec["tokenizer"], codec["tokens"]) if path]
 
 
 def eval_files():

@@ -1,28 +1,29 @@
-# Real data for the metrics: the held-out reference set, the domain classifier, cached statistics.
+# Real data for the metrics, per dataset of the profile: the held-out reference set, the domain
+# classifier, cached reference statistics; and, for masked groups on VQ codes, the tokenizer.
 
 
 rule prepare_reference:
     output:
-        images=f"{WORK}/data/reference.npz",
-        manifest=f"{WORK}/data/manifest.json",
+        images=f"{WORK}/data/{{dataset}}/reference.npz",
+        manifest=f"{WORK}/data/{{dataset}}/manifest.json",
     params:
-        data=config["data"],
+        data=lambda wc: config["datasets"][wc.dataset],
     log:
-        f"{WORK}/logs/prepare_reference.log",
+        f"{WORK}/logs/prepare_reference/{{dataset}}.log",
     script:
         "../scripts/prepare_reference.py"
 
 
 rule train_classifier:
     output:
-        model=f"{WORK}/features/classifier.pt",
-        record=f"{WORK}/features/classifier.json",
+        model=f"{WORK}/features/{{dataset}}/classifier.pt",
+        record=f"{WORK}/features/{{dataset}}/classifier.json",
     params:
-        data=config["data"],
+        data=lambda wc: config["datasets"][wc.dataset],
         settings=config["classifier"],
     threads: config["threads"]
     log:
-        f"{WORK}/logs/train_classifier.log",
+        f"{WORK}/logs/train_classifier/{{dataset}}.log",
     script:
         "../scripts/train_classifier.py"
 
@@ -32,11 +33,26 @@ rule reference_features:
         images=rules.prepare_reference.output.images,
         classifier=rules.train_classifier.output.model,
     output:
-        f"{WORK}/features/reference_features.npz",
+        f"{WORK}/features/{{dataset}}/reference_features.npz",
     params:
-        fid_reference_samples=config["metrics"].get("fid_reference_samples"),
+        settings=config["metrics"],
     threads: config["threads"]
     log:
-        f"{WORK}/logs/reference_features.log",
+        f"{WORK}/logs/reference_features/{{dataset}}.log",
     script:
         "../scripts/reference_features.py"
+
+
+rule train_tokenizer:
+    output:
+        tokenizer=f"{WORK}/tokenizers/{{dataset}}/tokenizer.pt",
+        record=f"{WORK}/tokenizers/{{dataset}}/tokenizer.json",
+        tokens=f"{WORK}/tokenizers/{{dataset}}/train_tokens.npz",
+    params:
+        data=lambda wc: config["datasets"][wc.dataset],
+        settings=lambda wc: config["tokenizers"][wc.dataset],
+    threads: config["threads"]
+    log:
+        f"{WORK}/logs/train_tokenizer/{{dataset}}.log",
+    script:
+        "../scripts/train_tokenizer.py"

@@ -1,11 +1,12 @@
-# Every metric of one (run, loop count): FID, fd_domain, KID, class accuracy, throughput, CIs.
+# Every metric of one (run, loop count), against its dataset's reference: images FID, fd_domain, KID;
+# videos FVD, fvd_domain; both class accuracy, throughput and bootstrap intervals.
 
 
 rule evaluate:
     input:
         samples=rules.sample.output,
-        reference=rules.reference_features.output,
-        classifier=rules.train_classifier.output.model,
+        reference=dataset_file("features/{dataset}/reference_features.npz"),
+        classifier=dataset_file("features/{dataset}/classifier.pt"),
     output:
         f"{WORK}/eval/{{run}}/L{{loops}}.json",
     params:

@@ -26,7 +26,7 @@ rule plots:
         anytime=report(f"{RESULTS}/plots/anytime.png", category="Any-time"),
         tables=[f"{RESULTS}/plots/{name}.csv" for name in ("pareto_params", "pareto_gflops", "anytime")],
     params:
-        metric=config["audit"]["primary_metric"],
+        metrics=config["audit"]["primary_metric"],
     log:
         f"{WORK}/logs/plots.log",
     script:
@@ -53,7 +53,6 @@ rule audit:
         json=f"{RESULTS}/audit.json",
     params:
         settings=config["audit"],
-        extra_loops=config["extra_loops"],
     log:
         f"{WORK}/logs/audit.log",
     script:

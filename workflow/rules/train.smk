@@ -2,6 +2,8 @@
 
 
 rule train:
+    input:
+        codec_inputs,
     output:
         checkpoint=f"{WORK}/runs/{{run}}/checkpoint.pt",
         record=f"{WORK}/runs/{{run}}/train.json",
@@ -25,7 +27,7 @@ rule sample:
     output:
         f"{WORK}/samples/{{run}}/L{{loops}}.npz",
     params:
-        num=config["metrics"]["num_samples"],
+        num=lambda wc: SETTINGS[wc.run]["num_samples"],
         seed=config["metrics"]["sample_seed"],
     threads: config["threads"]
     log:

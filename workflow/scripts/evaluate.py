@@ -6,5 +6,5 @@ from elt.workflow import logged
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    write_json(snakemake.output[0], evaluate(snakemake.input.samples[0], snakemake.input.reference[0],
+    write_json(snakemake.output[0], evaluate(snakemake.input.samples[0], snakemake.input.reference,
                                              snakemake.input.classifier, snakemake.params.settings))

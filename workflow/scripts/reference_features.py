@@ -5,4 +5,4 @@ from elt.workflow import logged
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    reference_features(snakemake.input.images, snakemake.input.classifier, snakemake.params.fid_reference_samples, snakemake.output[0])
+    reference_features(snakemake.input.images, snakemake.input.classifier, snakemake.params.settings, snakemake.output[0])

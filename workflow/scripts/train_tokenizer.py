@@ -1,0 +1,9 @@
+import torch
+
+from elt.tokenizer import tokenizer_step
+from elt.workflow import logged
+
+with logged(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    out = snakemake.output
+    tokenizer_step(snakemake.params.data, snakemake.params.settings, out.tokenizer, out.record, out.tokens)
