@@ -52,6 +52,7 @@ def test_smoke_outputs_have_the_schema(smoke):
     assert set(video["run"].str.split("-").str[0]) == {"video_diffusion", "video_masked"} and set(video["dataset"]) == {"moving_digits"}
     assert video[["fvd", "fvd_domain", "fvd_ci_low", "fvd_ci_high"]].notna().all().all() and video["fid"].isna().all()
     assert (video["fvd_ci_low"] <= video["fvd_ci_high"]).all() and (video["n_fvd"] == 4).all()
+    assert sorted(video[video["run"] == "video_diffusion-elt-T-1x2-s0"]["loops_eval"]) == [1, 2]  # group's extra_loops: []
     assert json.loads((results / "metrics.json").read_text())["masked-elt-T-1x2-s0"]["L2"]["fid"] > 0
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["config"]["profile"] == "smoke" and "masked-elt-T-1x2-s0/L2" in provenance["protocols"]
