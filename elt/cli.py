@@ -76,7 +76,8 @@ def cmd_reference(args):
     from .check import build_reference
     from .provenance import provenance, write_json
 
-    write_json(args.out, build_reference(args.metrics, args.baseline_seed, args.k, args.profile, provenance()))
+    sources = {"metrics_files": [str(m) for m in args.metrics]}  # which runs the tolerances were measured on
+    write_json(args.out, build_reference(args.metrics, args.baseline_seed, args.k, args.profile, {**provenance(), **sources}))
     print(args.out)
 
 

@@ -71,7 +71,7 @@ class CodecConfig:
     """What the masked generator's tokens are: pixel levels, or codes of a trained VQ tokenizer."""
 
     tokenizer: str | None = None  # a tokenizer file from 'elt tokenizer' (the pipeline trains one); null = pixel levels
-    tokens: str | None = None  # pre-tokenized training data (.npz from 'elt tokenize'); null = encode at start
+    tokens: str | None = None  # pre-tokenized training data (.npz from 'elt tokenizer'); null = encode at start
 
 
 @dataclass

@@ -148,7 +148,7 @@ def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, 
     tokenizer made, or of clips of another shape than the run's data config describes."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"pre-tokenized data {str(path)!r} does not exist: make it with 'elt tokenize' or fix codec.tokens")
+        raise UserError(f"pre-tokenized data {str(path)!r} does not exist: make it with 'elt tokenizer' or fix codec.tokens")
     with np.load(path) as f:
         made = {"tokenizer": str(f["tokenizer_sha"]), "clip shape": tuple(int(v) for v in f["shape"])}
         tokens, labels = torch.from_numpy(f["tokens"].astype(np.int64)), f["labels"].astype(np.int64)
@@ -157,7 +157,7 @@ def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, 
     for key in made:
         if made[key] != wanted[key]:
             raise UserError(f"pre-tokenized data {str(path)!r} was made with another {key} ({made[key]} != {wanted[key]}): "
-                            "re-run 'elt tokenize' with this run's tokenizer and data config")
+                            "re-run 'elt tokenizer' for this run's data config")
     return tokens, labels, classes, split_sha
 
 

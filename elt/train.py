@@ -56,13 +56,13 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     if cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
         from .tokenizer import load_tokens
 
-        x_all, labels, classes, split_sha = load_tokens(cfg.codec.tokens, cfg.codec.tokenizer, data_shape(cfg))
         shape = data_shape(cfg)
+        x_all, labels, classes, split_sha = load_tokens(cfg.codec.tokens, cfg.codec.tokenizer, shape)
+        parts = assemble(cfg, shape, len(classes))
     else:
         ds = data.load(cfg.data, "train")
         shape, classes, split_sha = ds.shape, ds.classes, ds.split_sha
-    parts = assemble(cfg, shape, len(classes))
-    if not cfg.codec.tokens:
+        parts = assemble(cfg, shape, len(classes))
         x_all, labels = parts.codec.encode(ds.images), ds.labels
     y_all = torch.from_numpy(labels)
     torch.manual_seed(cfg.seed)

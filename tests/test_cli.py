@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,12 @@ def test_pretokenized_video_path_from_tokenizer_to_samples(tmp_path):
         assert f["samples"].shape == (4, 16, 1, 12, 12)
     wrong = write_cfg(tmp_path / "w.yaml", data=dict(data, image_size=16), codec=codec, train={"steps": 3})
     assert_one_line_error(elt("train", "--config", wrong, "--out", tmp_path / "run2", "--quiet"), "another clip shape")
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("config/examples/elt_*.yaml")), ids=lambda p: p.stem)
+def test_example_run_configs_are_valid(path):
+    from elt import config
+    from elt.runs import assemble
+
+    cfg = config.load(path)
+    assert assemble(cfg).net_cfg.loops == cfg.model.loops

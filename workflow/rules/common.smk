@@ -8,7 +8,7 @@ wildcard_constraints:
 
 def dataset_file(pattern):
     """An input function: the file of a run's dataset, e.g. dataset_file('features/{dataset}/classifier.pt')."""
-    return lambda wc: f"{WORK}/" + pattern.format(dataset=SETTINGS[wc.run]["dataset"])
+    return lambda wc: f"{WORK}/{pattern.format(dataset=SETTINGS[wc.run]['dataset'])}"
 
 
 def codec_inputs(wc):
