@@ -178,7 +178,10 @@ def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -
     from .sample import clip_strip, load_samples
 
     loops = sorted(sample_files)
-    fig, axes = plt.subplots(per_column, len(loops), figsize=(1.0 * len(loops) + 0.5, 1.0 * per_column), squeeze=False)
+    frames = load_samples(sample_files[loops[0]])[0].shape[1]
+    # an image is a 1-inch square; a clip is a strip of its frames, half an inch each
+    width, height = (1.0, 1.0) if frames == 1 else (0.5 * frames, 0.6)
+    fig, axes = plt.subplots(per_column, len(loops), figsize=(width * len(loops) + 0.5, height * per_column), squeeze=False)
     rows = []
     for j, loop in enumerate(loops):
         samples, labels, meta = load_samples(sample_files[loop])
