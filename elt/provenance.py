@@ -23,11 +23,13 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
-    """The commit of the harness's own checkout, with '+dirty' when it has uncommitted changes."""
+    """The commit of the harness's own checkout, with '+dirty' when its code or configs have uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+        # results/ holds the pipeline's own tracked outputs: writing them does not make the code dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
