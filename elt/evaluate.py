@@ -5,8 +5,6 @@ Every record states its protocol: sample counts, extractor, implementation, refe
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from . import classifier as clf
