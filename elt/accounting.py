@@ -10,6 +10,7 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from .data import modality
 from .model import DiT, LoopedNetwork, NetConfig, count_params
 
 
@@ -62,7 +63,7 @@ def describe(parts, net: LoopedNetwork, eval_loops: list[int]) -> dict:
         "run": cfg.run,
         "family": cfg.model.family,
         "generator": cfg.model.generator,
-        "modality": "image" if parts.codec.shape[0] == 1 else "video",
+        "modality": modality(parts.codec.shape),
         "width": cfg.model.width,
         "dim": net.cfg.dim,
         "n_unique": net.cfg.n_unique,

@@ -138,7 +138,8 @@ def _check_type(value, hint, key: str):
     return value
 
 
-def _from_dict(cls, data, prefix: str = ""):
+def parse_section(cls, data, prefix: str = ""):
+    """A dataclass from a mapping, strictly: unknown keys and wrong types are one-line UserErrors."""
     if not isinstance(data, dict):
         raise UserError(f"config section {prefix.rstrip('.') or '<top>'!r} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -152,7 +153,7 @@ def _from_dict(cls, data, prefix: str = ""):
     for name, value in data.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _from_dict(hint, value, f"{prefix}{name}.")
+            kwargs[name] = parse_section(hint, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _check_type(value, hint, prefix + name)
     return cls(**kwargs)
@@ -200,7 +201,7 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 
 def from_dict(data: dict) -> RunConfig:
-    return validate(_from_dict(RunConfig, data))
+    return validate(parse_section(RunConfig, data))
 
 
 def load(path: str | Path) -> RunConfig:

@@ -34,6 +34,11 @@ class Dataset:
         return tuple(self.images.shape[1:])
 
 
+def modality(shape) -> str:
+    """(T, C, H, W) of one example -> "image" (T = 1) or "video"."""
+    return "image" if shape[0] == 1 else "video"
+
+
 def _digits():
     from sklearn.datasets import load_digits
 

@@ -16,12 +16,11 @@ from .sample import load_samples
 
 def prepare_reference(data_cfg: dict, out_npz: str, manifest: str) -> None:
     """The held-out split, saved once: the real set every metric compares against."""
-    cfg = DataConfig(**data_cfg)
-    held, train = data.load(cfg, "held_out"), data.load(cfg, "train")
+    held = data.load(DataConfig(**data_cfg), "held_out")
     with atomic_path(out_npz) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, images=held.images, labels=held.labels)
-    write_json(manifest, {"data": data_cfg, "classes": held.classes, "n_train": len(train.labels), "n_reference": len(held.labels),
+    write_json(manifest, {"data": data_cfg, "classes": held.classes, "n_reference": len(held.labels),
                           "split_sha": held.split_sha, "shape": list(held.shape), **provenance()})
 
 
@@ -42,10 +41,6 @@ FRECHET = {"image": (("fid", "inception"), ("fd_domain", "domain")), "video": ((
 SAMPLE_KEYS = {"inception": ("fid_samples", "fid_reference_samples"), "i3d": ("fvd_samples", "fvd_reference_samples")}
 
 
-def modality(data: np.ndarray) -> str:
-    return "image" if data.shape[1] == 1 else "video"
-
-
 def pretrained_features(extractor: str, data: np.ndarray) -> np.ndarray:
     """Features of the standard networks: Inception on images, I3D on clips."""
     if extractor == "inception":
@@ -60,7 +55,7 @@ def reference_features(reference_npz: str, classifier_pt: str, settings: dict, o
     settings: the profile's `metrics` section (how many reference items the slow extractors see)."""
     with np.load(reference_npz) as f:
         images = f["images"]
-    (_, pretrained), _ = FRECHET[modality(images)]
+    (_, pretrained), _ = FRECHET[data.modality(images.shape[1:])]
     limit = settings.get(SAMPLE_KEYS[pretrained][1])
     features = {pretrained: pretrained_features(pretrained, images[:limit] if limit else images),
                 "domain": clf.load(classifier_pt).features_and_predictions(images)[0]}
@@ -80,7 +75,7 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
     samples, labels, meta = load_samples(samples_npz)
     with np.load(reference_npz) as f:
         ref = dict(f)
-    kind = modality(samples)
+    kind = data.modality(samples.shape[1:])
     (metric, pretrained), (domain_metric, _) = FRECHET[kind]
     domain, preds = clf.load(classifier_pt).features_and_predictions(samples)
     n_pretrained = min(settings[SAMPLE_KEYS[pretrained][0]], len(samples))

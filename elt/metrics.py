@@ -35,15 +35,14 @@ def psd_sqrt(sigma: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, sqrt_sigma1: np.ndarray | None = None) -> float:
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2).
 
-    tr sqrt(S1 S2) = sum of sqrt(eigenvalues) of the symmetric sqrt(S1) S2 sqrt(S1); sqrt_sigma1
-    can be passed in when S1 is a cached reference.
+    tr sqrt(S1 S2) = sum of sqrt(eigenvalues) of the symmetric sqrt(S1) S2 sqrt(S1).
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
-    root = psd_sqrt(s1) if sqrt_sigma1 is None else sqrt_sigma1
+    root = psd_sqrt(s1)
     tr_covmean = np.sqrt(np.linalg.eigvalsh(root @ s2 @ root).clip(min=0)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)

@@ -178,13 +178,14 @@ def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -
     from .sample import clip_strip, load_samples
 
     loops = sorted(sample_files)
-    frames = load_samples(sample_files[loops[0]])[0].shape[1]
+    loaded = {loop: load_samples(sample_files[loop]) for loop in loops}
+    frames = loaded[loops[0]][0].shape[1]
     # an image is a 1-inch square; a clip is a strip of its frames, half an inch each
     width, height = (1.0, 1.0) if frames == 1 else (0.5 * frames, 0.6)
     fig, axes = plt.subplots(per_column, len(loops), figsize=(width * len(loops) + 0.5, height * per_column), squeeze=False)
     rows = []
     for j, loop in enumerate(loops):
-        samples, labels, meta = load_samples(sample_files[loop])
+        samples, labels, meta = loaded[loop]
         picks = [int(np.flatnonzero(labels == c)[0]) for c in np.unique(labels)[:per_column]]
         for i in range(per_column):
             ax = axes[i][j]

@@ -186,9 +186,9 @@ def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -
     from . import config, data
     from .provenance import provenance, write_json
 
-    dcfg = config.validate(config.RunConfig(data=config._from_dict(config.DataConfig, data_cfg, "data."))).data
+    dcfg = config.from_dict({"data": data_cfg}).data
     train, held = data.load(dcfg, "train"), data.load(dcfg, "held_out")
-    tcfg = config._from_dict(TokenizerConfig, {**settings, "in_channels": train.shape[1]}, "tokenizer.")
+    tcfg = config.parse_section(TokenizerConfig, {**settings, "in_channels": train.shape[1]}, "tokenizer.")
     t, _, h, w = train.shape
     if t % tcfg.patch[0] or h % tcfg.patch[1] or w % tcfg.patch[2]:
         raise UserError(f"tokenizer.patch {tcfg.patch} does not divide the {t}x{h}x{w} clips: pick divisors")

@@ -6,9 +6,9 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
 
 
-def dataset_file(pattern):
-    """An input function: the file of a run's dataset, e.g. dataset_file('features/{dataset}/classifier.pt')."""
-    return lambda wc: f"{WORK}/{pattern.format(dataset=SETTINGS[wc.run]['dataset'])}"
+def of_runs_dataset(pattern):
+    """An input function: a per-dataset output pattern filled with the dataset of the job's run."""
+    return lambda wc: pattern.format(dataset=SETTINGS[wc.run]["dataset"])
 
 
 def codec_inputs(wc):

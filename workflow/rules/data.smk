@@ -45,9 +45,9 @@ rule reference_features:
 
 rule train_tokenizer:
     output:
-        tokenizer=f"{WORK}/tokenizers/{{dataset}}/tokenizer.pt",
+        tokenizer=grid.codec_paths(WORK, "{dataset}")["tokenizer"],  # the paths runs name in codec:
         record=f"{WORK}/tokenizers/{{dataset}}/tokenizer.json",
-        tokens=f"{WORK}/tokenizers/{{dataset}}/train_tokens.npz",
+        tokens=grid.codec_paths(WORK, "{dataset}")["tokens"],
     params:
         data=lambda wc: config["datasets"][wc.dataset],
         settings=lambda wc: config["tokenizers"][wc.dataset],

@@ -5,8 +5,8 @@
 rule evaluate:
     input:
         samples=rules.sample.output,
-        reference=dataset_file("features/{dataset}/reference_features.npz"),
-        classifier=dataset_file("features/{dataset}/classifier.pt"),
+        reference=of_runs_dataset(rules.reference_features.output[0]),
+        classifier=of_runs_dataset(rules.train_classifier.output.model),
     output:
         f"{WORK}/eval/{{run}}/L{{loops}}.json",
     params:
