@@ -20,6 +20,7 @@ from elt import grid
 try:
     RUNS = grid.expand(config)
     SETTINGS = grid.pipeline_settings(config)
+    PLANS = grid.loop_plans(config)
 except UserError as err:
     raise ValueError(f"config error: {err}") from None
 TARGETS = grid.targets(config)
@@ -35,6 +36,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/loop_plans.smk"
 include: "workflow/rules/report.smk"
 
 

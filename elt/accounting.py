@@ -23,12 +23,12 @@ def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=N
 CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
 
 
-def dummy_inputs(cfg: NetConfig):
-    labels = torch.zeros(1, dtype=torch.long)
+def dummy_inputs(cfg: NetConfig, device: torch.device | str = "cpu"):
+    labels = torch.zeros(1, dtype=torch.long, device=device)
     if cfg.kind == "masked":
-        return torch.zeros(1, cfg.seq_len, dtype=torch.long), labels, None
+        return torch.zeros(1, cfg.seq_len, dtype=torch.long, device=device), labels, None
     (t, h, w), (pt, ph, pw) = cfg.grid, cfg.patch
-    return torch.zeros(1, cfg.in_channels, t * pt, h * ph, w * pw), labels, torch.zeros(1)
+    return torch.zeros(1, cfg.in_channels, t * pt, h * ph, w * pw, device=device), labels, torch.zeros(1, device=device)
 
 
 @torch.no_grad()
@@ -36,7 +36,7 @@ def measured_flops(net: LoopedNetwork, loops: int) -> int:
     """FLOPs of one forward pass for one sample at `loops`, counted by torch."""
     counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION)
     with counter:
-        net(*dummy_inputs(net.cfg), loops=loops)
+        net(*dummy_inputs(net.cfg, next(net.parameters()).device), loops=loops)
     return counter.get_total_flops()
 
 
@@ -75,3 +75,17 @@ def describe(parts, net: LoopedNetwork, eval_loops: list[int]) -> dict:
         "gflops_per_forward": {loop: f / 1e9 for loop, f in per_forward.items()},
         "gflops_per_sample": {loop: f * passes / 1e9 for loop, f in per_forward.items()},
     }
+
+
+def loop_plan_cost(net: LoopedNetwork, loops_used: torch.Tensor, guidance: float) -> dict:
+    """What a loop schedule or early-exit rule cost, from the loops each sample actually ran at each
+    step (loops_used (N, steps)): GFLOPs per sample = sum over steps of the per-forward FLOPs at that
+    sample's L (x 2 with guidance), averaged over samples; and the loops used."""
+    per_forward = {int(l): measured_flops(net, int(l)) for l in loops_used.unique()}
+    flops = torch.zeros(loops_used.shape[0], dtype=torch.float64)
+    for loops, f in per_forward.items():
+        flops += (loops_used == loops).sum(1).double() * f
+    passes = 2 if guidance != 1.0 else 1
+    return {"gflops_per_sample": float(flops.mean()) * passes / 1e9, "loops_used_mean": float(loops_used.double().mean()),
+            "loops_used_per_step": loops_used.double().mean(0).tolist(),
+            "loops_used_histogram": {int(l): int((loops_used == l).sum()) for l in per_forward}}

@@ -1,198 +1,385 @@
-"""The paper's claims, restated at this suite's scale, each with measured evidence, a confidence
-interval and a verdict: holds, fails or inconclusive. Thresholds come from the profile's `audit`
-section and are printed in the report. Quality is the primary metric (lower is better) with its
-bootstrap interval; a verdict is "fails" only when the interval rules the claim out.
+"""The paper's claims, restated at this suite's scale, each judged on a confidence interval of its
+own statistic: **holds** when the whole interval lies inside the claim's region, **fails** when it
+lies wholly outside, **inconclusive** otherwise, and **not measured** when the grid lacks what the
+claim needs. Thresholds come from the profile's `audit` section and are printed in the report.
+
+A claim's statistic is a ratio of the primary metric (a Frechet distance; lower is better) between
+two settings, or the worst such ratio over loop counts. Its interval comes from one joint bootstrap
+per comparison (a grid group over all its training seeds): each round resamples the seeds of every
+family (hierarchical: training noise enters the interval), then the samples of each drawn run, with
+one draw shared by all loop counts of a run (they are paired: same labels and noise, elt.sample).
+Intervals are percentiles of the log statistic, shifted by the bootstrap's bias (resampled sets
+repeat samples, which inflates a Frechet distance). Throughput is judged on the interleaved timings
+of its own step (elt.sample.time_throughput): the median of per-repeat speed ratios, with the
+distribution-free order-statistic interval of a median. One line goes beyond the paper: whether a
+loop schedule or early-exit rule of the profile's loop_plans lies below ELT's fixed-L frontier.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
 import pandas as pd
+from scipy import stats
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+from .errors import UserError
+from .metrics import frechet_resamples, frechet_to_reference
+
+HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "fails", "inconclusive", "not measured"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)
+CLAIMS = ("iso_compute_parity", "anytime_elt", "vanilla_collapse", "looping_helps", "extrapolation", "throughput", "loop_plans")
+BOOTSTRAP_METHOD = ("hierarchical bootstrap (seeds, then samples; one sample draw per run shared by its loop counts), "
+                    "bias-shifted percentile interval of the log statistic")
+PLAN_FIELDS = ["run", "group", "family", "plan", "plan_name", "gflops_per_sample", "loops_used_mean", "n_samples"]  # of loop_plans.csv
+THROUGHPUT_METHOD = "median of per-repeat speed ratios of interleaved timings, order-statistic (binomial) interval"
 
 
-class Group:
-    """The rows of one comparison group (generator, width, N x L_max, seed), by family."""
+class FeatureSource(Protocol):
+    """The features an evaluation measured, and its reference statistics (see elt.evaluate.SavedFeatures)."""
 
-    def __init__(self, name: str, rows: pd.DataFrame, metric: str):
-        self.name, self.rows, self.metric = name, rows, metric
+    def samples(self, run: str, loops: int | str, metric: str) -> np.ndarray: ...  # str: a loop plan's file name
+
+    def reference(self, run: str, metric: str) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class Statistic:
+    """A claim's statistic: its estimate and its bootstrap draws (or, for throughput, its interval)."""
+    estimate: float
+    low: float
+    high: float
+    units: int            # what more of would narrow the interval: samples per run, seeds, or timing repeats
+    unit_name: str
+
+    def judge(self, threshold: float, at_most: bool) -> tuple[str, str | None]:
+        """(verdict, how much data would decide it) for the region statistic <= threshold (at_most) or >= threshold."""
+        inside, outside = (self.high <= threshold, self.low > threshold) if at_most else (self.low >= threshold, self.high < threshold)
+        if inside or outside:
+            return (HOLDS if inside else FAILS), None
+        distance = abs(math.log(self.estimate / threshold)) if self.estimate > 0 else 0.0
+        bound = self.high if self.estimate < threshold else self.low  # the end that crosses the threshold
+        half_width = abs(math.log(bound / self.estimate)) if self.estimate > 0 and bound > 0 else math.inf
+        if distance == 0 or not math.isfinite(half_width):
+            return INCONCLUSIVE, f"the estimate sits on the threshold: no {self.unit_name} count decides it"
+        needed = math.ceil(self.units * (half_width / distance) ** 2)  # widths shrink as 1/sqrt(count)
+        return INCONCLUSIVE, f"about {needed} {self.unit_name} (now {self.units}) would decide it at this estimate"
+
+    @property
+    def resolution(self) -> float:
+        """The relative half-width of the interval: effects smaller than this around a threshold stay undecided."""
+        if self.estimate <= 0 or self.low <= 0:
+            return math.inf
+        return math.exp(max(math.log(self.high / self.estimate), math.log(self.estimate / self.low))) - 1
+
+
+def log_interval(estimate: float, draws: np.ndarray, level: float) -> tuple[float, float]:
+    logs = np.log(np.maximum(draws, 1e-300))
+    shifted = logs - (logs.mean() - math.log(max(estimate, 1e-300)))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(shifted, [tail, 100 - tail])
+    return float(math.exp(low)), float(math.exp(high))
+
+
+def median_interval(values: list[float], level: float) -> tuple[float, float, float]:
+    """(median, low, high): the widest-inward order statistics whose binomial coverage of the median is >= level."""
+    x, n = np.sort(np.asarray(values, dtype=float)), len(values)
+    low, high = x[0], x[-1]
+    for j in range(1, n // 2):
+        if 1 - 2 * stats.binom.cdf(j, n, 0.5) < level:  # coverage of [x(j+1), x(n-j)]
+            break
+        low, high = x[j], x[n - 1 - j]
+    return float(np.median(x)), float(low), float(high)
+
+
+class Comparison:
+    """One grid group over its seeds: point estimates of the primary metric and their joint bootstrap draws,
+    at fixed loop counts (rows of metrics.csv, loops an int) and at loop plans (rows of loop_plans.csv,
+    loops the plan's file name). A plan's samples are paired with its run's fixed-L samples: one draw."""
+
+    def __init__(self, name: str, rows: pd.DataFrame, metric: str, features: FeatureSource, settings: dict,
+                 plans: pd.DataFrame | None = None):
+        self.name, self.rows, self.metric, self.features = name, rows, metric, features
+        self.plans = plans if plans is not None else pd.DataFrame(columns=PLAN_FIELDS)
+        self.level = settings["level"]
         self.l_max = int(rows["loops_train"].max())
+        self.seeds = sorted(int(s) for s in rows["seed"].unique())
+        self.runs = {family: sorted(part["run"].unique(), key=lambda r: int(part[part["run"] == r]["seed"].iloc[0]))
+                     for family, part in rows.groupby("family")}
+        self.n_samples = int(rows["n_samples"].min())
+        rng, rounds = np.random.default_rng(settings["bootstrap_seed"]), settings["bootstrap_rounds"]
+        self.plan = {}  # family -> (seed picks (rounds, seeds), sample draws (rounds, seeds, n))
+        for family, runs in sorted(self.runs.items()):
+            counts = set(rows[rows["family"] == family]["n_samples"].astype(int))
+            if len(counts) != 1:
+                raise UserError(f"group {name!r}: runs of family {family} have different sample counts {sorted(counts)}: "
+                                "evaluate them alike")
+            n = counts.pop()
+            plan_counts = set(self.plans[self.plans["family"] == family]["n_samples"].astype(int))
+            if plan_counts - {n}:
+                raise UserError(f"group {name!r}: loop plans of family {family} have {sorted(plan_counts)} samples, its fixed loop "
+                                f"counts {n}: sample them alike")
+            self.plan[family] = (rng.integers(0, len(runs), (rounds, len(runs))), rng.integers(0, n, (rounds, len(runs), n)))
+        self._draws = {}
 
-    def row(self, family: str, loops: int | None = None):
+    def has(self, family: str, loops: int | None = None) -> bool:
         part = self.rows[self.rows["family"] == family]
-        if loops is not None:
-            part = part[part["loops_eval"] == loops]
-        return None if part.empty else part.iloc[0]
+        return not part.empty and (loops is None or (part["loops_eval"] == loops).any())
 
-    def quality(self, row) -> dict:
-        m = self.metric
-        return {"value": float(row[m]), "ci": [float(row[f"{m}_ci_low"]), float(row[f"{m}_ci_high"])]}
+    def loops_of(self, family: str) -> list[int]:
+        return sorted(int(l) for l in self.rows[self.rows["family"] == family]["loops_eval"].unique())
+
+    def _at(self, family: str, loops: int | None) -> int:
+        return self.loops_of(family)[0] if loops is None else loops  # unlooped baselines have one depth
+
+    def _table(self, loops: int | str) -> tuple[pd.DataFrame, str]:
+        return (self.plans, "plan_name") if isinstance(loops, str) else (self.rows, "loops_eval")
+
+    def point(self, family: str, loops: int | str | None = None) -> float:
+        loops = self._at(family, loops)
+        table, column = self._table(loops)
+        part = table[(table["family"] == family) & (table[column] == loops)]
+        return float(part[self.metric].mean())  # mean over seeds
+
+    def draws(self, family: str, loops: int | str | None = None) -> np.ndarray:
+        loops = self._at(family, loops)
+        if (family, loops) not in self._draws:
+            picks, samples = self.plan[family]
+            values = np.empty(picks.shape)
+            for k, run in enumerate(self.runs[family]):
+                feats = self.features.samples(run, loops, self.metric)
+                mu, sigma = self.features.reference(run, self.metric)
+                self._check(run, loops, frechet_to_reference(feats, mu, sigma))
+                chosen = picks == k
+                values[chosen] = frechet_resamples(feats, samples[chosen], mu, sigma)
+            self._draws[(family, loops)] = values.mean(1)
+        return self._draws[(family, loops)]
+
+    def _check(self, run: str, loops: int | str, recomputed: float) -> None:
+        table, column = self._table(loops)
+        recorded = float(table[(table["run"] == run) & (table[column] == loops)][self.metric].iloc[0])
+        if not math.isclose(recomputed, recorded, rel_tol=1e-4, abs_tol=1e-6):
+            where, source = (f"plan {loops}", "loop_plans.csv") if isinstance(loops, str) else (f"L={loops}", "metrics.csv")
+            raise UserError(f"the saved features of {run} at {where} give {self.metric} {recomputed:.6g}, {source} says "
+                            f"{recorded:.6g}: they come from different evaluations; rerun the pipeline")
+
+    def statistic(self, estimate: float, draws: np.ndarray) -> Statistic:
+        low, high = log_interval(estimate, draws, self.level)
+        several = len(self.seeds) > 1
+        return Statistic(estimate, low, high, len(self.seeds) if several else self.n_samples,
+                         "seeds" if several else "samples per (run, L)")
+
+    def ratio(self, num: tuple[str, int | None], den: tuple[str, int | None]) -> Statistic:
+        return self.statistic(self.point(*num) / self.point(*den), self.draws(*num) / self.draws(*den))
+
+    def extreme_ratio(self, family: str, loops: list[int], worst) -> tuple[Statistic, int, dict]:
+        """worst = max or min: the extreme over loop counts of metric(L) / metric(L_max), with each ratio."""
+        ratios = {l: self.point(family, l) / self.point(family, self.l_max) for l in loops}
+        draws = np.stack([self.draws(family, l) / self.draws(family, self.l_max) for l in loops])
+        at = worst(ratios, key=ratios.get)
+        combined = draws.max(0) if worst is max else draws.min(0)
+        each = {l: self.ratio((family, l), (family, self.l_max)) for l in loops}
+        return self.statistic(ratios[at], combined), at, {l: _interval(s) for l, s in each.items()}
 
 
-def _claim(claim, group, statement, evidence, verdict, reason):
-    return {"claim": claim, "group": group.name, "metric": group.metric, "statement": statement, "evidence": evidence,
-            "verdict": verdict, "reason": reason}
+def _interval(s: Statistic) -> dict:
+    return {"estimate": s.estimate, "interval": [s.low, s.high]}
 
 
-def _missing(claim, group, statement, families):
-    return _claim(claim, group, statement, {}, INCONCLUSIVE, f"not measured: the grid lacks {' or '.join(families)}")
+def _claim(g: Comparison, claim: str, statement: str, statistic: str, region: str, stat: Statistic | None,
+           verdict: str, reason: str, to_decide: str | None = None, evidence: dict | None = None) -> dict:
+    return {"claim": claim, "group": g.name, "metric": g.metric, "seeds": g.seeds, "statement": statement,
+            "statistic": statistic, "region": region, "estimate": stat.estimate if stat else None,
+            "interval": [stat.low, stat.high] if stat else None, "resolution": stat.resolution if stat else None,
+            "verdict": verdict, "reason": reason, "to_decide": to_decide, "evidence": evidence or {}}
 
 
-def iso_compute_parity(g: Group, s: dict) -> dict:
+def _judged(g, claim, statement, statistic, stat: Statistic, threshold: float, at_most: bool, evidence: dict) -> dict:
+    verdict, to_decide = stat.judge(threshold, at_most)
+    region = f"{'<=' if at_most else '>='} {threshold:.3g}"
+    where = {HOLDS: "inside", FAILS: "wholly outside", INCONCLUSIVE: "across the edge of"}[verdict]
+    reason = f"interval [{stat.low:.3g}, {stat.high:.3g}] lies {where} the region {region}"
+    return _claim(g, claim, statement, statistic, region, stat, verdict, reason, to_decide, evidence)
+
+
+def _not_measured(g, claim, statement, statistic, needs: str) -> dict:
+    return _claim(g, claim, statement, statistic, "", None, NOT_MEASURED, f"the grid lacks {needs}")
+
+
+def iso_compute_parity(g: Comparison, s: dict) -> dict:
     statement = "ELT N x L matches the unshared N*L-layer baseline at equal inference compute with fewer parameters"
-    elt, base = g.row("elt", g.l_max), g.row("unshared")
-    if elt is None or base is None:
-        return _missing("iso_compute_parity", g, statement, ["elt", "unshared"])
-    m, tol = g.metric, s["parity_tolerance"]
-    evidence = {
-        "parameter_ratio": base["unique_params"] / elt["unique_params"],
-        "flop_ratio": elt["gflops_per_sample"] / base["gflops_per_sample"],
-        "quality_ratio": elt[m] / base[m], "elt": g.quality(elt), "unshared": g.quality(base),
-    }
-    if elt[m] <= base[m] * (1 + tol):
-        verdict, reason = HOLDS, f"ELT's {m} is within {tol:.0%} of the baseline's (or better)"
-    elif elt[f"{m}_ci_low"] > base[f"{m}_ci_high"] * (1 + tol):
-        verdict, reason = FAILS, f"ELT's whole interval lies above the baseline's by more than {tol:.0%}"
-    else:
-        verdict, reason = INCONCLUSIVE, "the intervals do not separate the estimate from the tolerance"
-    return _claim("iso_compute_parity", g, statement, evidence, verdict, reason)
+    statistic = f"{g.metric} of ELT at L_max / unshared"
+    if not (g.has("elt", g.l_max) and g.has("unshared")):
+        return _not_measured(g, "iso_compute_parity", statement, statistic, "elt or unshared")
+    elt, base = g.rows[(g.rows["family"] == "elt") & (g.rows["loops_eval"] == g.l_max)].iloc[0], g.rows[g.rows["family"] == "unshared"].iloc[0]
+    evidence = {"parameter_ratio": base["unique_params"] / elt["unique_params"],
+                "flop_ratio": elt["gflops_per_sample"] / base["gflops_per_sample"],
+                "elt": g.point("elt", g.l_max), "unshared": g.point("unshared")}
+    return _judged(g, "iso_compute_parity", statement, statistic, g.ratio(("elt", g.l_max), ("unshared", None)),
+                   1 + s["parity_tolerance"], True, evidence)
 
 
-def _ratios(g: Group, family: str, loops: list[int]):
-    ref = g.row(family, g.l_max)
-    out = {}
-    for loop in loops:
-        r = g.row(family, loop)
-        if r is not None:
-            out[loop] = {"ratio": r[g.metric] / ref[g.metric], "ci_ratio": [r[f"{g.metric}_ci_low"] / ref[f"{g.metric}_ci_high"],
-                                                                         r[f"{g.metric}_ci_high"] / ref[f"{g.metric}_ci_low"]]}
-    return out
-
-
-def anytime(g: Group, s: dict, l_min: int) -> dict:
-    statement = f"ELT works at every loop count in [L_min, L_max): quality within {s['anytime_max_ratio']}x of L_max"
-    if g.row("elt", g.l_max) is None:
-        return _missing("anytime_elt", g, statement, ["elt"])
-    ratios = _ratios(g, "elt", list(range(l_min, g.l_max)))
-    if not ratios:
-        return _claim("anytime_elt", g, statement, {}, INCONCLUSIVE, "L_max = L_min: no intermediate exits")
-    worst = max(ratios, key=lambda loop: ratios[loop]["ratio"])
+def anytime(g: Comparison, s: dict, l_min: int) -> dict:
     limit = s["anytime_max_ratio"]
-    if ratios[worst]["ratio"] <= limit:
-        verdict, reason = HOLDS, f"worst exit L={worst} is {ratios[worst]['ratio']:.2f}x its L_max distance"
-    elif ratios[worst]["ci_ratio"][0] > limit:
-        verdict, reason = FAILS, f"at L={worst} even the interval's best case is above {limit}x"
-    else:
-        verdict, reason = INCONCLUSIVE, f"L={worst} at {ratios[worst]['ratio']:.2f}x, interval straddles {limit}x"
-    return _claim("anytime_elt", g, statement, {"ratio_to_l_max": ratios, "elt_at_l_max": g.quality(g.row("elt", g.l_max))}, verdict, reason)
+    statement = f"ELT works at every loop count in [L_min, L_max): quality within {limit}x of L_max"
+    statistic = f"worst over L in [L_min, L_max) of {g.metric}(L) / {g.metric}(L_max), ELT"
+    loops = [l for l in range(l_min, g.l_max) if g.has("elt", l)]
+    if not g.has("elt", g.l_max) or not loops:
+        return _not_measured(g, "anytime_elt", statement, statistic, "elt at L_max and at some L < L_max")
+    stat, at, each = g.extreme_ratio("elt", loops, max)
+    return _judged(g, "anytime_elt", statement, statistic, stat, limit, True, {"worst_at": at, "ratio_to_l_max": each})
 
 
-def vanilla_collapse(g: Group, s: dict) -> dict:
+def vanilla_collapse(g: Comparison, s: dict) -> dict:
     limit = s["collapse_min_ratio"]
     statement = f"vanilla looped (no ILSD) collapses off its training depth: at least {limit}x worse at every L < L_max"
-    if g.row("looped", g.l_max) is None:
-        return _missing("vanilla_collapse", g, statement, ["looped"])
-    ratios = _ratios(g, "looped", list(range(1, g.l_max)))
-    if not ratios:
-        return _claim("vanilla_collapse", g, statement, {}, INCONCLUSIVE, "L_max = 1: nothing below it")
-    mildest = min(ratios, key=lambda loop: ratios[loop]["ratio"])
-    if ratios[mildest]["ratio"] >= limit:
-        verdict, reason = HOLDS, f"mildest drop, at L={mildest}, is {ratios[mildest]['ratio']:.2f}x"
-    elif ratios[mildest]["ci_ratio"][1] < limit:
-        verdict, reason = FAILS, f"at L={mildest} even the interval's worst case is below {limit}x"
-    else:
-        verdict, reason = INCONCLUSIVE, f"L={mildest} at {ratios[mildest]['ratio']:.2f}x, interval straddles {limit}x"
-    return _claim("vanilla_collapse", g, statement, {"ratio_to_l_max": ratios}, verdict, reason)
+    statistic = f"mildest over L < L_max of {g.metric}(L) / {g.metric}(L_max), vanilla looped"
+    loops = [l for l in range(1, g.l_max) if g.has("looped", l)]
+    if not g.has("looped", g.l_max) or not loops:
+        return _not_measured(g, "vanilla_collapse", statement, statistic, "looped at L_max and at some L < L_max")
+    stat, at, each = g.extreme_ratio("looped", loops, min)
+    return _judged(g, "vanilla_collapse", statement, statistic, stat, limit, False, {"mildest_at": at, "ratio_to_l_max": each})
 
 
-def looping_helps(g: Group, s: dict) -> dict:
+def looping_helps(g: Comparison, s: dict) -> dict:
     statement = "at fixed parameters, looping helps: ELT N x L beats the shallow N-layer model"
-    elt, shallow = g.row("elt", g.l_max), g.row("shallow")
-    if elt is None or shallow is None:
-        return _missing("looping_helps", g, statement, ["elt", "shallow"])
-    m = g.metric
-    evidence = {"quality_ratio": elt[m] / shallow[m], "elt": g.quality(elt), "shallow": g.quality(shallow),
-                "flop_ratio": elt["gflops_per_sample"] / shallow["gflops_per_sample"]}
-    if elt[f"{m}_ci_high"] < shallow[f"{m}_ci_low"]:
-        verdict, reason = HOLDS, "ELT's interval lies wholly below (better than) the shallow model's"
-    elif elt[f"{m}_ci_low"] > shallow[f"{m}_ci_high"]:
-        verdict, reason = FAILS, "ELT's interval lies wholly above (worse than) the shallow model's"
-    else:
-        verdict, reason = INCONCLUSIVE, "the intervals overlap"
-    return _claim("looping_helps", g, statement, evidence, verdict, reason)
+    statistic = f"{g.metric} of ELT at L_max / shallow"
+    if not (g.has("elt", g.l_max) and g.has("shallow")):
+        return _not_measured(g, "looping_helps", statement, statistic, "elt or shallow")
+    evidence = {"elt": g.point("elt", g.l_max), "shallow": g.point("shallow")}
+    return _judged(g, "looping_helps", statement, statistic, g.ratio(("elt", g.l_max), ("shallow", None)), 1.0, True, evidence)
 
 
-def extrapolation(g: Group, s: dict) -> dict:
+def extrapolation(g: Comparison, s: dict) -> dict:
     tol = s["parity_tolerance"]
     statement = f"ELT tolerates modestly more loops than trained: the first L > L_max within {tol:.0%} of L_max"
-    elt_rows = g.rows[g.rows["family"] == "elt"]
-    beyond = sorted(int(l) for l in elt_rows["loops_eval"] if l > g.l_max)  # the grid's extra loop counts
-    if g.row("elt", g.l_max) is None or not beyond:
-        return _missing("extrapolation", g, statement, ["elt at L > L_max"])
-    ratios = _ratios(g, "elt", beyond)
-    vanilla = _ratios(g, "looped", beyond) if g.row("looped", g.l_max) is not None else {}
-    first = beyond[0]
-    if first not in ratios:
-        return _missing("extrapolation", g, statement, [f"elt at L={first}"])
-    if ratios[first]["ratio"] <= 1 + tol:
-        verdict, reason = HOLDS, f"L={first} is {ratios[first]['ratio']:.2f}x its L_max distance"
-    elif ratios[first]["ci_ratio"][0] > 1 + tol:
-        verdict, reason = FAILS, f"at L={first} even the interval's best case is beyond {1 + tol:.2f}x"
-    else:
-        verdict, reason = INCONCLUSIVE, f"L={first} at {ratios[first]['ratio']:.2f}x, interval straddles {1 + tol:.2f}x"
-    return _claim("extrapolation", g, statement, {"elt_ratio_to_l_max": ratios, "vanilla_ratio_to_l_max": vanilla}, verdict, reason)
+    statistic = f"{g.metric} of ELT at the first L > L_max / at L_max"
+    beyond = [l for l in g.loops_of("elt") if l > g.l_max]
+    if not g.has("elt", g.l_max) or not beyond:
+        return _not_measured(g, "extrapolation", statement, statistic, "elt at L > L_max")
+    vanilla = {l: _interval(g.ratio(("looped", l), ("looped", g.l_max))) for l in beyond
+               if g.has("looped", l) and g.has("looped", g.l_max)}
+    return _judged(g, "extrapolation", statement, f"{statistic} (L={beyond[0]})", g.ratio(("elt", beyond[0]), ("elt", g.l_max)),
+                   1 + tol, True, {"at": beyond[0], "vanilla_ratio_to_l_max": vanilla})
 
 
-def throughput(g: Group, s: dict) -> dict:
+def throughput(g: Comparison, s: dict, timings: list[dict]) -> dict:
     tol = s["throughput_tolerance"]
     statement = (f"ELT samples at least as fast as the unshared baseline at iso compute (within {tol:.0%}; the paper "
                  "reports up to 3.5x on TPU v6e and no gain at its smallest scale)")
-    elt, base = g.row("elt", g.l_max), g.row("unshared")
-    if elt is None or base is None:
-        return _missing("throughput", g, statement, ["elt", "unshared"])
-    ratio = elt["samples_per_second"] / base["samples_per_second"]
-    evidence = {"throughput_ratio": ratio, "elt_samples_per_second": elt["samples_per_second"],
-                "unshared_samples_per_second": base["samples_per_second"], "interval": "single timing on this machine; no interval"}
-    verdict = HOLDS if ratio >= 1 - tol else FAILS
-    return _claim("throughput", g, statement, evidence, verdict, f"ELT/unshared samples per second = {ratio:.2f}")
+    statistic = "samples/s of ELT at L_max / unshared, paired interleaved repeats"
+    if not timings:
+        return _not_measured(g, "throughput", statement, statistic, "elt or unshared (no throughput timing)")
+    ratios = [b / e for t in timings for e, b in zip(t["settings"]["elt"]["seconds"], t["settings"]["unshared"]["seconds"])]
+    median, low, high = median_interval(ratios, g.level)
+    stat = Statistic(median, low, high, len(ratios), "timing repeats")
+    first = timings[0]
+    evidence = {"repeats": len(ratios), "batch_size": first["batch_size"], "threads": first["threads"],
+                "elt_samples_per_second": float(np.median([v for t in timings for v in t["settings"]["elt"]["samples_per_second"]])),
+                "unshared_samples_per_second": float(np.median([v for t in timings for v in t["settings"]["unshared"]["samples_per_second"]])),
+                "device": first.get("device", "?")}
+    return _judged(g, "throughput", statement, statistic, stat, 1 - tol, False, evidence)
 
 
-def audit(df: pd.DataFrame, settings: dict, l_min: int = 1) -> dict:
-    """settings["primary_metric"]: {modality: metric}, e.g. {image: fd_domain, video: fvd_domain}."""
-    metrics = settings["primary_metric"]
-    claims = []
-    for name, rows in df.groupby("group"):
-        g = Group(name, rows, metrics[rows["modality"].iloc[0]])
-        claims += [iso_compute_parity(g, settings), anytime(g, settings, l_min), vanilla_collapse(g, settings),
-                   looping_helps(g, settings), extrapolation(g, settings), throughput(g, settings)]
-    return {"primary_metric": metrics, "settings": settings, "claims": claims}
+def loop_plans(g: Comparison, s: dict) -> dict:
+    statement = ("beyond the paper: some loop schedule or early-exit rule beats fixed L at no more compute, i.e. a lower "
+                 "distance than every fixed L of ELT whose GFLOPs per sample are at most the plan's")
+    statistic = f"best over loop plans of {g.metric}(plan) / min over fixed L with GFLOPs <= the plan's of {g.metric}(L), ELT"
+    plans = g.plans[g.plans["family"] == "elt"]
+    if plans.empty or not g.has("elt"):
+        return _not_measured(g, "loop_plans", statement, statistic, "loop plans of elt (the profile's loop_plans)")
+    fixed_cost = g.rows[g.rows["family"] == "elt"].groupby("loops_eval")["gflops_per_sample"].mean()
+    ratios, draws, each = {}, {}, {}
+    for name, part in plans.groupby("plan_name"):
+        cost = float(part["gflops_per_sample"].mean())  # early exit: the loops run differ between seeds
+        affordable = [int(l) for l, c in fixed_cost.items() if c <= cost * (1 + 1e-9)]
+        if not affordable:  # cheaper than L=1 cannot happen (a plan runs >= 1 loop per step); kept out, not judged
+            each[part["plan"].iloc[0]] = {"gflops_per_sample": cost, "note": "cheaper than every fixed L"}
+            continue
+        frontier_at = min(affordable, key=lambda l: g.point("elt", l))  # the best fixed L at no more compute
+        ratios[name] = g.point("elt", name) / g.point("elt", frontier_at)
+        draws[name] = g.draws("elt", name) / np.min(np.stack([g.draws("elt", l) for l in affordable]), 0)
+        each[part["plan"].iloc[0]] = {**_interval(g.statistic(ratios[name], draws[name])), "gflops_per_sample": cost,
+                                      "fixed_l_compared": frontier_at, "loops_used_mean": float(part["loops_used_mean"].mean())}
+    if not ratios:
+        return _not_measured(g, "loop_plans", statement, statistic, "a loop plan at least as costly as L=1")
+    best = min(ratios, key=ratios.get)
+    # The best plan is chosen on these data: its interval is that of the per-round best, which pays for the choice.
+    stat = g.statistic(ratios[best], np.min(np.stack(list(draws.values())), 0))
+    evidence = {"best": plans[plans["plan_name"] == best]["plan"].iloc[0], "plans": each}
+    return _judged(g, "loop_plans", statement, statistic, stat, 1.0, True, evidence)
+
+
+def comparison_name(group: str) -> str:
+    """A grid group over its seeds: 'masked-XS-2x3-s0' -> 'masked-XS-2x3'."""
+    return group.rsplit("-s", 1)[0]
+
+
+def audit(df: pd.DataFrame, settings: dict, features: FeatureSource, timings: dict[str, dict] | None = None,
+          l_min: int = 1, plans: pd.DataFrame | None = None) -> dict:
+    """settings: the profile's `audit` section; timings: {grid group (with seed): time_throughput record};
+    plans: loop_plans.csv (elt.report.plan_table)."""
+    metrics, timings = settings["primary_metric"], timings or {}
+    claims, power = [], []
+    df = df.assign(comparison=df["group"].map(comparison_name))
+    plans = plans if plans is not None else pd.DataFrame(columns=PLAN_FIELDS)
+    plans = plans.assign(comparison=plans["group"].map(comparison_name))
+    for name, rows in df.groupby("comparison"):
+        g = Comparison(name, rows, metrics[rows["modality"].iloc[0]], features, settings, plans[plans["comparison"] == name])
+        group_timings = [timings[group] for group in sorted(rows["group"].unique()) if group in timings]
+        found = [iso_compute_parity(g, settings), anytime(g, settings, l_min), vanilla_collapse(g, settings),
+                 looping_helps(g, settings), extrapolation(g, settings), throughput(g, settings, group_timings),
+                 loop_plans(g, settings)]
+        claims += found
+        power.append({"group": name, "seeds": g.seeds, "samples_per_run": g.n_samples,
+                      "resolution": {c["claim"]: c["resolution"] for c in found if c["resolution"] is not None}})
+    interval = {"method": BOOTSTRAP_METHOD, "throughput": THROUGHPUT_METHOD, "level": settings["level"],
+                "rounds": settings["bootstrap_rounds"], "seed": settings["bootstrap_seed"]}
+    return {"primary_metric": metrics, "settings": settings, "interval": interval, "claims": claims, "power": power}
 
 
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, dict):
-        if set(value) == {"value", "ci"}:
-            return f"{value['value']:.3g} [{value['ci'][0]:.3g}, {value['ci'][1]:.3g}]"
-        if set(value) == {"ratio", "ci_ratio"}:
-            return f"{value['ratio']:.2f}x [{value['ci_ratio'][0]:.2f}, {value['ci_ratio'][1]:.2f}]"
-        return "; ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+        if set(value) == {"estimate", "interval"}:
+            return f"{value['estimate']:.2f}x [{value['interval'][0]:.2f}, {value['interval'][1]:.2f}]"
+        return "; ".join(f"{k}: {_fmt(v)}" for k, v in value.items() if v != {})
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_fmt, value)) + "]"
     return str(value)
 
 
 def markdown(result: dict, provenance: dict) -> str:
-    s = result["settings"]
+    s, iv = result["settings"], result["interval"]
     lines = [
         "# Audit of the ELT paper's claims at this suite's scale", "",
         "Primary metric per modality: " + ", ".join(f"**{v}** ({k})" for k, v in result["primary_metric"].items())
-        + " (lower is better), with 95% bootstrap intervals in brackets.",
+        + " (lower is better).",
         f"Thresholds: parity tolerance {s['parity_tolerance']:.0%}, any-time ratio <= {s['anytime_max_ratio']}, "
-        f"collapse ratio >= {s['collapse_min_ratio']}, throughput tolerance {s['throughput_tolerance']:.0%}. "
-        "A ratio is the metric at that setting over its reference; its interval pairs the two intervals' ends.", "",
-        f"Commit {provenance.get('git_commit', '?')}; generated from metrics.csv by `elt.audit`.", "",
-        "| group | metric | claim | verdict | evidence | why |", "|---|---|---|---|---|---|",
+        f"collapse ratio >= {s['collapse_min_ratio']}, throughput tolerance {s['throughput_tolerance']:.0%}.",
+        f"Each claim is judged on the {iv['level']:.0%} interval of its own statistic: **holds** when the whole interval "
+        "lies inside the claim's region, **fails** when it lies wholly outside, **inconclusive** otherwise; "
+        "**not measured** when the grid lacks what the claim needs.",
+        f"Intervals: {iv['method']}, {iv['rounds']} rounds, seed {iv['seed']}; throughput: {iv['throughput']}.", "",
+        f"Commit {provenance.get('git_commit', '?')}; generated from metrics.csv, the evaluations' saved features and "
+        "the throughput timings by `elt.audit`.", "",
+        "| group | claim | statistic | estimate [interval] | region | verdict | why | to decide |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in result["claims"]:
-        lines.append(f"| {c['group']} | {c['metric']} | {c['statement']} | **{c['verdict']}** | {_fmt(c['evidence'])} | {c['reason']} |")
+        value = f"{c['estimate']:.3g} [{c['interval'][0]:.3g}, {c['interval'][1]:.3g}]" if c["interval"] else ""
+        lines.append(f"| {c['group']} | {c['statement']} | {c['statistic']} | {value} | {c['region']} | **{c['verdict']}** "
+                     f"| {c['reason']}{'; ' + _fmt(c['evidence']) if c['evidence'] else ''} | {c['to_decide'] or ''} |")
     counts = pd.Series([c["verdict"] for c in result["claims"]]).value_counts().to_dict()
-    lines += ["", "Verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
-    return "\n".join(lines)
+    lines += ["", "Verdicts: " + ", ".join(f"{k} {counts[k]}" for k in VERDICTS if k in counts), "",
+              "## Power: the smallest effect each interval could decide", "",
+              "Relative half-width of each claim's interval: a true value closer than this to the threshold stays "
+              "inconclusive at this many seeds and samples.", "",
+              "| group | seeds | samples per (run, L) | " + " | ".join(CLAIMS) + " |", "|---|---|---|" + "---|" * len(CLAIMS)]
+    for p in result["power"]:
+        cells = [f"±{p['resolution'][c]:.0%}" if c in p["resolution"] else "" for c in CLAIMS]
+        lines.append(f"| {p['group']} | {len(p['seeds'])} | {p['samples_per_run']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+

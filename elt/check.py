@@ -1,22 +1,44 @@
 """Regression checks against a committed reference, with tolerances from measured seed noise.
 
 A reference (results/reference/<profile>.json) holds, per (run, loop count, metric), the value of
-the baseline seed and a tolerance of k standard deviations across training seeds (per row, and no
-less than k times the metric's median relative spread over all rows, so three seeds do not give
-a near-zero tolerance by chance). `elt check` fails on a move beyond tolerance in the metric's bad
-direction, or on a run, loop count or metric that vanished.
+every training seed of a multi-seed run of the grid. `elt check` runs two tests and fails on either:
+
+- per row: a move from the seeds' mean beyond k predictive standard deviations (a new seed's
+  deviation from a mean of n seeds: sqrt(1 + 1/n) seed deviations) in the metric's bad direction,
+  or a run, loop count or metric that vanished. The seed deviation is the row's own, floored at
+  the metric's root-mean-square relative spread so that three seeds cannot give a near-zero
+  tolerance by chance; k holds the family-wise false-alarm rate over the rows (Bonferroni, Student's
+  t) unless given;
+- aggregate: per metric (and for all metrics combined, weighted by the inverse square of each
+  metric's typical relative seed deviation), over every run and over each grid group, the mean log
+  ratio of measured to the seeds' (geometric) mean, signed so that positive is worse. Loop counts of one run share
+  its training noise, so each run is averaged first; runs are taken as independent, and the
+  standard error comes from the seed spread of those run means (Welch-Satterthwaite degrees of
+  freedom). One-sided t tests, Holm's correction over all of them at the reference's false-alarm
+  rate. A small shift that touches many rows is invisible to each row alone but not to their mean.
+
+The reference also records what each test can see (the smallest uniform shift flagged with 90%
+probability) and a leave-one-seed-out validation of both tests (false alarms and power), and
+what the runs were made with, so a check of an identical set-up lists every number that moved.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .errors import UserError
 from .report import QUALITY
 
 SEED = re.compile(r"-s(\d+)$")
+POWER = 0.9  # a test "can detect" a shift it flags with this probability
+FORMAT = 2  # reference layout: per-seed values (format 1 held only the baseline value and its spread)
+# Profile keys that name where a run writes, which seeds it covers, how it is audited or which loop plans
+# it also samples (into loop_plans.csv): none decides a number of metrics.csv.
+VOLATILE_CONFIG = ("results", "reference", "seeds", "audit", "loop_plans")
 
 
 def read_metrics(path: str) -> pd.DataFrame:
@@ -30,52 +52,347 @@ def read_metrics(path: str) -> pd.DataFrame:
     return df
 
 
-def build_reference(metric_files: list[str], baseline_seed: int, k: float, profile: str, provenance: dict) -> dict:
-    df = pd.concat([read_metrics(f) for f in metric_files], ignore_index=True)
-    df["stem"] = df["run"].str.replace(SEED, "", regex=True)
-    df["seed_of_run"] = df["run"].str.extract(SEED, expand=False).astype(int)
-    seeds = sorted(df["seed_of_run"].unique())
+def group_of(run: str) -> str:
+    """Run names start with their grid group's name (which holds no '-')."""
+    return run.split("-")[0]
+
+
+def seed_table(df: pd.DataFrame) -> pd.DataFrame:
+    """metrics.csv rows of several seeds -> long table (stem, loops, metric, seed, value)."""
+    seeds = df["run"].str.extract(SEED, expand=False)
+    if seeds.isna().any():
+        raise UserError(f"run name {df['run'][seeds.isna()].iloc[0]!r} does not end in -s<seed>: is it a results/metrics.csv?")
+    # A metric applies to one modality (fid to images, fvd to videos): rows without it are dropped.
+    measured = [m for m in QUALITY if m in df.columns and df[m].notna().any()]
+    wide = df.assign(stem=df["run"].str.replace(SEED, "", regex=True), seed=seeds.astype(int), loops=df["loops_eval"].astype(int))
+    table = wide.melt(id_vars=["stem", "loops", "seed"], value_vars=measured, var_name="metric").dropna(subset=["value"])
+    return table.astype({"value": float}).reset_index(drop=True)
+
+
+def table_of(reference: dict) -> pd.DataFrame:
+    """A reference's per-seed values back as a long seed table (what reference_from_table takes)."""
+    rows = [{"stem": SEED.sub("", run), "loops": int(loops), "seed": int(seed), "metric": metric, "value": value}
+            for run, by_loops in reference["entries"].items() for loops, per_metric in by_loops.items()
+            for metric, ref in per_metric.items() for seed, value in ref["seeds"].items()]
+    return pd.DataFrame(rows, columns=["stem", "loops", "metric", "seed", "value"])
+
+
+def reference_from_table(table: pd.DataFrame, baseline_seed: int, k: float | None, false_alarm_rate: float) -> dict:
+    """The tolerances and tests of a reference built from a long seed table (see seed_table). k=None:
+    the normal quantile that holds the per-row test's family-wise false-alarm rate (Bonferroni over rows)."""
+    seeds = sorted(int(s) for s in table["seed"].unique())
     if len(seeds) < 2:
         raise UserError(f"the metrics hold one seed ({seeds[0]}): tolerances need seed noise, so run the grid with seeds: [0, 1, 2]")
-    # A metric applies to one modality (fid to images, fvd to videos): rows without it are skipped.
-    measured = [m for m in QUALITY if m in df.columns and df[m].notna().any()]
-    spread, relative = {}, {}
-    for metric in measured:
-        grouped = df.groupby(["stem", "loops_eval"])[metric]
-        spread[metric] = grouped.std(ddof=1)
-        relative[metric] = float(np.nanmedian(spread[metric] / grouped.mean().abs()))
-    entries = {}
-    for row in df[df["seed_of_run"] == baseline_seed].itertuples():
-        per_metric = {}
-        for metric in measured:
-            value, std = float(getattr(row, metric)), float(spread[metric][(row.stem, row.loops_eval)])
-            if np.isnan(value):
-                continue
-            if np.isnan(std):
-                raise UserError(f"{row.run} at L={row.loops_eval} has {metric} for one seed only: every seed must cover the same grid")
-            per_metric[metric] = {"value": value, "seed_std": std, "tolerance": k * max(std, relative[metric] * abs(value))}
-        entries.setdefault(row.run, {})[str(row.loops_eval)] = per_metric
-    if not entries:
+    if baseline_seed not in seeds:
         raise UserError(f"no run with seed {baseline_seed} in the metrics: pass --baseline-seed with one of {seeds}")
-    return {"profile": profile, "directions": {m: QUALITY[m] for m in measured}, "k": k, "seeds": [int(s) for s in seeds], "baseline_seed": baseline_seed,
-            "median_relative_seed_std": relative, "entries": entries, "provenance": provenance}
+    if not 0 < false_alarm_rate < 1:
+        raise UserError(f"false-alarm rate {false_alarm_rate} is not in (0, 1): pass e.g. --false-alarm-rate 0.01")
+    by_row = table.pivot_table(index=["stem", "loops", "metric"], columns="seed", values="value", aggfunc="first")
+    incomplete = by_row[by_row.isna().any(axis=1)]
+    if len(incomplete):
+        stem, loops, metric = incomplete.index[0]
+        raise UserError(f"{stem} at L={loops} has {metric} for some seeds only: every seed must cover the same grid")
+    spread, mean = by_row.std(axis=1, ddof=1), by_row.mean(axis=1)
+    # the metric's typical relative seed deviation: root mean square over rows (a median of few-seed
+    # deviations sits well below the truth)
+    relative = np.sqrt(((spread / mean.abs()).replace(np.inf, np.nan) ** 2).groupby(level="metric").mean()).fillna(0.0)
+    if k is None:
+        # Bonferroni over rows; Student's t since the deviations come from few seeds (rows of one run
+        # share its noise, so the degrees of freedom are counted per run)
+        runs = by_row.index.get_level_values("stem").nunique()
+        k = float(stats.t.isf(false_alarm_rate / len(by_row), runs * (len(seeds) - 1)))
+    # a new seed against the mean of len(seeds) seeds: its deviation has variance (1 + 1/n) seed variances
+    predictive = np.sqrt(1 + 1 / len(seeds))
+    entries = {}
+    for (stem, loops, metric), values in by_row.iterrows():
+        center, std = float(mean[(stem, loops, metric)]), float(spread[(stem, loops, metric)])
+        entries.setdefault(f"{stem}-s{baseline_seed}", {}).setdefault(str(loops), {})[metric] = {
+            "value": float(values[baseline_seed]), "mean": center, "seed_std": std,
+            "tolerance": k * predictive * max(std, float(relative[metric]) * abs(center)),
+            "seeds": {str(s): float(values[s]) for s in seeds}}
+    metrics = sorted(relative.index)
+    reference = {"format": FORMAT, "directions": {m: QUALITY[m] for m in metrics}, "k": k, "seeds": seeds,
+                 "baseline_seed": baseline_seed, "false_alarm_rate": false_alarm_rate,
+                 "rms_relative_seed_std": {m: float(relative[m]) for m in metrics}, "entries": entries}
+    reference["detectable_shift"] = detectable_shifts(reference)
+    return reference
 
 
-def check(reference: dict, df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
-    """-> (table of every comparison, passed)."""
+def build_reference(metric_files: list[str], baseline_seed: int, k: float | None, profile: str, provenance: dict,
+                    false_alarm_rate: float = 0.01, record: dict | None = None) -> dict:
+    table = seed_table(pd.concat([read_metrics(f) for f in metric_files], ignore_index=True))
+    reference = reference_from_table(table, baseline_seed, k, false_alarm_rate)
+    return {"profile": profile, **reference, "validation": validate(table, k, false_alarm_rate), "record": record or {},
+            "provenance": provenance}
+
+
+# --- the two tests ------------------------------------------------------------------------------
+class _Measured:
+    """Lookup of a metrics table's numbers by (run, loop count, metric); None where absent."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.rows = {(run, int(loops)): row for (run, loops), row in df.drop_duplicates(["run", "loops_eval"])
+                     .set_index(["run", "loops_eval"]).iterrows()}
+
+    def __call__(self, run: str, loops: str, metric: str) -> float | None:
+        row = self.rows.get((run, int(loops)))
+        if row is None or metric not in row or pd.isna(row[metric]):
+            return None
+        return float(row[metric])
+
+
+def per_row_test(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
+    measured_value = _Measured(df)
     rows = []
     for run, by_loops in reference["entries"].items():
         for loops, per_metric in by_loops.items():
-            match = df[(df["run"] == run) & (df["loops_eval"] == int(loops))]
             for metric, ref in per_metric.items():
-                measured = float(match[metric].iloc[0]) if len(match) and metric in match and pd.notna(match[metric].iloc[0]) else None
+                measured = measured_value(run, loops, metric)
                 if measured is None:
                     status = "MISSING"
                 else:
-                    lower_is_better = reference["directions"][metric] == "lower"
-                    delta = measured - ref["value"] if lower_is_better else ref["value"] - measured
-                    status = "REGRESSED" if delta > ref["tolerance"] else "ok"
-                rows.append({"run": run, "loops": int(loops), "metric": metric, "reference": ref["value"],
+                    worse_by = measured - ref["mean"] if reference["directions"][metric] == "lower" else ref["mean"] - measured
+                    status = "REGRESSED" if worse_by > ref["tolerance"] else "ok"
+                rows.append({"run": run, "loops": int(loops), "metric": metric, "seed_mean": ref["mean"],
                              "tolerance": ref["tolerance"], "measured": measured, "status": status})
-    table = pd.DataFrame(rows)
-    return table, bool(len(table)) and (table["status"] == "ok").all()
+    return pd.DataFrame(rows, columns=["run", "loops", "metric", "seed_mean", "tolerance", "measured", "status"])
+
+
+def _signed_log(values, direction: str):
+    """log of a metric, signed so that larger is worse."""
+    return np.log(values) * (1.0 if direction == "lower" else -1.0)
+
+
+def _relative_change(signed_log_shift, direction: str):
+    """A signed log shift as the relative change it makes the wrong way: +5% on a lower-is-better
+    metric, -5% (reported as 5%) on a higher-is-better one. The combined test reports the
+    lower-is-better form, which a uniform shift reaches first (log(1 + s) <= -log(1 - s))."""
+    return np.expm1(signed_log_shift) if direction != "higher" else -np.expm1(-np.asarray(signed_log_shift))
+
+
+COMBINED = "combined"  # every metric at once: a uniform shift moves them all
+
+
+def _run_statistics(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
+    """Per (metric, run): the run's mean signed log ratio to the seed mean, and the seed variance of
+    that mean. Also per run, COMBINED: every metric's log ratios weighted by the inverse square of the
+    metric's typical relative seed deviation, so that the quiet metrics count most."""
+    seeds = [str(s) for s in reference["seeds"]]
+    measured_value = _Measured(df)
+    rows = []
+
+    def add(metric, run, ratios, per_seed, weights):
+        weights = np.asarray(weights) / np.sum(weights)
+        rows.append({"metric": metric, "group": group_of(run), "run": run, "log_ratio": float(weights @ np.asarray(ratios)),
+                     "seed_var": float((weights @ np.asarray(per_seed)).var(ddof=1)), "rows": len(ratios)})
+
+    for run, by_loops in reference["entries"].items():
+        combined, metrics_of_run = ([], [], []), 0
+        for metric, direction in reference["directions"].items():
+            ratios, per_seed = [], []
+            for loops, per_metric in by_loops.items():
+                ref = per_metric.get(metric)
+                measured = measured_value(run, loops, metric) if ref else None
+                seed_values = np.array([ref["seeds"][s] for s in seeds]) if ref else None
+                # log ratios need positive numbers (KID can dip below 0); the per-row test still sees such rows
+                if measured is None or measured <= 0 or (seed_values <= 0).any():
+                    continue
+                logs = _signed_log(seed_values, direction)
+                ratios.append(_signed_log(measured, direction) - logs.mean())
+                per_seed.append(logs)
+            if not ratios:
+                continue
+            add(metric, run, ratios, per_seed, np.ones(len(ratios)))
+            metrics_of_run += 1
+            typical = reference["rms_relative_seed_std"][metric]
+            if typical > 0:
+                for store, values in zip(combined, (ratios, per_seed, [typical**-2] * len(ratios))):
+                    store.extend(values)
+        if metrics_of_run > 1 and combined[0]:
+            add(COMBINED, run, *combined)
+    return pd.DataFrame(rows, columns=["metric", "group", "run", "log_ratio", "seed_var", "rows"])
+
+
+def _scopes(runs: pd.DataFrame):
+    """Every run of a metric, and each group whose runs are not already all of them."""
+    yield "all", runs
+    for group, sub in runs.groupby("group"):
+        if len(sub) < len(runs):
+            yield group, sub
+
+
+def _holm(p_values: np.ndarray, alpha: float) -> np.ndarray:
+    """Holm's step-down rejections: family-wise false-alarm rate alpha under any dependence."""
+    reject = np.zeros(len(p_values), bool)
+    for rank, i in enumerate(np.argsort(p_values)):
+        if not p_values[i] <= alpha / (len(p_values) - rank):
+            break
+        reject[i] = True
+    return reject
+
+
+AGGREGATE_COLUMNS = ["metric", "scope", "runs", "rows", "shift", "se", "dof", "p", "detectable", "status"]
+
+
+def aggregate_test(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (metric, scope): mean shift, its standard error, t, p, detectable shift, status."""
+    n_seeds = len(reference["seeds"])
+    tests = []
+    for metric, runs in _run_statistics(reference, df).groupby("metric"):
+        direction = reference["directions"].get(metric, "lower")  # combined: see _relative_change
+        for scope, sub in _scopes(runs):
+            var_sum = sub["seed_var"].sum()
+            se = np.sqrt(var_sum * (1 + 1 / n_seeds)) / len(sub)  # a new seed around the mean of n_seeds seeds
+            dof = var_sum**2 / (sub["seed_var"] ** 2 / (n_seeds - 1)).sum() if var_sum > 0 else np.nan
+            shift = sub["log_ratio"].mean()
+            tests.append({"metric": metric, "scope": scope, "runs": len(sub), "rows": int(sub["rows"].sum()), "direction": direction,
+                          "shift": float(_relative_change(shift, direction)), "se": float(se), "dof": float(dof),
+                          "p": float(stats.t.sf(shift / se, dof)) if var_sum > 0 else np.nan})
+    table = pd.DataFrame(tests, columns=[*AGGREGATE_COLUMNS[:8], "direction"])
+    alpha = reference["false_alarm_rate"]
+    testable = table["p"].notna().to_numpy()
+    reject = np.zeros(len(table), bool)
+    reject[testable] = _holm(table["p"].to_numpy()[testable], alpha)
+    # what each test can see: the uniform shift flagged with probability POWER at the Bonferroni level
+    # (Holm rejects at least what Bonferroni rejects, so this errs on the side of claiming less)
+    level = alpha / max(int(testable.sum()), 1)
+    detectable_log = table["se"] * (stats.t.isf(level, table["dof"]) + stats.t.ppf(POWER, table["dof"]))
+    table["detectable"] = [float(_relative_change(d, direction)) for d, direction in zip(detectable_log, table["direction"])]
+    table = table.drop(columns="direction")
+    table["status"] = np.where(~testable, "untestable", np.where(reject, "REGRESSED", "ok"))
+    return table
+
+
+def detectable_shifts(reference: dict) -> dict:
+    """The smallest uniform relative shift each test flags: per row (when the run equals the seed mean
+    moved by it), and per aggregate test (with probability POWER, given the seed spread)."""
+    baseline = pd.DataFrame([{"run": run, "loops_eval": int(loops), **{m: ref["mean"] for m, ref in per_metric.items()}}
+                             for run, by_loops in reference["entries"].items() for loops, per_metric in by_loops.items()])
+    per_row = {}
+    for metric in reference["directions"]:
+        relative = [ref["tolerance"] / abs(ref["mean"]) for by_loops in reference["entries"].values()
+                    for per_metric in by_loops.values() for m, ref in per_metric.items() if m == metric and ref["mean"]]
+        smallest = min(relative) if relative else None
+        # a higher-is-better metric cannot fall by 100% or more: no uniform shift flags a row then
+        impossible = smallest is None or (reference["directions"][metric] == "higher" and smallest >= 1)
+        per_row[metric] = None if impossible else float(smallest)
+    aggregate = {f"{t.metric}/{t.scope}": (None if np.isnan(t.detectable) else float(t.detectable))
+                 for t in aggregate_test(reference, baseline).itertuples()}
+    return {"per_row": per_row, "aggregate": aggregate, "power": POWER}
+
+
+@dataclass
+class CheckResult:
+    rows: pd.DataFrame  # the per-row test
+    aggregate: pd.DataFrame  # the aggregate tests
+
+    @property
+    def rows_passed(self) -> bool:
+        return bool(len(self.rows)) and bool((self.rows["status"] == "ok").all())
+
+    @property
+    def aggregate_passed(self) -> bool:
+        return not (self.aggregate["status"] == "REGRESSED").any()
+
+    @property
+    def passed(self) -> bool:
+        return self.rows_passed and self.aggregate_passed
+
+    @property
+    def bad_rows(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] != "ok"]
+
+    @property
+    def bad_tests(self) -> pd.DataFrame:
+        return self.aggregate[self.aggregate["status"] == "REGRESSED"]
+
+
+def flagged_tests(result: CheckResult) -> list[str]:
+    """The aggregate tests that flagged, as metric/scope."""
+    return [f"{t.metric}/{t.scope}" for t in result.bad_tests.itertuples()]
+
+
+def check(reference: dict, df: pd.DataFrame) -> CheckResult:
+    if reference.get("format") == FORMAT:
+        return CheckResult(per_row_test(reference, df), aggregate_test(reference, df))
+    if "format" in reference or not reference.get("entries"):
+        raise UserError("the reference is not one 'elt reference' writes: rebuild it with 'make reference'")
+    # A reference of the first layout holds the baseline seed's values and their tolerances but no
+    # per-seed values: its own per-row test only, and no aggregate test, until it is rebuilt.
+    legacy = {**reference, "entries": {run: {loops: {m: {**ref, "mean": ref["value"]} for m, ref in per_metric.items()}
+                                             for loops, per_metric in by_loops.items()}
+                                       for run, by_loops in reference["entries"].items()}}
+    return CheckResult(per_row_test(legacy, df), pd.DataFrame(columns=AGGREGATE_COLUMNS))
+
+
+def shifted(df: pd.DataFrame, shift: float, metrics=None) -> pd.DataFrame:
+    """The same results made worse by a relative `shift` in every quality metric (or those given)."""
+    out = df.copy()
+    for metric, direction in QUALITY.items():
+        if metric in out and (metrics is None or metric in metrics):
+            out[metric] = out[metric] * (1 + shift if direction == "lower" else 1 - shift)
+    return out
+
+
+# --- exact reproduction -------------------------------------------------------------------------
+def run_record(provenance: dict) -> dict:
+    """What decides the numbers of a run of the grid: its config (less where it writes and which seeds),
+    device, machine and library versions."""
+    config = {k: v for k, v in (provenance.get("config") or {}).items() if k not in VOLATILE_CONFIG}
+    return {"config": config, "seeds": (provenance.get("config") or {}).get("seeds"), "device": provenance.get("device"),
+            "machine": provenance.get("machine"), "versions": provenance.get("versions")}
+
+
+def record_differences(reference_record: dict, measured: dict) -> list[str]:
+    """Why a measured run is not an exact repeat of the reference's set-up ([] when it is)."""
+    if not reference_record:
+        return ["the reference records no set-up"]
+    differences = [key for key in ("config", "device", "machine", "versions") if reference_record.get(key) != measured.get(key)]
+    if not set(measured.get("seeds") or []) <= set(reference_record.get("seeds") or []):
+        differences.append("seeds")
+    return differences
+
+
+def changed_numbers(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
+    """Every number of the baseline seed's rows that differs at all from the reference."""
+    measured_value = _Measured(df)
+    rows = [{"run": run, "loops": int(loops), "metric": metric, "reference": ref["value"], "measured": measured}
+            for run, by_loops in reference["entries"].items() for loops, per_metric in by_loops.items()
+            for metric, ref in per_metric.items()
+            if (measured := measured_value(run, loops, metric)) is not None and measured != ref["value"]]
+    return pd.DataFrame(rows, columns=["run", "loops", "metric", "reference", "measured"])
+
+
+# --- validation from the reference's own seeds ----------------------------------------------------
+def validate(table: pd.DataFrame, k: float | None, false_alarm_rate: float, planted_shift: float = 0.05) -> list[dict]:
+    """Leave each seed out, build a reference from the others, and check the left-out seed: as it is
+    (any flag is a false alarm), with each metric moved by its own detectable shift alone (every
+    metric for the combined test; must be flagged), and with every metric moved by `planted_shift`
+    (a uniform regression)."""
+    seeds = sorted(int(s) for s in table["seed"].unique())
+    if len(seeds) < 3:
+        return []
+    results = []
+    for left_out in seeds:
+        rest = table[table["seed"] != left_out]
+        baseline = min(s for s in seeds if s != left_out)
+        reference = reference_from_table(rest, baseline, k, false_alarm_rate)
+        # the left-out seed's rows, named as the reference's baseline runs
+        own = table[table["seed"] == left_out].pivot_table(index=["stem", "loops"], columns="metric", values="value").reset_index()
+        frame = own.assign(run=own["stem"] + f"-s{baseline}", loops_eval=own["loops"])
+        clean = check(reference, frame)
+        by_metric = {}
+        for test, shift in reference["detectable_shift"]["aggregate"].items():
+            metric, scope = test.split("/")
+            if scope == "all" and shift is not None:
+                planted = check(reference, shifted(frame, shift, None if metric == COMBINED else [metric]))
+                by_metric[metric] = {"shift": shift, "flagged": not planted.passed, "aggregate_flagged": flagged_tests(planted)}
+        uniform = check(reference, shifted(frame, planted_shift))
+        results.append({
+            "left_out_seed": left_out, "reference_seeds": [s for s in seeds if s != left_out],
+            "clean": {"rows_flagged": len(clean.bad_rows), "aggregate_flagged": flagged_tests(clean)},
+            "detectable_shift_planted": by_metric,
+            "uniform_shift": {"shift": planted_shift, "rows_flagged": len(uniform.bad_rows),
+                              "aggregate_flagged": flagged_tests(uniform), "flagged": not uniform.passed},
+        })
+    return results

@@ -49,12 +49,13 @@ class DomainClassifier(nn.Module):
         return self.head(self.body(x))
 
     @torch.no_grad()
-    def features_and_predictions(self, data: np.ndarray, batch_size: int = 512):
+    def features_and_predictions(self, data: np.ndarray, batch_size: int = 512, device: torch.device | str = "cpu"):
+        self.to(device)
         feats, preds = [], []
         for start in range(0, len(data), batch_size):
-            f = self.body(self.prepare(data[start:start + batch_size]))
-            feats.append(f.numpy().astype(np.float64))
-            preds.append(self.head(f).argmax(1).numpy())
+            f = self.body(self.prepare(data[start:start + batch_size]).to(device))
+            feats.append(f.cpu().numpy().astype(np.float64))
+            preds.append(self.head(f).argmax(1).cpu().numpy())
         return np.concatenate(feats), np.concatenate(preds)
 
 

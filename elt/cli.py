@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import UserError
 
@@ -26,15 +27,38 @@ def cmd_train(args):
     from . import config
     from .train import train
 
-    record = train(config.load(args.config), args.out, progress=not args.quiet)
+    cfg = config.load(args.config)
+    for key in ("device", "precision"):
+        if getattr(args, key):
+            setattr(cfg.runtime, key, getattr(args, key))
+    record = train(config.validate(cfg), args.out, progress=not args.quiet, set_aside_stale=args.set_aside_stale)
     print(json.dumps({k: record[k] for k in ("run", "steps", "wall_seconds", "loss_first", "loss_last", "unique_params")}))
 
 
 def cmd_sample(args):
     from .sample import sample
+    from .schedule import EarlyExit, parse_schedule
 
-    for path in sample(args.checkpoint, args.loops, args.num, args.seed, args.out, args.threads):
+    if args.early_exit is not None:
+        if args.exit_range is None:
+            from .runs import load_checkpoint
+
+            args.exit_range = (1, load_checkpoint(args.checkpoint)[1].cfg.loops)
+        plans = [EarlyExit(args.early_exit, *args.exit_range)]
+    elif args.schedule is not None:
+        plans = [parse_schedule(args.schedule)]
+    else:
+        plans = args.loops
+    runtime = {key: getattr(args, key) for key in ("device", "precision") if getattr(args, key)}
+    for path in sample(args.checkpoint, plans, args.num, args.seed, args.out, args.threads, runtime, args.weights):
         print(path)
+
+
+def parse_exit_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not (sep and low.isdigit() and high.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a loop range: use L_min-L_max, e.g. 1-4")
+    return int(low), int(high)
 
 
 def cmd_describe(args):
@@ -52,33 +76,84 @@ def cmd_describe(args):
     print(json.dumps(described, indent=2))
 
 
-def cmd_check(args):
+def _read_json(path: str, what: str, fix: str) -> dict:
     from pathlib import Path
 
-    from .check import check, read_metrics
-
-    path = Path(args.reference)
-    if not path.is_file():
-        raise UserError(f"reference {args.reference!r} does not exist: build one with 'elt reference' or fix the path")
+    if not Path(path).is_file():
+        raise UserError(f"{what} {path!r} does not exist: {fix}")
     try:
-        reference = json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except ValueError:
-        raise UserError(f"reference {args.reference!r} is not valid JSON: rebuild it with 'elt reference'") from None
-    table, passed = check(reference, read_metrics(args.metrics))
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    bad = table[table["status"] != "ok"] if len(table) else table
-    print(f"{'PASSED' if passed else 'FAILED'}: {len(table) - len(bad)} ok, {len(bad)} regressed or missing, against {args.reference}")
-    if not passed:
+        raise UserError(f"{what} {path!r} is not valid JSON: {fix}") from None
+
+
+def _beside(metrics_file: str, name: str = "provenance.json"):
+    from pathlib import Path
+
+    path = Path(metrics_file).with_name(name)
+    return str(path) if path.is_file() else None
+
+
+def cmd_check(args):
+    from .check import FORMAT, changed_numbers, check, read_metrics, record_differences, run_record
+
+    reference = _read_json(args.reference, "reference", "build one with 'elt reference' or fix the path")
+    df = read_metrics(args.metrics)
+    result = check(reference, df)
+    show = dict(index=False, float_format=lambda v: f"{v:.4g}")
+    if reference.get("format") != FORMAT:
+        print(result.rows.rename(columns={"seed_mean": "reference"}).to_string(**show))
+        print(f"Per-row test only, against a reference without per-seed values (the baseline seed's value, tolerance "
+              f"{reference['k']:g} seed deviations): rebuild it with 'make reference' for the calibrated per-row and aggregate tests")
+    else:
+        print(f"Per-row test: each (run, L, metric) against the seed mean, tolerance {reference['k']:.2f} predictive seed standard deviations")
+        print(result.rows.to_string(**show))
+        print(f"\nAggregate test: mean log ratio to the seed mean per metric and group, one-sided t test, Holm at a "
+              f"false-alarm rate of {reference['false_alarm_rate']:g}; shift > 0 is worse; detectable = the uniform shift "
+              f"flagged with {reference['detectable_shift']['power']:.0%} probability")
+        print(result.aggregate.to_string(**show))
+        per_row = ", ".join(f"{m} {'none' if s is None else format(s, '.1%')}" for m, s in reference["detectable_shift"]["per_row"].items())
+        print(f"\nThe per-row test flags a uniform shift from: {per_row}")
+        provenance_file = args.provenance or _beside(args.metrics)
+        if provenance_file:
+            measured = _read_json(provenance_file, "provenance", "pass the provenance.json the pipeline wrote beside the metrics")
+            differences = record_differences(reference.get("record", {}), run_record(measured))
+            if differences:
+                print(f"Not an exact repeat of the reference's set-up (differs in: {', '.join(differences)}): no bit-level comparison")
+            else:
+                changed = changed_numbers(reference, df)
+                print(f"Same set-up as the reference (config, seeds, device, machine, versions): {len(changed)} number(s) differ at all"
+                      + (" (information, not a failure)\n" + changed.to_string(**show) if len(changed) else ": bit-identical"))
+    bad_rows, bad_tests = result.bad_rows, result.bad_tests
+    print(f"{'PASSED' if result.passed else 'FAILED'}: per-row test {len(result.rows) - len(bad_rows)} ok, {len(bad_rows)} regressed or missing"
+          + (f" ({', '.join(sorted(set(bad_rows['metric'])))})" if len(bad_rows) else "")
+          + f"; aggregate test {len(result.aggregate) - len(bad_tests)} ok, {len(bad_tests)} regressed"
+          + (" (" + ", ".join(f"{t.metric}/{t.scope} {t.shift:+.1%}" for t in bad_tests.itertuples()) + ")" if len(bad_tests) else "")
+          + f"; against {args.reference}")
+    if not result.passed:
         sys.exit(1)
 
 
 def cmd_reference(args):
-    from .check import build_reference
+    from .check import build_reference, run_record
     from .provenance import provenance, write_json
 
+    records = [run_record(_read_json(p, "provenance", "rerun the pipeline that wrote the metrics"))
+               for p in map(_beside, args.metrics) if p]
+    # the set-up a check compares with for a bit-level report; none when the sources disagree or lack one
+    record = records[0] if len(records) == len(args.metrics) and all(r == records[0] for r in records) else {}
     sources = {"metrics_files": [str(m) for m in args.metrics]}  # which runs the tolerances were measured on
-    write_json(args.out, build_reference(args.metrics, args.baseline_seed, args.k, args.profile, {**provenance(), **sources}))
+    reference = build_reference(args.metrics, args.baseline_seed, args.k, args.profile, {**provenance(), **sources},
+                                args.false_alarm_rate, record)
+    write_json(args.out, reference)
     print(args.out)
+    for run in reference["validation"]:
+        clean, uniform = run["clean"], run["uniform_shift"]
+        missed = [m for m, planted in run["detectable_shift_planted"].items() if not planted["flagged"]]
+        print(f"leave seed {run['left_out_seed']} out: clean {clean['rows_flagged']} row(s) and {len(clean['aggregate_flagged'])} "
+              f"aggregate test(s) flagged; each metric at its detectable shift: {'all flagged' if not missed else 'missed ' + ', '.join(missed)}; "
+              f"uniform {uniform['shift']:.0%}: {'flagged' if uniform['flagged'] else 'NOT flagged'} "
+              f"({uniform['rows_flagged']} rows, aggregate {', '.join(uniform['aggregate_flagged']) or 'none'})")
 
 
 def cmd_tokenizer(args):
@@ -107,6 +182,48 @@ def cmd_export_png(args):
     print(f"{export_png(args.samples, args.out)} PNG files in {args.out}")
 
 
+def cmd_job_seconds(args):
+    from .provenance import atomic_path
+    from .workflow import job_seconds
+
+    logs = sorted(Path(".snakemake/log").glob("*.snakemake.log")) if args.log is None else [Path(args.log)]
+    if not logs or not logs[-1].is_file():
+        raise UserError(f"no Snakemake log at {args.log or '.snakemake/log/'}: run the pipeline first, or pass its log")
+    table, wall = job_seconds(logs[-1].read_text())
+    text = (f"# Job-seconds per rule\n\nFrom `{logs[-1]}`: {int(table['jobs'].sum())} jobs, "
+            f"{table['job_seconds'].sum():.0f} job-seconds, {wall:.0f} s from the first start to the last finish.\n\n"
+            + "| rule | jobs | job-seconds | share |\n|---|---|---|---|\n"
+            + "".join(f"| {r.rule} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for r in table.itertuples()))
+    print(text)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
+
+
+def cmd_bench(args):
+    import re
+
+    from .bench import bench
+    from .provenance import write_json
+    from .runtime import RuntimeConfig
+
+    result = bench(RuntimeConfig(device=args.device or "auto", precision=args.precision or "fp32", compile=args.compile),
+                   args.scale, args.repeats)
+    out = args.out or f"results/bench/{re.sub(r'[^A-Za-z0-9]+', '-', result['device_name']).strip('-').lower()}-{args.scale}.json"
+    write_json(out, result)
+    for row in result["layouts"]:
+        train = row["train"]
+        print(f"{row['layout']['name']}: train step {train['elt']['median_ms']:.1f} ms ({train['elt']['mfu']:.0%} MFU) vs "
+              f"unshared {train['unshared']['median_ms']:.1f} ms; sampling ELT/unshared speed at L_max: "
+              + ", ".join(f"batch {s['batch']} {s['elt_over_unshared_speed']:.2f}x" for s in row["sampling_forward"]))
+    print(out)
+
+
+def add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="override the run's runtime.device: auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="override the run's runtime.precision")
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line that points at --help."""
 
@@ -122,30 +239,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="run config (YAML or JSON; see config/runs/*.yaml)")
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt and train.json are written here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--set-aside-stale", action="store_true",
+                   help="keep a state of another config as <name>.stale-<step>.pt and start afresh (the pipeline does)")
+    add_runtime_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample a checkpoint at one or more loop counts")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by 'elt train'")
-    p.add_argument("--loops", required=True, type=parse_loops, help="loop counts: 4, 1,2,4 or 1-6 (any L >= 1, beyond the trained L too)")
+    plan = p.add_mutually_exclusive_group(required=True)
+    plan.add_argument("--loops", type=parse_loops, help="loop counts: 4, 1,2,4 or 1-6 (any L >= 1, beyond the trained L too)")
+    plan.add_argument("--schedule", help="a loop count per sampling step: 'linear 1->4', 'step 1@0.5,4' or 1,2,2,4 (elt.schedule)")
+    plan.add_argument("--early-exit", type=float, metavar="THRESHOLD",
+                      help="stop looping each sample once its output moves less than THRESHOLD between loops (token "
+                           "distribution JS divergence for masked, relative change of the prediction for diffusion)")
+    p.add_argument("--exit-range", type=parse_exit_range, default=None, metavar="LMIN-LMAX",
+                   help="with --early-exit: the loops each sample may use (default 1 to the trained L)")
     p.add_argument("--num", type=int, default=100, help="samples per loop count, labels cycling through the classes (default 100)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every loop count (default 0)")
     p.add_argument("--out", required=True, help="output .npz; with several loop counts put {loops} in the name")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--weights", choices=("ema", "raw"), default="ema",
+                   help="ema: the run's EMA weights when it kept them (default); raw: the optimised weights")
+    add_runtime_options(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("bench", help="time training steps (MFU against a measured matmul peak) and sampling forwards, ELT vs unshared")
+    p.add_argument("--scale", choices=("tiny", "paper"), default="tiny", help="tiny widths (CPU) or the paper's ELT-L/XL (GPU)")
+    p.add_argument("--repeats", type=int, default=7, help="interleaved timed repeats per setting (default 7)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--out", help="JSON to write (default results/bench/<device>-<scale>.json)")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("describe", help="print parameters and FLOPs per loop count as JSON, one object per config")
     p.add_argument("--config", required=True, nargs="+", help="one or more run configs")
     p.add_argument("--loops", type=parse_loops, help="loop counts to report (default 1..L_max of each run)")
     p.set_defaults(func=cmd_describe)
-    p = sub.add_parser("check", help="compare a metrics.csv with a committed reference; exit 1 on regression")
+    p = sub.add_parser("check", help="compare a metrics.csv with a committed reference (per-row and aggregate tests); exit 1 on regression")
     p.add_argument("--reference", required=True, help="reference JSON, e.g. results/reference/default.json")
     p.add_argument("metrics", help="metrics.csv written by the pipeline")
+    p.add_argument("--provenance", help="provenance.json of the run (default: the one beside the metrics file); "
+                   "when the set-up equals the reference's, every number that moved is listed")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("reference", help="build a regression reference from multi-seed metrics (tolerance = k x seed std)")
+    p = sub.add_parser("reference", help="build a regression reference from multi-seed metrics: per-seed values, tolerances, detectable shifts, validation")
     p.add_argument("--metrics", required=True, nargs="+", help="metrics.csv files covering two or more training seeds")
-    p.add_argument("--baseline-seed", type=int, default=0, help="seed whose values become the reference (default 0)")
-    p.add_argument("--k", type=float, default=3.0, help="tolerance in seed standard deviations (default 3)")
+    p.add_argument("--baseline-seed", type=int, default=0,
+                   help="seed whose run names key the reference and whose numbers an exact repeat is compared with (default 0)")
+    p.add_argument("--k", type=float, default=None, help="per-row tolerance in predictive seed standard deviations (default: the "
+                   "Student's t quantile that holds the per-row test's family-wise false-alarm rate over its rows)")
+    p.add_argument("--false-alarm-rate", type=float, default=0.01,
+                   help="family-wise false-alarm rate of each test: per-row (Bonferroni over rows, unless --k) and aggregate "
+                   "(Holm over its tests) (default 0.01)")
     p.add_argument("--profile", default="default", help="profile name recorded in the file")
     p.add_argument("--out", required=True, help="output JSON, e.g. results/reference/default.json")
     p.set_defaults(func=cmd_reference)
@@ -160,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("samples", help=".npz written by 'elt sample' or the pipeline (work/<profile>/samples/...)")
     p.add_argument("--out", required=True, help="folder for the PNG files (named <index>_class<label>.png)")
     p.set_defaults(func=cmd_export_png)
+
+    p = sub.add_parser("job-seconds", help="per rule: jobs, job-seconds and share of a pipeline run, from Snakemake's log")
+    p.add_argument("log", nargs="?", help="a .snakemake/log/*.snakemake.log (default: the newest)")
+    p.add_argument("--out", help="also write the table here (markdown), e.g. results/job_seconds.md")
+    p.set_defaults(func=cmd_job_seconds)
     return parser
 
 

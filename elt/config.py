@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
+from .runtime import RuntimeConfig, check as check_runtime
 
 GENERATORS = ("masked", "diffusion")
 FAMILIES = ("elt", "looped", "unshared", "shallow")
@@ -64,6 +65,7 @@ class TrainConfig:
     label_drop: float = 0.1  # share of labels replaced by the null class (classifier-free guidance)
     checkpoint_every: int = 200
     threads: int = 1  # torch CPU threads; the pipeline runs several jobs side by side
+    ema_decay: float = 0.0  # EMA of the weights, sampled from by default (DiT: 0.9999); 0 = no EMA
 
 
 @dataclass
@@ -105,9 +107,13 @@ class RunConfig:
     codec: CodecConfig = field(default_factory=CodecConfig)
     masked: MaskedConfig = field(default_factory=MaskedConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)  # where and how it computes (elt.runtime)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        return identity(self.to_dict())
 
     @property
     def sampling_steps(self) -> int:
@@ -116,6 +122,12 @@ class RunConfig:
     @property
     def guidance(self) -> float:
         return self.masked.guidance if self.model.generator == "masked" else self.diffusion.guidance
+
+
+def identity(run_config: dict) -> dict:
+    """What makes two runs the same run (a RunConfig dict, e.g. a checkpoint's): everything but the
+    runtime, since a run may resume on another device, precision or number of ranks."""
+    return {k: v for k, v in run_config.items() if k != "runtime"}
 
 
 def _check_type(value, hint, key: str):
@@ -197,6 +209,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"config key 'data.channels' is {cfg.data.channels}: use 1 (grayscale) or 3 (RGB)")
     if not 0 <= cfg.train.label_drop < 1:
         raise UserError(f"config key 'train.label_drop' is {cfg.train.label_drop}: use a share in [0, 1)")
+    if not 0 <= cfg.train.ema_decay < 1:
+        raise UserError(f"config key 'train.ema_decay' is {cfg.train.ema_decay}: use a decay in [0, 1) (0 = no EMA)")
+    check_runtime(cfg.runtime)
     return cfg
 
 

@@ -14,8 +14,9 @@ import torch
 
 from .config import DiffusionConfig, RunConfig
 from .errors import UserError
-from .model import NetConfig
+from .model import NetConfig, guide
 from .registry import width
+from .schedule import EarlyExit, LoopSchedule
 
 
 def logsnr_schedule(t: torch.Tensor, dc: DiffusionConfig) -> torch.Tensor:
@@ -42,19 +43,26 @@ def to_x0_eps(out, z, alpha, sigma, target: str):
     return alpha * z - sigma * out, sigma * z + alpha * out  # v = alpha eps - sigma x0
 
 
+def relative_change(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """||current - previous|| / ||previous|| per sample -> (B,): how much a loop moved the prediction."""
+    diff = (current - previous).flatten(1).norm(dim=1)
+    return diff / previous.flatten(1).norm(dim=1).clamp_min(1e-12)
+
+
 def expand(v: torch.Tensor, like: torch.Tensor):
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
-def sample_loop(predict, shape, steps: int, sampler: str, dc: DiffusionConfig, gen: torch.Generator, clip: bool = True):
+def sample_loop(predict, shape, steps: int, sampler: str, dc: DiffusionConfig, gen: torch.Generator, clip: bool = True,
+                device: torch.device | str = "cpu"):
     """Run the sampler from pure noise at t=1 to t=0; predict(z, t) -> (x0_hat, eps_hat).
 
     DDIM: z_s = alpha_s x0 + sigma_s eps_hat (deterministic). DDPM: a draw from q(z_s | z_t, x0_hat).
     """
-    z = torch.randn(shape, generator=gen)
+    z = torch.randn(shape, generator=gen).to(device)  # noise drawn on the CPU: the same on every device
     times = torch.linspace(1.0, 0.0, steps + 1)
     for t, s in zip(times[:-1], times[1:]):
-        t_b = torch.full((shape[0],), float(t))
+        t_b = torch.full((shape[0],), float(t), device=device)
         logsnr_t, logsnr_s = logsnr_schedule(t_b, dc), logsnr_schedule(torch.full_like(t_b, float(s)), dc)
         (a_t, s_t), (a_s, s_s) = alpha_sigma(expand(logsnr_t, z)), alpha_sigma(expand(logsnr_s, z))
         x0, eps = predict(z, t_b)
@@ -68,7 +76,7 @@ def sample_loop(predict, shape, steps: int, sampler: str, dc: DiffusionConfig, g
             var_ts = s_t**2 - a_ts**2 * s_s**2  # sigma^2_{t|s}
             mean = (a_ts * s_s**2 / s_t**2) * z + (a_s * var_ts / s_t**2) * x0
             std = (var_ts * s_s**2 / s_t**2).sqrt()
-            z = mean + std * torch.randn(shape, generator=gen)
+            z = mean + std * torch.randn(shape, generator=gen).to(device)
     return z
 
 
@@ -91,8 +99,9 @@ class DiffusionGenerator:
     # --- training -------------------------------------------------------------------------------
     def training_inputs(self, batch, gen):
         x, labels = batch  # (B, C, T, H, W) in [-1, 1], (B,)
-        t = torch.rand(len(x), generator=gen)
-        eps = torch.randn(x.shape, generator=gen)
+        # drawn on the CPU from the run's generator (the same on every device), then moved to the batch
+        t = torch.rand(len(x), generator=gen).to(x.device)
+        eps = torch.randn(x.shape, generator=gen).to(x.device)
         logsnr = logsnr_schedule(t, self.dc)
         alpha, sigma = alpha_sigma(expand(logsnr, x))
         return {"z": alpha * x + sigma * eps, "t": t, "labels": labels, "eps": eps, "alpha": alpha, "sigma": sigma,
@@ -115,18 +124,31 @@ class DiffusionGenerator:
 
     # --- sampling -------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, net, labels: torch.Tensor, loops: int, gen: torch.Generator) -> torch.Tensor:
+    def sample(self, net, labels: torch.Tensor, loops, gen: torch.Generator, loops_used: list | None = None) -> torch.Tensor:
+        """loops: an int, a LoopSchedule (a loop count per denoising step) or an EarlyExit rule; the loops
+        each sample ran at each step are appended to loops_used (one (B,) tensor per step) when given."""
         scale, (t, h, w) = self.dc.guidance, self.codec.spatial
         null = torch.full_like(labels, net.null_class)
+        per_step = loops.per_step(self.dc.sampling_steps) if isinstance(loops, LoopSchedule) else [loops] * self.dc.sampling_steps
+        steps_done = []
 
         def predict(z, t_b):
-            if scale == 1.0:
-                out = net(z, labels, t_b, loops=loops)
+            step = per_step[len(steps_done)]
+            if isinstance(step, EarlyExit):
+                inputs, conds, times, copies = (z, labels, t_b, 1) if scale == 1.0 else \
+                    (torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), 2)
+                out, used = net.early_exit(inputs, conds, times, step, lambda o: guide(o, scale), relative_change, copies)
+            elif scale == 1.0:
+                out, used = net(z, labels, t_b, loops=step), torch.full((len(labels),), step, device=z.device)
             else:
-                cond, uncond = net(torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), loops=loops).chunk(2)
-                out = uncond + scale * (cond - uncond)
+                out = guide(net(torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), loops=step), scale)
+                used = torch.full((len(labels),), step, device=z.device)
+            steps_done.append(used)
             alpha, sigma = alpha_sigma(expand(logsnr_schedule(t_b, self.dc), z))
             return to_x0_eps(out, z, alpha, sigma, self.dc.target)
 
         shape = (len(labels), self.codec.channels, t, h, w)
-        return sample_loop(predict, shape, self.dc.sampling_steps, self.dc.sampler, self.dc, gen)
+        samples = sample_loop(predict, shape, self.dc.sampling_steps, self.dc.sampler, self.dc, gen, device=labels.device)
+        if loops_used is not None:
+            loops_used.extend(steps_done)
+        return samples

@@ -2,6 +2,8 @@
 cached reference statistics, and the evaluation of one samples file.
 
 Every record states its protocol: sample counts, extractor, implementation, reference statistics.
+Feature networks run at fp32 on the profile's device (runtime.device), whatever the run's training
+precision: the metric protocol does not change with the hardware.
 """
 from __future__ import annotations
 
@@ -41,24 +43,24 @@ FRECHET = {"image": (("fid", "inception"), ("fd_domain", "domain")), "video": ((
 SAMPLE_KEYS = {"inception": ("fid_samples", "fid_reference_samples"), "i3d": ("fvd_samples", "fvd_reference_samples")}
 
 
-def pretrained_features(extractor: str, data: np.ndarray) -> np.ndarray:
+def pretrained_features(extractor: str, data: np.ndarray, device: str = "cpu") -> np.ndarray:
     """Features of the standard networks: Inception on images, I3D on clips."""
     if extractor == "inception":
-        return metrics.inception_features(metrics.to_rgb_frames(data))
+        return metrics.inception_features(metrics.to_rgb_frames(data), device=device)
     from .i3d import i3d_features
 
-    return i3d_features(data)
+    return i3d_features(data, device=device)
 
 
-def reference_features(reference_npz: str, classifier_pt: str, settings: dict, out_npz: str) -> None:
+def reference_features(reference_npz: str, classifier_pt: str, settings: dict, out_npz: str, device: str = "cpu") -> None:
     """Features and statistics of the real set for each extractor, computed once and cached.
     settings: the profile's `metrics` section (how many reference items the slow extractors see)."""
     with np.load(reference_npz) as f:
         images = f["images"]
     (_, pretrained), _ = FRECHET[data.modality(images.shape[1:])]
     limit = settings.get(SAMPLE_KEYS[pretrained][1])
-    features = {pretrained: pretrained_features(pretrained, images[:limit] if limit else images),
-                "domain": clf.load(classifier_pt).features_and_predictions(images)[0]}
+    features = {pretrained: pretrained_features(pretrained, images[:limit] if limit else images, device),
+                "domain": clf.load(classifier_pt).features_and_predictions(images, device=device)[0]}
     stats = {}
     for name, feats in features.items():
         mu, sigma = metrics.mean_cov(feats)
@@ -68,8 +70,11 @@ def reference_features(reference_npz: str, classifier_pt: str, settings: dict, o
             np.savez(f, **stats, reference_sha=np.array(file_sha(reference_npz)))
 
 
-def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings: dict) -> dict:
-    """All metrics of one (run, loop count). settings: the profile's `metrics` section."""
+def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings: dict, features_npz: str | None = None,
+             device: str = "cpu") -> dict:
+    """All metrics of one (run, loop count). settings: the profile's `metrics` section. features_npz: where
+    to keep the features each Frechet metric was computed from (by metric name), for the audit's bootstrap.
+    device: where the feature networks run (resolved: cpu, cuda, cuda:N)."""
     from .i3d import PROTOCOL_FVD
 
     samples, labels, meta = load_samples(samples_npz)
@@ -77,9 +82,9 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
         ref = dict(f)
     kind = data.modality(samples.shape[1:])
     (metric, pretrained), (domain_metric, _) = FRECHET[kind]
-    domain, preds = clf.load(classifier_pt).features_and_predictions(samples)
+    domain, preds = clf.load(classifier_pt).features_and_predictions(samples, device=device)
     n_pretrained = min(settings[SAMPLE_KEYS[pretrained][0]], len(samples))
-    features = {pretrained: pretrained_features(pretrained, samples[:n_pretrained]), "domain": domain}
+    features = {pretrained: pretrained_features(pretrained, samples[:n_pretrained], device), "domain": domain}
     rounds, seed = settings["bootstrap_rounds"], settings["bootstrap_seed"]
     result = {
         "run": meta["run"], "loops_eval": meta["loops"], "modality": kind, "n_samples": len(samples),
@@ -97,9 +102,31 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
                         "n_samples": len(samples), "n_reference": len(ref["domain_features"])},
         "bootstrap": {"rounds": rounds, "seed": seed, "interval": "95%, bias-corrected percentile"},
         "reference_sha": str(ref["reference_sha"]), "clip_shape": list(samples.shape[1:]), "sampling": meta,
+        "feature_device": str(device), "feature_precision": "fp32",
     }
+    if features_npz:
+        with atomic_path(features_npz) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **{name: features[extractor] for name, extractor in FRECHET[kind]})
     if kind == "image":
         result["kid"] = metrics.kid(features["inception"], ref["inception_features"], seed=seed)
         protocol["kid"] = "clean-fid kernel_distance (unbiased, cubic kernel, 100 seeded subsets) on the Inception features"
     result["protocol"] = protocol
     return result
+
+
+class SavedFeatures:
+    """The features evaluations kept, with their datasets' reference statistics: what the audit resamples.
+    feature_files: {(run, loops): features npz}; reference_files: {run: its dataset's reference_features npz}."""
+
+    def __init__(self, feature_files: dict[tuple[str, int], str], reference_files: dict[str, str]):
+        self.feature_files, self.reference_files = feature_files, reference_files
+
+    def samples(self, run: str, loops: int, metric: str) -> np.ndarray:
+        with np.load(self.feature_files[(run, loops)]) as f:
+            return f[metric]
+
+    def reference(self, run: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        extractor = dict(sum(FRECHET.values(), ()))[metric]
+        with np.load(self.reference_files[run]) as f:
+            return f[f"{extractor}_mu"], f[f"{extractor}_sigma"]

@@ -3,7 +3,9 @@
 A run = (grid group, family, width, N, L_max, seed); a group names its dataset (an entry of the
 profile's `datasets`) and the run settings its families share. ELT and vanilla looped models are
 sampled at every L from 1 to L_max plus the profile's extrapolation loop counts; the unlooped
-baselines (unshared N*L layers, shallow N layers) have a single depth.
+baselines (unshared N*L layers, shallow N layers) have a single depth. The profile's `loop_plans`
+(a list of {group, plans}: schedules and early-exit rules, elt.schedule) are sampled on the group's
+ELT runs too.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import baselines
 
 from . import config
 from .errors import UserError
+from .schedule import parse_plan, plan_name
 
 
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
@@ -20,6 +23,12 @@ GROUP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 
 def run_name(group: str, family: str, width: str, n_unique: int, loops: int, seed: int) -> str:
     return f"{group}-{family}-{width}-{n_unique}x{loops}-s{seed}"
+
+
+def group_name(run_cfg: dict) -> str:
+    """Runs compared with each other: one grid group (dataset, generator), width, N x L_max and seed;
+    the run name without its family."""
+    return run_cfg["run"].replace(f"-{run_cfg['model']['family']}-", "-", 1)
 
 
 def codec_paths(work: str, dataset: str) -> dict:
@@ -46,7 +55,8 @@ def _members(profile: dict):
         for family in group["families"]:
             for seed in profile["seeds"]:
                 base = config.merge(group["run"], {"model": {"family": family}, "data": profile["datasets"][dataset],
-                                                    "codec": codec, "seed": seed, "train": {"threads": profile["threads"]}})
+                                                    "codec": codec, "seed": seed, "train": {"threads": profile["threads"]},
+                                                    "runtime": profile.get("runtime") or {}})
                 model = config.merge(config.ModelConfig().__dict__, base.get("model", {}))
                 run = run_name(name, family, model["width"], model["n_unique"], model["loops"], seed)
                 try:
@@ -76,3 +86,30 @@ def eval_loops(run: dict, extra_loops: list[int]) -> list[int]:
 def targets(profile: dict) -> list[tuple[str, int]]:
     """Every (run, loop count) the pipeline samples and evaluates."""
     return [(run, loops) for run, settings, cfg in _members(profile) for loops in eval_loops(cfg, settings["extra_loops"])]
+
+
+def loop_plans(profile: dict) -> dict[str, dict[str, str]]:
+    """{ELT run: {plan's file name: plan as written}} for the groups under the profile's loop_plans."""
+    groups, plans = {group["name"] for group in profile["grid"]}, {}
+    for entry in profile.get("loop_plans") or []:
+        if entry["group"] not in groups:
+            raise UserError(f"loop_plans names grid group {entry['group']!r}, which the grid lacks: use one of {', '.join(sorted(groups))}")
+        if entry["group"] in plans:
+            raise UserError(f"loop_plans lists group {entry['group']!r} twice: merge its plans into one entry")
+        plans[entry["group"]] = entry["plans"]
+    out = {}
+    for run, cfg in expand(profile).items():
+        group = run.split("-")[0]
+        if cfg["model"]["family"] != "elt" or group not in plans:
+            continue
+        named = {}
+        for spec in plans[group]:
+            try:
+                name = plan_name(parse_plan(spec, cfg["model"]["loops"]))
+            except UserError as err:
+                raise UserError(f"loop_plans of group {group!r}: {err}") from None
+            if name in named:
+                raise UserError(f"loop_plans of group {group!r} lists {spec!r} twice (as {named[name]!r}): drop one")
+            named[name] = str(spec)
+        out[run] = named
+    return out

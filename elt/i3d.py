@@ -178,10 +178,10 @@ def preprocess(videos: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def i3d_features(videos: np.ndarray, net: I3D | None = None, batch_size: int = 4) -> np.ndarray:
-    """uint8 (N, T, C, H, W) -> (N, 400) float64 FVD features."""
+def i3d_features(videos: np.ndarray, net: I3D | None = None, batch_size: int = 4, device: torch.device | str = "cpu") -> np.ndarray:
+    """uint8 (N, T, C, H, W) -> (N, 400) float64 FVD features, at fp32 on `device`."""
     if videos.shape[1] < MIN_FRAMES:
         raise UserError(f"FVD's I3D needs clips of at least {MIN_FRAMES} frames, got {videos.shape[1]}: raise data.frames")
-    net = net or load_i3d()
-    out = [net(preprocess(videos[i:i + batch_size])).double().numpy() for i in range(0, len(videos), batch_size)]
+    net = (net or load_i3d()).to(device)
+    out = [net(preprocess(videos[i:i + batch_size]).to(device)).double().cpu().numpy() for i in range(0, len(videos), batch_size)]
     return np.concatenate(out)

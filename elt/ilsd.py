@@ -22,20 +22,30 @@ def draw_student_loops(l_min: int, l_max: int, gen: torch.Generator) -> int:
     return int(torch.randint(l_min, l_max, (1,), generator=gen))
 
 
-def objective(generator, net, batch, family: str, step: int, total_steps: int, l_min: int, gen: torch.Generator):
-    """Loss for one iteration and a dict of its parts (floats, for logging)."""
-    l_max = net.cfg.loops
+def draw(generator, batch, family: str, l_min: int, l_max: int, gen: torch.Generator):
+    """One iteration's randomness, in a fixed order: the generator's training inputs for the whole
+    (global) batch, then the student's exit L_int (None when the family has no student)."""
     inputs = generator.training_inputs(batch, gen)
-    if family != "elt" or l_max == 1:
+    l_int = draw_student_loops(l_min, l_max, gen) if family == "elt" and l_max > 1 else None
+    return inputs, l_int
+
+
+def loss(generator, net, inputs: dict, l_int: int | None, l_max: int, weight: float):
+    """Loss on (a slice of) the drawn inputs and a dict of its parts (floats, for logging)."""
+    if l_int is None:
         teacher = generator.forward(net, inputs, exits=[l_max])[l_max]
-        loss = generator.gt_loss(teacher, inputs)
-        return loss, {"loss": loss.item(), "gt_teacher": loss.item()}
-    l_int = draw_student_loops(l_min, l_max, gen)
+        value = generator.gt_loss(teacher, inputs)
+        return value, {"loss": value.item(), "gt_teacher": value.item()}
     outputs = generator.forward(net, inputs, exits=[l_int, l_max])
-    weight = lam(step, total_steps)
     gt_teacher = generator.gt_loss(outputs[l_max], inputs)
     gt_student = generator.gt_loss(outputs[l_int], inputs)
     distill = generator.distill_loss(outputs[l_int], outputs[l_max].detach(), inputs)
-    loss = gt_teacher + weight * gt_student + (1.0 - weight) * distill
+    value = gt_teacher + weight * gt_student + (1.0 - weight) * distill
     parts = {"gt_teacher": gt_teacher.item(), "gt_student": gt_student.item(), "distill": distill.item()}
-    return loss, {"loss": loss.item(), "lam": weight, "l_int": l_int, **parts}
+    return value, {"loss": value.item(), "lam": weight, "l_int": l_int, **parts}
+
+
+def objective(generator, net, batch, family: str, step: int, total_steps: int, l_min: int, gen: torch.Generator):
+    """Loss for one iteration on one batch and a dict of its parts (floats, for logging)."""
+    inputs, l_int = draw(generator, batch, family, l_min, net.cfg.loops, gen)
+    return loss(generator, net, inputs, l_int, net.cfg.loops, lam(step, total_steps))

@@ -1,7 +1,8 @@
 """Masked-token generation (MaskGIT): cosine masking in training, iterative parallel decoding.
 
 Tokens come from a codec (pixel levels on digits; a learned or pretrained tokenizer elsewhere).
-The network is looped inside every decoding step; the sampler itself is unchanged.
+The network is looped inside every decoding step; the sampler itself is unchanged. Each step may run
+its own loop count (elt.schedule), or stop looping each sample early.
 """
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ import torch
 import torch.nn.functional as F
 
 from .config import RunConfig
-from .model import NetConfig
+from .model import NetConfig, guide
 from .registry import width
+from .schedule import EarlyExit, LoopSchedule
+
+
+def token_divergence(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence of the token distributions of two logits (B, S, V), averaged over positions -> (B,)."""
+    p, q = F.log_softmax(previous.float(), -1), F.log_softmax(current.float(), -1)
+    m = torch.logsumexp(torch.stack([p, q]), 0) - math.log(2)
+    return (0.5 * (p.exp() * (p - m)).sum(-1) + 0.5 * (q.exp() * (q - m)).sum(-1)).mean(-1)
 
 
 class MaskedGenerator:
@@ -28,9 +37,10 @@ class MaskedGenerator:
     def training_inputs(self, batch, gen):
         tokens, labels = batch  # (B, S) long, (B,) long
         b, s = tokens.shape
-        ratio = torch.cos(math.pi / 2 * torch.rand(b, generator=gen))  # cosine schedule: share masked
+        # drawn on the CPU from the run's generator (the same on every device), then moved to the batch
+        ratio = torch.cos(math.pi / 2 * torch.rand(b, generator=gen)).to(tokens.device)  # cosine schedule: share masked
         n_masked = torch.ceil(ratio * s).clamp(min=1)
-        ranks = torch.rand(b, s, generator=gen).argsort(1).argsort(1)
+        ranks = torch.rand(b, s, generator=gen).to(tokens.device).argsort(1).argsort(1)
         mask = ranks < n_masked[:, None]  # (B, S) True where masked
         inputs = torch.where(mask, self.codec.vocab_size, tokens)
         return {"inputs": inputs, "labels": labels, "targets": tokens, "mask": mask}
@@ -48,32 +58,44 @@ class MaskedGenerator:
         return -(F.softmax(teacher[mask], -1) * F.log_softmax(student[mask], -1)).sum(-1).mean()
 
     # --- sampling -------------------------------------------------------------------------------
-    def guided_logits(self, net, tokens, labels, loops: int):
+    def guided_logits(self, net, tokens, labels, loops):
+        """-> (logits (B, S, V), loops used (B,)); loops: an int, or an EarlyExit rule."""
         scale = self.cfg.masked.guidance
+        if isinstance(loops, EarlyExit):
+            inputs, conds, copies = (tokens, labels, 1) if scale == 1.0 else \
+                (torch.cat([tokens, tokens]), torch.cat([labels, torch.full_like(labels, net.null_class)]), 2)
+            return net.early_exit(inputs, conds, None, loops, lambda out: guide(out, scale), token_divergence, copies)
+        used = torch.full((len(labels),), loops, device=labels.device)
         if scale == 1.0:
-            return net(tokens, labels, loops=loops)
+            return net(tokens, labels, loops=loops), used
         null = torch.full_like(labels, net.null_class)
-        cond, uncond = net(torch.cat([tokens, tokens]), torch.cat([labels, null]), loops=loops).chunk(2)
-        return uncond + scale * (cond - uncond)
+        return guide(net(torch.cat([tokens, tokens]), torch.cat([labels, null]), loops=loops), scale), used
 
     @torch.no_grad()
-    def sample(self, net, labels: torch.Tensor, loops: int, gen: torch.Generator) -> torch.Tensor:
+    def sample(self, net, labels: torch.Tensor, loops, gen: torch.Generator, loops_used: list | None = None) -> torch.Tensor:
+        """loops: an int, a LoopSchedule (a loop count per decoding step) or an EarlyExit rule; the loops
+        each sample ran at each step are appended to loops_used (one (B,) tensor per step) when given."""
         mc, s, mask_id = self.cfg.masked, net.cfg.seq_len, self.codec.vocab_size
         k_steps = mc.sampling_steps
-        tokens = torch.full((len(labels), s), mask_id, dtype=torch.long)
+        per_step = loops.per_step(k_steps) if isinstance(loops, LoopSchedule) else [loops] * k_steps
+        tokens = torch.full((len(labels), s), mask_id, dtype=torch.long, device=labels.device)
         for k in range(k_steps):
             ratio = (k + 1) / k_steps
             temperature = mc.temperature_min + mc.temperature_range * (1 - ratio)
-            probs = F.softmax(self.guided_logits(net, tokens, labels, loops).float() / temperature, -1)  # (B, S, V)
-            sampled = torch.multinomial(probs.flatten(0, 1), 1, generator=gen).view_as(tokens)
+            logits, used = self.guided_logits(net, tokens, labels, per_step[k])
+            if loops_used is not None:
+                loops_used.append(used)
+            probs = F.softmax(logits.float() / temperature, -1)  # (B, S, V)
+            # draws on the CPU from the seeded generator: the same tokens on every device
+            sampled = torch.multinomial(probs.flatten(0, 1).cpu(), 1, generator=gen).view_as(tokens).to(tokens.device)
             unknown = tokens == mask_id
             sampled = torch.where(unknown, sampled, tokens)
             confidence = torch.log(torch.gather(probs, -1, sampled[..., None])[..., 0].clamp_min(1e-30))
-            gumbel = -torch.log(-torch.log(torch.rand(tokens.shape, generator=gen).clamp(1e-20, 1 - 1e-7)))
+            gumbel = -torch.log(-torch.log(torch.rand(tokens.shape, generator=gen).clamp(1e-20, 1 - 1e-7))).to(tokens.device)
             confidence = confidence + mc.remask_noise * (1 - ratio) * gumbel
             confidence = torch.where(unknown, confidence, torch.inf)  # decided tokens stay decided
             n_next = math.floor(s * math.cos(math.pi / 2 * ratio))  # cosine unmasking schedule
-            n_next = torch.minimum(torch.tensor(n_next), unknown.sum(1) - 1).clamp(min=0)  # >= 1 new token a step
+            n_next = torch.minimum(torch.tensor(n_next, device=tokens.device), unknown.sum(1) - 1).clamp(min=0)  # >= 1 new token a step
             remask = confidence.argsort(1).argsort(1) < n_next[:, None]
             tokens = torch.where(remask, mask_id, sampled)
         return tokens

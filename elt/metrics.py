@@ -92,6 +92,39 @@ def resampled_frechet(features: np.ndarray, ref_mu, ref_sigma):
     return frechet
 
 
+def frechet_resamples(features: np.ndarray, draws: np.ndarray, ref_mu, ref_sigma, chunk: int = 100) -> np.ndarray:
+    """Frechet distances of many resamplings: draws (R, n) indices into features -> (R,).
+
+    For n > d a resampling is a vector of counts: the mean and second moment of the resampled set
+    are count-weighted sums, and with the features whitened by sqrt(S_ref) once, each round needs
+    one d x d eigenvalue problem (the audit's thousands of rounds over 64-d domain features).
+    For n <= d the per-round Gram-matrix route of resampled_frechet is the cheaper one.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    n, d = f.shape
+    if n <= d:
+        resample = resampled_frechet(f, ref_mu, ref_sigma)
+        return np.array([resample(idx) for idx in draws])
+    ref_mu = np.asarray(ref_mu, dtype=np.float64)
+    root, trace_ref, squares = psd_sqrt(ref_sigma), np.trace(ref_sigma), (f * f).sum(1)
+    white = f @ root
+    out = []
+    for start in range(0, len(draws), chunk):
+        idx = draws[start:start + chunk]
+        size = idx.shape[1]
+        counts = np.zeros((len(idx), n))
+        np.add.at(counts, (np.repeat(np.arange(len(idx)), size), idx.ravel()), 1)
+        mu = counts @ f / size                                              # (r, d)
+        mu_white = mu @ root
+        second = np.matmul((counts[:, :, None] * white[None]).transpose(0, 2, 1), white)  # (r, d, d)
+        cov_white = (second - size * mu_white[:, :, None] * mu_white[:, None, :]) / (size - 1)
+        tr_covmean = np.sqrt(np.linalg.eigvalsh(cov_white).clip(min=0)).sum(1)
+        trace_sample = (counts @ squares - size * (mu * mu).sum(1)) / (size - 1)
+        diff = mu - ref_mu
+        out.append((diff * diff).sum(1) + trace_ref + trace_sample - 2 * tr_covmean)
+    return np.concatenate(out)
+
+
 def bootstrap_interval(features: np.ndarray, ref_mu, ref_sigma, rounds: int, seed: int, level: float = 0.95):
     """Bias-corrected percentile interval of the Frechet distance over resamplings of the samples.
 
@@ -154,11 +187,12 @@ def to_rgb_frames(data: np.ndarray) -> np.ndarray:
     return np.repeat(frames, 3, axis=1) if frames.shape[1] == 1 else frames
 
 
-def inception_features(images: np.ndarray, extractor: InceptionExtractor | None = None, batch_size: int = 25) -> np.ndarray:
-    """uint8 (N, 3, H, W) -> (N, 2048) through clean-fid's in-memory generator path."""
+def inception_features(images: np.ndarray, extractor: InceptionExtractor | None = None, batch_size: int = 25,
+                       device: torch.device | str = "cpu") -> np.ndarray:
+    """uint8 (N, 3, H, W) -> (N, 2048) through clean-fid's in-memory generator path, at fp32 on `device`."""
     from cleanfid.fid import get_model_features
 
-    extractor = extractor or InceptionExtractor()
+    extractor = (extractor or InceptionExtractor()).to(device)
     n = len(images)
     cursor = {"i": 0}
 
@@ -168,4 +202,4 @@ def inception_features(images: np.ndarray, extractor: InceptionExtractor | None 
         return torch.from_numpy(images[idx].astype(np.float32))
 
     return get_model_features(batches, extractor, mode="clean", z_dim=1, num_gen=n, batch_size=batch_size,
-                              device=torch.device("cpu"), verbose=False)
+                              device=torch.device(device), verbose=False)

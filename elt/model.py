@@ -58,6 +58,14 @@ def check_loops(loops: int) -> int:
     return loops
 
 
+def guide(output, scale: float):
+    """Classifier-free guidance: output holds the conditional then the unconditional half of a batch."""
+    if scale == 1.0:
+        return output
+    cond, uncond = output.chunk(2)
+    return uncond + scale * (cond - uncond)
+
+
 def modulate(x, shift, scale):
     return x * (1 + scale) + shift
 
@@ -101,13 +109,18 @@ class LoopedStack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, adaln) for _ in range(cfg.n_unique))
 
+    def step(self, x, c):
+        """One loop: the N unique layers once."""
+        for layer in self.layers:
+            x = layer(x, c)
+        return x
+
     def forward(self, x, c, exits: Sequence[int]) -> dict[int, torch.Tensor]:
         """Run to max(exits) loops; return the hidden state after each loop in exits."""
         wanted = {check_loops(e) for e in exits}
         hidden = {}
         for loop in range(1, max(wanted) + 1):
-            for layer in self.layers:
-                x = layer(x, c)
+            x = self.step(x, c)
             if loop in wanted:
                 hidden[loop] = x
         return hidden
@@ -140,6 +153,37 @@ class LoopedNetwork(nn.Module):
             loop = check_loops(self.cfg.loops if loops is None else loops)
             return self.head(self.stack(x, c, [loop])[loop], c)
         return {loop: self.head(h, c) for loop, h in self.stack(x, c, exits).items()}
+
+    def early_exit(self, inputs, labels, t, rule, combine, change, copies: int = 1):
+        """Per-sample early exit (rule: elt.schedule.EarlyExit). The batch holds `copies` stacked copies of
+        B samples (2 under classifier-free guidance); combine(head output (copies*A, ...)) -> per-sample
+        output (A, ...); change(previous, current) -> (A,). Loops run only on samples still active; a
+        sample leaves at the first L >= L_min whose output moved less than the threshold since L-1 (loop
+        0 is the head on the embeddings), or at L_max. -> (outputs (B, ...), loops used (B,))."""
+        x, c = self.embed(inputs, labels, t)
+        b = x.shape[0] // copies
+        active = torch.arange(b, device=x.device)
+        result, used = None, torch.zeros(b, dtype=torch.long, device=x.device)
+
+        def keep_rows(v, keep):  # the kept samples in every copy
+            return None if v is None else v.view(copies, -1, *v.shape[1:])[:, keep].flatten(0, 1)
+
+        for loop in range(1, rule.l_max + 1):
+            if loop == rule.l_min:
+                previous = combine(self.head(x, c))
+            x = self.stack.step(x, c)
+            if loop < rule.l_min:
+                continue
+            current = combine(self.head(x, c))
+            done = change(previous, current) < rule.threshold if loop < rule.l_max else torch.ones(len(active), dtype=torch.bool, device=x.device)
+            if result is None:
+                result = current.new_empty((b, *current.shape[1:]))
+            result[active[done]], used[active[done]] = current[done], loop
+            keep = ~done
+            if not keep.any():
+                break
+            active, x, c, previous = active[keep], keep_rows(x, keep), keep_rows(c, keep), current[keep]
+        return result, used
 
 
 class MaskedTransformer(LoopedNetwork):

@@ -42,8 +42,11 @@ def file_sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def provenance() -> dict:
-    return {"versions": versions(), "git_commit": git_commit(), "host": platform.node(), "machine": platform.machine()}
+def provenance(runtime=None) -> dict:
+    """Versions, commit and machine of a result; with its elt.runtime.Runtime, where it computed
+    (device, precision, TF32, compile); without one, a stage that computes on the CPU."""
+    where = runtime.describe() if runtime is not None else {"device": "cpu"}
+    return {"versions": versions(), "git_commit": git_commit(), "host": platform.node(), "machine": platform.machine(), **where}
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .accounting import describe
+from .grid import group_name
 from .provenance import atomic_path, write_json
 from .runs import load_checkpoint
 
@@ -24,12 +25,6 @@ COLUMNS = [
     "unique_params", "total_params", "gflops_per_forward", "gflops_per_sample", "sampling_steps", "guidance",
     "samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd", "seed",
 ]
-
-
-def group_name(run_cfg: dict) -> str:
-    """Runs compared with each other: one grid group (dataset, generator), width, N x L_max and seed;
-    the run name without its family (see elt.grid.run_name)."""
-    return run_cfg["run"].replace(f"-{run_cfg['model']['family']}-", "-", 1)
 
 
 def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFrame:
@@ -52,6 +47,32 @@ def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFram
             "seed": cfg["seed"],
         })
     return pd.DataFrame(rows, columns=COLUMNS).sort_values(["group", "family", "loops_eval"]).reset_index(drop=True)
+
+
+PLAN_COLUMNS = [
+    "run", "group", "family", "generator", "modality", "loops_train", "plan", "plan_name", "gflops_per_sample", "loops_used_mean",
+    "loops_used_per_step", "samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd", "seed",
+]
+
+
+def plan_table(eval_files: list[str], run_configs: dict[str, dict]) -> pd.DataFrame:
+    """loop_plans.csv from the evaluations eval/{run}/P_{plan name}.json: one row per (ELT run, loop
+    plan), its GFLOPs per sample counted from the loops each sample actually ran
+    (elt.accounting.loop_plan_cost) and its metrics."""
+    rows = []
+    for path in eval_files:
+        e = json.loads(Path(path).read_text())
+        cfg, sampling = run_configs[e["run"]], e["protocol"]["sampling"]
+        rows.append({
+            "run": e["run"], "group": group_name(cfg), "family": cfg["model"]["family"], "generator": cfg["model"]["generator"],
+            "modality": e["modality"], "loops_train": cfg["model"]["loops"], "plan": e["loops_eval"],
+            "plan_name": Path(path).stem.removeprefix("P_"),  # the pipeline's file name of the plan
+            "gflops_per_sample": sampling["gflops_per_sample"], "loops_used_mean": sampling["loops_used_mean"],
+            "loops_used_per_step": " ".join(f"{v:.2f}" for v in sampling["loops_used_per_step"]),
+            **{k: e.get(k) for k in ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")},
+            "seed": cfg["seed"],
+        })
+    return pd.DataFrame(rows, columns=PLAN_COLUMNS).sort_values(["group", "plan"]).reset_index(drop=True)
 
 
 def write_table(df: pd.DataFrame, csv_path: str, json_path: str, provenance_path: str, eval_files: list[str], provenance: dict) -> None:
@@ -103,8 +124,10 @@ def _save_plot(fig, png: Path, table: pd.DataFrame) -> None:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
 
 
-def plot_pareto(df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path) -> None:
-    """One panel per (generator, modality): the modality's primary metric against x, frontier marked."""
+def plot_pareto(df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path, plans: pd.DataFrame | None = None) -> None:
+    """One panel per (generator, modality): the modality's primary metric against x, frontier marked;
+    plans (loop_plans.csv rows) add the loop schedules and early-exit rules as stars beside the fixed-L
+    points (on the frontier's x = GFLOPs per sample; they are not part of the frontier)."""
     import matplotlib
     import matplotlib.ticker
 
@@ -113,18 +136,26 @@ def plot_pareto(df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path) ->
     import seaborn as sns
 
     table = _frontier_table(df, x, metrics)
+    if plans is not None and not plans.empty:
+        starred = primary(plans, metrics).assign(family="elt loop plan", loops_eval=plans["plan"], on_frontier=False)
+        table = pd.concat([table, starred[table.columns]], ignore_index=True)
     panels = sorted(table.groupby(["generator", "modality"]).groups)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (generator, kind) in zip(axes[0], panels):
         part = table[(table["generator"] == generator) & (table["modality"] == kind)]
-        sns.scatterplot(data=part, x=x, y="value", hue="family", style="family", s=70, ax=ax)
+        fixed, planned = part[part["family"] != "elt loop plan"], part[part["family"] == "elt loop plan"]
+        sns.scatterplot(data=fixed, x=x, y="value", hue="family", style="family", s=70, ax=ax)
+        if not planned.empty:
+            ax.scatter(planned[x], planned["value"], marker="*", s=160, color="crimson", label="ELT loop plan")
+            for row in planned.itertuples():
+                ax.annotate(row.loops_eval, (getattr(row, x), row.value), fontsize=6, color="crimson", xytext=(3, -9), textcoords="offset points")
         front = part[part["on_frontier"]].sort_values(x)
         ax.step(front[x], front["value"], where="post", color="grey", lw=1, ls="--")
         ax.scatter(front[x], front["value"], s=220, facecolors="none", edgecolors="k", lw=1, label="Pareto frontier")
-        for row in part[part["family"].isin(["elt", "looped"])].itertuples():
+        for row in fixed[fixed["family"].isin(["elt", "looped"])].itertuples():
             ax.annotate(f"L{row.loops_eval}", (getattr(row, x), row.value), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
-        ticks = sorted(part[x].unique())  # label the models' own sizes: they span less than a decade
+        ticks = sorted(fixed[x].unique())  # label the models' own sizes: they span less than a decade
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(ticks, [f"{t / 1e3:.0f}k" if x == "unique_params" else f"{t:.3g}" for t in ticks], rotation=45, fontsize=7)
         ax.set_ylabel(metrics[kind])

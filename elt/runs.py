@@ -62,8 +62,14 @@ def assemble(cfg: RunConfig, shape=None, classes: int | None = None) -> Parts:
     return Parts(cfg, codec, generator, net_cfg)
 
 
-def load_checkpoint(path: str | Path) -> tuple[Parts, LoopedNetwork, dict]:
-    """Rebuild the network from a checkpoint; a missing or corrupt file is a one-line UserError."""
+WEIGHTS = ("ema", "raw")
+
+
+def load_checkpoint(path: str | Path, weights: str = "ema") -> tuple[Parts, LoopedNetwork, dict]:
+    """Rebuild the network (on the CPU) from a checkpoint; a missing or corrupt file is a one-line UserError.
+    weights: ema (the run's EMA weights when it kept them, else its weights) or raw (the optimised weights)."""
+    if weights not in WEIGHTS:
+        raise UserError(f"weights {weights!r} is unknown: use ema (the default; a run without EMA gives its weights) or raw")
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist: run 'elt train' first or fix the path")
@@ -74,7 +80,7 @@ def load_checkpoint(path: str | Path) -> tuple[Parts, LoopedNetwork, dict]:
         cfg = config.from_dict(ckpt["run_config"])
         parts = assemble(cfg, tuple(ckpt["data_shape"]), ckpt["net_config"]["num_classes"])
         net = build(NetConfig.from_dict(ckpt["net_config"]))
-        net.load_state_dict(ckpt["model"])
+        net.load_state_dict(ckpt["ema"] if weights == "ema" and "ema" in ckpt else ckpt["model"])
     except UserError:
         raise
     except Exception as err:  # torch raises many types for a damaged file

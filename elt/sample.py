@@ -1,10 +1,13 @@
 """Sample a trained run at one or more loop counts into .npz files of uint8 data and labels.
 
 Every loop count uses the same labels and the same seed, so loop counts are compared on paired
-draws. Throughput (samples/s at that loop count, on this machine) is measured and stored.
+draws. Throughput (samples/s at that loop count, on this machine) is measured and stored. The
+network runs where the run's runtime says (elt.runtime; overridable per call), from its EMA
+weights when it kept them unless weights="raw".
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -16,6 +19,8 @@ from .errors import UserError
 from .model import check_loops
 from .provenance import atomic_path, provenance
 from .runs import load_checkpoint
+from .runtime import Runtime, RuntimeConfig, out_of_memory
+from .schedule import plan_name
 
 
 def out_paths(out: str, loops: list[int]) -> dict[int, Path]:
@@ -30,13 +35,26 @@ def balanced_labels(num: int, classes: int) -> torch.Tensor:
     return torch.arange(num) % classes
 
 
-def generate(parts, net, loops: int, labels: torch.Tensor, seed: int, batch_size: int = 256) -> np.ndarray:
-    """uint8 (N, T, C, H, W) samples for the given labels."""
-    gen = torch.Generator().manual_seed(seed)
-    chunks = []
+def generate(parts, net, loops, labels: torch.Tensor, seed: int, batch_size: int | None = None,
+             loops_used: list | None = None, runtime: Runtime | None = None) -> np.ndarray:
+    """uint8 (N, T, C, H, W) samples for the given labels. loops: an int, a LoopSchedule or an EarlyExit
+    rule; loops_used, when given, receives a (N, steps) tensor of the loops each sample ran at each step.
+    net must already be on the runtime's device (Runtime.prepare); runtime defaults to the CPU at fp32."""
+    runtime = runtime or Runtime(RuntimeConfig(device="cpu"))
+    batch_size = batch_size or runtime.cfg.sample_batch_size
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same draws on every device
+    chunks, used = [], []
     for start in range(0, len(labels), batch_size):
-        out = parts.generator.sample(net, labels[start:start + batch_size], loops, gen)
+        per_step = []
+        try:
+            with runtime.autocast():
+                out = parts.generator.sample(net, runtime.to(labels[start:start + batch_size]), loops, gen, per_step)
+        except torch.OutOfMemoryError as err:
+            raise out_of_memory(err, "runtime.sample_batch_size") from None
         chunks.append(parts.codec.decode(out))
+        used.append(torch.stack(per_step, 1).cpu())
+    if loops_used is not None:
+        loops_used.append(torch.cat(used))
     return np.concatenate(chunks)
 
 
@@ -64,29 +82,75 @@ def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return samples, labels, meta
 
 
-def sample(checkpoint: str, loops: list[int], num: int, seed: int, out: str, threads: int = 1) -> list[Path]:
+def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads: int = 1,
+           runtime: dict | None = None, weights: str = "ema") -> list[Path]:
+    """loops: loop counts (ints), or LoopSchedules / EarlyExit rules (elt.schedule), one file each.
+    runtime: settings that override the run's own runtime section (e.g. {"device": "cpu"});
+    weights: ema or raw (elt.runs.load_checkpoint)."""
+    from .accounting import loop_plan_cost
+
     torch.set_num_threads(threads)
     for loop in loops:
-        check_loops(loop)
+        if isinstance(loop, int):
+            check_loops(loop)
     if num < 1:
         raise UserError(f"--num {num} is invalid: ask for at least 1 sample")
-    paths = out_paths(out, loops)
-    parts, net, ckpt = load_checkpoint(checkpoint)
+    paths = out_paths(out, [plan_name(loop) for loop in loops])
+    parts, net, ckpt = load_checkpoint(checkpoint, weights)
+    runtime = Runtime(dataclasses.replace(parts.cfg.runtime, **(runtime or {})))
+    model = runtime.prepare(net)
     labels = balanced_labels(num, net.cfg.num_classes)
     written = []
-    for loop, path in paths.items():
-        generate(parts, net, loop, labels[:2], seed)  # warm-up, so the timing below is steady-state
-        started = time.perf_counter()
-        samples = generate(parts, net, loop, labels, seed)
+    for loop, path in zip(loops, paths.values()):
+        generate(parts, model, loop, labels[:2], seed, runtime=runtime)  # warm-up, so the timing below is steady-state
+        started, used = time.perf_counter(), []
+        samples = generate(parts, model, loop, labels, seed, loops_used=used, runtime=runtime)  # ends on the CPU: timed to completion
         seconds = time.perf_counter() - started
         meta = {
-            "run": parts.cfg.run, "checkpoint": str(checkpoint), "checkpoint_step": ckpt["step"], "loops": loop,
+            "run": parts.cfg.run, "checkpoint": str(checkpoint), "checkpoint_step": ckpt["step"],
+            "loops": loop if isinstance(loop, int) else loop.text,
             "num": num, "seed": seed, "sampling_steps": parts.cfg.sampling_steps, "guidance": parts.cfg.guidance,
-            "seconds": seconds, "samples_per_second": num / seconds, "threads": threads, **provenance(),
+            "seconds": seconds, "samples_per_second": num / seconds, "threads": threads,
+            "weights": "ema" if weights == "ema" and "ema" in ckpt else "raw",
+            **({} if isinstance(loop, int) else loop_plan_cost(net, used[0], parts.cfg.guidance)), **provenance(runtime),
         }
         save_samples(path, samples, labels.numpy(), meta)
         written.append(path)
     return written
+
+
+def time_throughput(settings: dict[str, tuple[str, int]], batch_size: int, repeats: int, warmup: int, seed: int,
+                    threads: int) -> dict:
+    """Samples per second of named (checkpoint, loop count) settings, timed back to back.
+
+    Each repeat times every setting once, in an order that rotates between repeats, after `warmup`
+    untimed batches of each: drift of the machine (clock, caches, other load) falls on all settings
+    alike, and repeat r of two settings forms a pair (see elt.audit for the interval).
+    """
+    torch.set_num_threads(threads)
+    if repeats < 1 or batch_size < 1:
+        raise UserError(f"throughput needs repeats >= 1 and batch_size >= 1, got {repeats} and {batch_size}: fix audit.throughput")
+    models = {}
+    for name, (path, loops) in settings.items():
+        parts, net, _ = load_checkpoint(path)
+        runtime = Runtime(parts.cfg.runtime)
+        models[name] = (parts, runtime.prepare(net), check_loops(loops), balanced_labels(batch_size, net.cfg.num_classes), runtime)
+    for parts, net, loops, labels, runtime in models.values():
+        for w in range(warmup):
+            generate(parts, net, loops, labels, seed - 1 - w, batch_size, runtime=runtime)
+    names, seconds = list(models), {name: [] for name in models}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            parts, net, loops, labels, runtime = models[name]
+            started = time.perf_counter()
+            generate(parts, net, loops, labels, seed + r, batch_size, runtime=runtime)  # ends on the CPU: timed to completion
+            seconds[name].append(time.perf_counter() - started)
+    return {
+        "batch_size": batch_size, "repeats": repeats, "warmup": warmup, "threads": threads, "order": "interleaved, rotating",
+        "settings": {name: {"checkpoint": str(settings[name][0]), "loops": settings[name][1], "seconds": seconds[name],
+                            "samples_per_second": [batch_size / s for s in seconds[name]]} for name in names},
+        **provenance(runtime),
+    }
 
 
 def clip_strip(clip: np.ndarray) -> np.ndarray:

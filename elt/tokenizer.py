@@ -177,7 +177,7 @@ class VQCodec:
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
-        return from_signal(self.net.decode(tokens.view(len(tokens), *self.grid)))
+        return from_signal(self.net.decode(tokens.cpu().view(len(tokens), *self.grid)))  # the tokenizer decodes on the CPU
 
 
 def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -> dict:

@@ -2,23 +2,28 @@
 
 All randomness after initialisation comes from one torch.Generator whose state is checkpointed with
 the model and optimiser, so an interrupted run resumed on the CPU gives the same result as one that
-never stopped.
+never stopped. The network computes where the run's runtime says (elt.runtime); the generator and
+the data stay on the CPU and each batch moves to the device.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from . import data, ilsd
+from . import config, data, ilsd
 from .config import RunConfig
 from .errors import UserError
 from .model import build, count_params
 from .provenance import atomic_path, file_sha, provenance, write_json
 from .runs import CHECKPOINT_FORMAT, assemble, data_shape
+from .runtime import Runtime, out_of_memory
 
 CHECKPOINT = "checkpoint.pt"  # written once, when training is complete
 PROGRESS = "progress.pt"  # periodic state of an unfinished run: not a pipeline output, so an
@@ -35,11 +40,28 @@ def learning_rate(step: int, cfg: RunConfig) -> float:
     return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def save_checkpoint(path: Path, parts, net, opt, gen, step, history, wall, shape, classes):
+class EMA:
+    """Exponential moving average of the weights, in fp32 on the weights' device: after every optimiser
+    step, shadow = decay * shadow + (1 - decay) * weight (integer buffers are copied)."""
+
+    def __init__(self, net: torch.nn.Module, decay: float):
+        self.decay, self.shadow = decay, {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        for key, value in net.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].lerp_(value, 1.0 - self.decay)
+            else:
+                self.shadow[key].copy_(value)
+
+
+def save_checkpoint(path: Path, parts, net, opt, gen, step, history, wall, shape, classes, ema: EMA | None, runtime: dict):
     state = {
         "format": CHECKPOINT_FORMAT, "run_config": parts.cfg.to_dict(), "net_config": net.cfg.to_dict(),
         "data_shape": list(shape), "classes": classes, "model": net.state_dict(), "optimizer": opt.state_dict(),
-        "rng": gen.get_state(), "step": step, "history": history, "wall_seconds": wall,
+        "rng": gen.get_state(), "step": step, "history": history, "wall_seconds": wall, "runtime": runtime,
+        **({"ema": ema.shadow} if ema else {}),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -53,6 +75,7 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     """
     out = Path(out)
     torch.set_num_threads(cfg.train.threads)
+    runtime = Runtime(cfg.runtime)
     if cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
         from .tokenizer import load_tokens
 
@@ -66,9 +89,12 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         x_all, labels = parts.codec.encode(ds.images), ds.labels
     y_all = torch.from_numpy(labels)
     torch.manual_seed(cfg.seed)
-    net = build(parts.net_cfg)
+    net = build(parts.net_cfg)  # initialised on the CPU: the same weights on every device
+    model = runtime.prepare(net, train=True)  # what the loop calls: net on the device, compiled, DDP under torchrun
+    micro = runtime.micro_batch(cfg.train.batch_size)
     tc = cfg.train
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
+    ema = EMA(net, tc.ema_decay) if tc.ema_decay > 0 else None
     gen = torch.Generator().manual_seed(cfg.seed)
     step, history, wall = 0, [], 0.0
 
@@ -79,9 +105,11 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
             ckpt = torch.load(resume_from, map_location="cpu", weights_only=True)
         except Exception as err:
             raise UserError(f"checkpoint {str(resume_from)!r} is corrupt ({type(err).__name__}): delete it to start over") from None
-        if ckpt.get("run_config") == cfg.to_dict():
+        if config.identity(ckpt.get("run_config", {})) == cfg.identity():
             net.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
+            if ema:
+                ema.shadow = {k: v.to(runtime.device) for k, v in ckpt["ema"].items()}
             gen.set_state(ckpt["rng"])
             step, history, wall = ckpt["step"], ckpt["history"], ckpt["wall_seconds"]
             print(f"resuming {cfg.run} from step {step} ({resume_from.name})")
@@ -102,29 +130,71 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         labels[torch.rand(tc.batch_size, generator=gen) < tc.label_drop] = net.null_class
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        loss, parts_log = ilsd.objective(parts.generator, net, (x_all[idx], labels), cfg.model.family, step, tc.steps, tc.l_min, gen)
-        if not torch.isfinite(loss):
-            raise UserError(f"loss became {loss.item()} at step {step} of run {cfg.run!r}: lower train.lr or raise train.warmup_steps")
+        # Every rank draws the whole global batch's randomness (same generator state everywhere) and
+        # computes on its own micro-batches: rank r takes micro-batches r, r + ranks, ...
+        inputs, l_int = ilsd.draw(parts.generator, runtime.to(x_all[idx], labels), cfg.model.family, tc.l_min, net.cfg.loops, gen)
+        slices = list(range(runtime.rank, runtime.world_size * runtime.cfg.grad_accum, runtime.world_size))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses = []
+        try:
+            for k, part in enumerate(slices):
+                micro_inputs = {key: value[part * micro:(part + 1) * micro] for key, value in inputs.items()}
+                last = k == len(slices) - 1
+                with (contextlib.nullcontext() if last or runtime.world_size == 1 else model.no_sync()), runtime.autocast():
+                    loss, parts_log = ilsd.loss(parts.generator, model, micro_inputs, l_int, net.cfg.loops, ilsd.lam(step, tc.steps))
+                (loss / len(slices) if len(slices) > 1 else loss).backward()
+                losses.append(parts_log["loss"])
+        except torch.OutOfMemoryError as err:
+            raise out_of_memory(err, "the per-rank micro-batch: raise runtime.grad_accum, or use runtime.precision bf16") from None
+        step_loss = runtime.average(sum(losses) / len(losses))
+        if not math.isfinite(step_loss):
+            raise UserError(f"loss became {step_loss} at step {step} of run {cfg.run!r}: lower train.lr or raise train.warmup_steps")
         torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
         opt.step()
+        if ema:
+            ema.update(net)
         step += 1
-        history.append(parts_log["loss"])
+        history.append(step_loss)
         bar.update(1)
-        bar.set_postfix(loss=f"{parts_log['loss']:.4f}")
-        if step % tc.checkpoint_every == 0 or step == tc.steps:
+        bar.set_postfix(loss=f"{step_loss:.4f}")
+        if runtime.is_main and (step % tc.checkpoint_every == 0 or step == tc.steps):
             wall = time.perf_counter() - started
             target = ckpt_path if step == tc.steps else progress_path
-            save_checkpoint(target, parts, net, opt, gen, step, history, wall, shape, classes)
+            save_checkpoint(target, parts, net, opt, gen, step, history, wall, shape, classes, ema, runtime.describe())
     bar.close()
-    progress_path.unlink(missing_ok=True)
+    runtime.barrier()  # every rank's last step is done before rank 0 finishes the run
+    if not runtime.is_main:
+        wall = time.perf_counter() - started
+    else:
+        progress_path.unlink(missing_ok=True)
     record = {
         "run": cfg.run, "config": cfg.to_dict(), "net_config": net.cfg.to_dict(), "seed": cfg.seed, "steps": step,
         "wall_seconds": wall, "steps_per_second": step / wall if wall else None,
         "loss_first": sum(history[:20]) / len(history[:20]), "loss_last": sum(history[-20:]) / len(history[-20:]),
         "loss_history": history, "n_train": len(y_all), "split_sha": split_sha, "tokens": cfg.codec.tokens and file_sha(cfg.codec.tokens), **count_params(net),
-        **provenance(),
+        "runtime": runtime.describe(), **provenance(),
     }
-    write_json(out / RECORD, record)
+    if runtime.is_main:
+        write_json(out / RECORD, record)
     return record
+
+
+def launch(cfg: RunConfig, out: str | Path, processes: int, set_aside_stale: bool = False) -> None:
+    """Train in this process, or with processes > 1 (the pipeline: a run's resources ask for more than
+    one GPU) as that many torchrun ranks of `elt train` on the run's config file in `out`."""
+    if processes <= 1:
+        train(cfg, out, progress=False, set_aside_stale=set_aside_stale)
+        return
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "launch_config.json"
+    write_json(config_file, cfg.to_dict())
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "elt.cli", "train", "--config", str(config_file), "--out", str(out), "--quiet",
+               *(["--set-aside-stale"] if set_aside_stale else [])]
+    print(" ".join(command), flush=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    print(done.stdout + done.stderr, end="")
+    if done.returncode:
+        lines = [line for line in done.stderr.splitlines() if "error:" in line] or done.stderr.splitlines()[-1:] or ["no output"]
+        raise UserError(f"torchrun with {processes} ranks failed ({lines[0].strip()[:200]}): see the log above")

@@ -1,3 +1,8 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -19,7 +24,52 @@ def tiny_cfg(**overrides) -> config.RunConfig:
     return config.from_dict(deep_update(TINY, overrides))
 
 
+def interrupt_training_at(monkeypatch, call: int) -> None:
+    """A killed run: the training loop's loss raises KeyboardInterrupt at its call-th call (one call per
+    step in one process); undo with monkeypatch.undo()."""
+    from elt import train as train_mod
+
+    real, calls = train_mod.ilsd.loss, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod.ilsd, "loss", interrupted)
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     torch.set_num_threads(1)
     torch.manual_seed(0)
+
+
+# --- the pipeline in a temporary copy of the repository ---------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in ("Snakefile", "workflow", "config"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    (dest / "profiles").symlink_to("workflow/profiles")  # where Snakemake finds the default workflow profile
+    (dest / "results/reference").mkdir(parents=True)
+    shutil.copy(ROOT / "results/reference/smoke.json", dest / "results/reference/smoke.json")
+    return dest
+
+
+def snakemake(repo: Path, *args):
+    return subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=repo, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """The smoke profile run once, locally, for every test that reads its outputs."""
+    repo = copy_repo(tmp_path_factory.mktemp("repo"))
+    result = snakemake(repo, "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return repo

@@ -1,9 +1,5 @@
 """The Snakemake pipeline end to end (smoke profile, in a temporary copy of the repository)."""
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,30 +9,7 @@ from PIL import Image
 
 from elt.report import COLUMNS
 
-ROOT = Path(__file__).resolve().parent.parent
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-
-
-def copy_repo(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for item in ("Snakefile", "workflow", "config"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    (dest / "results/reference").mkdir(parents=True)
-    shutil.copy(ROOT / "results/reference/smoke.json", dest / "results/reference/smoke.json")
-    return dest
-
-
-def snakemake(repo: Path, *args):
-    return subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=repo, capture_output=True, text=True)
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    repo = copy_repo(tmp_path_factory.mktemp("repo"))
-    result = snakemake(repo, "--configfile", "config/smoke.yaml")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return repo
+from tests.conftest import copy_repo, snakemake
 
 
 def test_smoke_outputs_have_the_schema(smoke):
@@ -76,11 +49,32 @@ def test_video_runs_use_the_dags_tokenizer_and_record_the_fvd_protocol(smoke):
 
 def test_smoke_audit_and_regression_check_ran(smoke):
     audit = json.loads((smoke / "results/smoke/audit.json").read_text())
-    assert {c["verdict"] for c in audit["claims"]} <= {"holds", "fails", "inconclusive"}
+    assert {c["verdict"] for c in audit["claims"]} <= {"holds", "fails", "inconclusive", "not measured"}
     assert {c["claim"] for c in audit["claims"]} == {"iso_compute_parity", "anytime_elt", "vanilla_collapse",
-                                                     "looping_helps", "extrapolation", "throughput"}
+                                                     "looping_helps", "extrapolation", "throughput", "loop_plans"}
+    plan_claim = next(c for c in audit["claims"] if c["claim"] == "loop_plans" and c["group"] == "masked-T-1x2")
+    assert plan_claim["verdict"] != "not measured" and set(plan_claim["evidence"]["plans"]) == {"linear 1->2", "exit<0.05 L1-2"}
+    assert audit["interval"]["rounds"] == 200 and "hierarchical" in audit["interval"]["method"]
     assert "parity tolerance 25%" in (smoke / "results/smoke/audit.md").read_text()
+    timing = json.loads(next((smoke / "work/smoke/throughput").glob("*.json")).read_text())
+    assert len(timing["settings"]["elt"]["seconds"]) == len(timing["settings"]["unshared"]["seconds"]) == 5
+    throughput = [c for c in audit["claims"] if c["claim"] == "throughput" and c["verdict"] != "not measured"]
+    assert throughput and all(c["evidence"]["repeats"] == 5 for c in throughput)
     assert "PASSED" in (smoke / "results/smoke/check.txt").read_text()
+
+
+def test_loop_plans_are_sampled_evaluated_and_costed_from_the_loops_run(smoke):
+    """The smoke profile's loop_plans: ELT masked at 'linear 1->2' (steps at L 1, 2, 2 of 3 steps) and early exit."""
+    plans = pd.read_csv(smoke / "results/smoke/loop_plans.csv")
+    assert list(plans["plan_name"]) == ["exit_0.05_L1_2", "linear_1_2"] and set(plans["run"]) == {"masked-elt-T-1x2-s0"}
+    metrics = pd.read_csv(smoke / "results/smoke/metrics.csv").set_index(["run", "loops_eval"])
+    per_step = {l: metrics.loc[("masked-elt-T-1x2-s0", l), "gflops_per_sample"] / 3 for l in (1, 2)}
+    linear = plans.set_index("plan_name").loc["linear_1_2"]
+    assert linear["loops_used_per_step"] == "1.00 2.00 2.00" and linear["n_samples"] == 40
+    assert linear["gflops_per_sample"] == pytest.approx(per_step[1] + 2 * per_step[2], rel=1e-5)
+    assert 1 <= plans.set_index("plan_name").loc["exit_0.05_L1_2", "loops_used_mean"] <= 2
+    table = pd.read_csv(smoke / "results/smoke/plots/pareto_gflops.csv")
+    assert set(table[table["family"] == "elt loop plan"]["loops_eval"]) == {"linear 1->2", "exit<0.05 L1-2"}
 
 
 def test_html_report_holds_plots_and_audit(smoke):

@@ -4,11 +4,10 @@ import json
 import pytest
 import torch
 
-from elt import ilsd
 from elt import train as train_mod
 from elt.errors import UserError
 
-from .conftest import tiny_cfg
+from .conftest import interrupt_training_at, tiny_cfg
 
 
 @pytest.mark.parametrize("generator", ["masked", "diffusion"])
@@ -27,21 +26,12 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     cfg = tiny_cfg(train={"steps": 25, "checkpoint_every": 10})
     train_mod.train(cfg, tmp_path / "whole", progress=False)
 
-    real = ilsd.objective
-    calls = {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 16:  # after the checkpoint at step 10
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod.ilsd, "objective", interrupted)
+    interrupt_training_at(monkeypatch, 16)  # after the checkpoint at step 10
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(cfg, tmp_path / "resumed", progress=False)
     assert torch.load(tmp_path / "resumed/progress.pt", weights_only=True)["step"] == 10
     assert not (tmp_path / "resumed/checkpoint.pt").exists() and not (tmp_path / "resumed/train.json").exists()
-    monkeypatch.setattr(train_mod.ilsd, "objective", real)
+    monkeypatch.undo()
     train_mod.train(cfg, tmp_path / "resumed", progress=False)
 
     whole = torch.load(tmp_path / "whole/checkpoint.pt", weights_only=True)

@@ -20,6 +20,7 @@ rule aggregate:
 rule plots:
     input:
         rules.aggregate.output.csv,
+        rules.loop_plan_table.output[0],
     output:
         pareto_params=report(f"{RESULTS}/plots/pareto_params.png", category="Pareto"),
         pareto_gflops=report(f"{RESULTS}/plots/pareto_gflops.png", category="Pareto"),
@@ -45,14 +46,40 @@ rule sample_grid:
         "../scripts/sample_grid.py"
 
 
+rule throughput:
+    input:
+        elt=lambda wc: f"{WORK}/runs/{timed_groups()[wc.group]['elt']}/checkpoint.pt",
+        unshared=lambda wc: f"{WORK}/runs/{timed_groups()[wc.group]['unshared']}/checkpoint.pt",
+    output:
+        f"{WORK}/throughput/{{group}}.json",
+    params:
+        settings=config["audit"]["throughput"],
+        loops=lambda wc: RUNS[timed_groups()[wc.group]["elt"]]["model"]["loops"],  # ELT at its L_max
+        seed=config["metrics"]["sample_seed"],
+    threads: machine_cores()  # the whole machine: no other job runs beside the timings
+    log:
+        f"{WORK}/logs/throughput/{{group}}.log",
+    script:
+        "../scripts/throughput.py"
+
+
 rule audit:
     input:
-        rules.aggregate.output.csv,
+        metrics=rules.aggregate.output.csv,
+        features=feature_files(),
+        plans=rules.loop_plan_table.output[0],
+        plan_features=plan_files("features"),
+        references=[f"{WORK}/features/{dataset}/reference_features.npz" for dataset in sorted({s["dataset"] for s in SETTINGS.values()})],
+        timings=[f"{WORK}/throughput/{group}.json" for group in timed_groups()],
     output:
         md=report(f"{RESULTS}/audit.md", category="Audit"),
         json=f"{RESULTS}/audit.json",
     params:
         settings=config["audit"],
+        targets=TARGETS,  # in the order of input.features
+        plan_targets=[(run, plan) for run, plans in PLANS.items() for plan in plans],  # in the order of input.plan_features
+        references={run: f"{WORK}/features/{settings['dataset']}/reference_features.npz" for run, settings in SETTINGS.items()},
+        groups=list(timed_groups()),  # in the order of input.timings
     log:
         f"{WORK}/logs/audit.log",
     script:

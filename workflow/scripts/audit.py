@@ -1,11 +1,19 @@
+import json
+
 import pandas as pd
 
 from elt.audit import audit, markdown
+from elt.evaluate import SavedFeatures
 from elt.provenance import atomic_path, provenance, write_json
 from elt.workflow import logged
 
 with logged(snakemake.log[0]):
-    result = audit(pd.read_csv(snakemake.input[0]), snakemake.params.settings)
+    feature_files = {(run, int(loops)): path for (run, loops), path in zip(snakemake.params.targets, snakemake.input.features)}
+    feature_files.update(zip(map(tuple, snakemake.params.plan_targets), snakemake.input.plan_features))
+    features = SavedFeatures(feature_files, snakemake.params.references)
+    timings = {group: json.loads(open(path).read()) for group, path in zip(snakemake.params.groups, snakemake.input.timings)}
+    result = audit(pd.read_csv(snakemake.input.metrics), snakemake.params.settings, features, timings,
+                   plans=pd.read_csv(snakemake.input.plans))
     prov = provenance()
     write_json(snakemake.output.json, {**result, "provenance": prov})
     with atomic_path(snakemake.output.md) as tmp:

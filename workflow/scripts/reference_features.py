@@ -1,8 +1,10 @@
 import torch
 
 from elt.evaluate import reference_features
+from elt.runtime import profile_device
 from elt.workflow import logged
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    reference_features(snakemake.input.images, snakemake.input.classifier, snakemake.params.settings, snakemake.output[0])
+    reference_features(snakemake.input.images, snakemake.input.classifier, snakemake.params.settings, snakemake.output[0],
+                       profile_device(snakemake.config))

@@ -2,11 +2,12 @@ import yaml
 
 from elt import config
 from elt.provenance import atomic_path
-from elt.train import train
+from elt.train import launch
 from elt.workflow import logged
 
 with logged(snakemake.log[0]):
     cfg = config.from_dict(snakemake.params.run_config)
     with atomic_path(snakemake.output.config) as tmp:
         tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    train(cfg, snakemake.output.checkpoint.rsplit("/", 1)[0], progress=False, set_aside_stale=True)
+    # more than one GPU: torchrun ranks (DistributedDataParallel); the global batch stays train.batch_size
+    launch(cfg, snakemake.output.checkpoint.rsplit("/", 1)[0], int(snakemake.resources.get("gpu", 0)), set_aside_stale=True)

@@ -1,0 +1,162 @@
+"""`elt bench`: what ELT costs on this machine against its unshared baseline, measured properly.
+
+For each layout pair (ELT N x L and the unshared N*L-layer model at equal FLOPs) of the masked
+generator: the training step (ILSD for ELT) time, its FLOPs counted by torch over one step, the
+achieved TFLOP/s and MFU against a matrix-multiply peak measured in the same run, peak device memory;
+and the sampling forward latency per loop count at several batch sizes. Timings are medians of
+interleaved repeats (ELT and baseline alternate) after warm-up, taken after the device has
+finished (CUDA synchronise). Figures go to results/bench/<device>.json; they are benchmarks, not
+tests.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import config, ilsd
+from .accounting import CPU_ATTENTION
+from .codecs import PixelTokens
+from .masked import MaskedGenerator
+from .model import build, count_params
+from .provenance import provenance
+from .runs import layout
+from .runtime import Runtime, RuntimeConfig
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    width: str
+    n_unique: int
+    loops: int
+
+
+# The paper's ImageNet MaskGIT sizes (PAPER.md) on 16x16 = 256 tokens of a 1024-code tokenizer; and
+# tiny ones that a 2-core CPU times in a minute.
+LAYOUTS = {
+    "paper": [Layout("ELT-L", "L", 8, 3), Layout("ELT-XL", "XL", 7, 4)],
+    "tiny": [Layout("ELT-XS", "XS", 2, 3), Layout("ELT-S", "S", 2, 4)],
+    "test": [Layout("ELT-T", "T", 1, 2)],  # the tests' seconds-long run
+}
+SHAPES = {"paper": {"side": 16, "vocab": 1024, "train_batch": 64, "sample_batches": [1, 8, 64, 256]},
+          "tiny": {"side": 8, "vocab": 17, "train_batch": 16, "sample_batches": [1, 8, 64]},
+          "test": {"side": 4, "vocab": 5, "train_batch": 4, "sample_batches": [1, 2]}}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    started = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - started
+
+
+def interleaved(fns: dict, device, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of each named callable, `repeats` times, in an order rotating between repeats."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    names, seconds = list(fns), {name: [] for name in fns}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            seconds[name].append(_timed(fns[name], device))
+    return seconds
+
+
+def summary(seconds: list[float]) -> dict:
+    q = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else [seconds[0]] * 3
+    return {"median_ms": 1e3 * statistics.median(seconds), "q1_ms": 1e3 * q[0], "q3_ms": 1e3 * q[2], "repeats": len(seconds)}
+
+
+def matmul_peak(runtime: Runtime, n: int, repeats: int) -> float:
+    """TFLOP/s of an n x n matrix multiply in the runtime's precision (bf16 or fp32), median of repeats."""
+    dtype = torch.bfloat16 if runtime.cfg.precision == "bf16" else torch.float32
+    a, b = (torch.randn(n, n, device=runtime.device, dtype=dtype) for _ in range(2))
+    seconds = interleaved({"mm": lambda: a @ b}, runtime.device, repeats, warmup=2)["mm"]
+    return 2 * n**3 / statistics.median(seconds) / 1e12
+
+
+def _member(lay: Layout, family: str, shape: dict):
+    cfg = config.from_dict({"model": {"generator": "masked", "family": family, "width": lay.width, "n_unique": lay.n_unique,
+                                      "loops": lay.loops}, "masked": {"sampling_steps": 1}})
+    generator = MaskedGenerator(cfg, PixelTokens(shape["vocab"], (1, 1, shape["side"], shape["side"])))
+    n, loops = layout(family, lay.n_unique, lay.loops)
+    return cfg, generator, build(generator.net_config(1000, n, loops))
+
+
+def _train_step(runtime: Runtime, family: str, generator, net, batch: int):
+    """One optimiser step of the real training loss (elt.ilsd) on random tokens: returns a closure."""
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=runtime.device.type == "cuda")
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, generator.codec.vocab_size, (batch, net.cfg.seq_len), generator=gen)
+    labels = torch.randint(0, 1000, (batch,), generator=gen)
+    model = runtime.prepare(net, train=True)
+
+    def step():
+        inputs, l_int = ilsd.draw(generator, runtime.to(tokens, labels), family, 1, net.cfg.loops, gen)
+        with runtime.autocast():
+            loss, _ = ilsd.loss(generator, model, inputs, l_int, net.cfg.loops, 0.5)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def bench(runtime_cfg: RuntimeConfig, scale: str = "tiny", repeats: int = 7, warmup: int = 2, matmul_n: int | None = None) -> dict:
+    runtime = Runtime(runtime_cfg)
+    device, shape = runtime.device, SHAPES[scale]
+    cuda = device.type == "cuda"
+    peak = matmul_peak(runtime, matmul_n or (8192 if cuda else 1024), repeats)
+    rows = []
+    for lay in LAYOUTS[scale]:
+        members = {family: _member(lay, family, shape) for family in ("elt", "unshared")}
+        steps, flops, memory = {}, {}, {}
+        for family, (_, generator, net) in members.items():
+            net.to(device)
+            steps[family] = _train_step(runtime, family, generator, net, shape["train_batch"])
+            steps[family]()  # creates the optimiser state outside the counter
+            counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION)
+            with counter:
+                steps[family]()
+            flops[family] = counter.get_total_flops()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+                steps[family]()
+                memory[family] = torch.cuda.max_memory_allocated(device) / 2**30
+        timed = interleaved(steps, device, repeats, warmup)
+        train = {}
+        for family, seconds in timed.items():
+            tflops = flops[family] / statistics.median(seconds) / 1e12
+            train[family] = {**summary(seconds), "flops_per_step": flops[family], "tflop_per_s": tflops, "mfu": tflops / peak,
+                             "peak_memory_gib": memory.get(family), "unique_params": count_params(members[family][2])["unique_params"]}
+        sampling = []
+        for batch in shape["sample_batches"]:
+            forwards = {}
+            for family, (_, _, net) in members.items():
+                net.eval()
+                model = runtime.prepare(net)
+                tokens = torch.zeros(batch, net.cfg.seq_len, dtype=torch.long, device=device)
+                labels = torch.zeros(batch, dtype=torch.long, device=device)
+                for loops in (range(1, lay.loops + 1) if family == "elt" else [1]):
+                    forwards[f"{family} L={loops}"] = lambda m=model, l=loops: _forward(runtime, m, tokens, labels, l)
+            timed = interleaved(forwards, device, repeats, warmup)
+            sampling.append({"batch": batch, **{name: summary(s) for name, s in timed.items()},
+                             "elt_over_unshared_speed": statistics.median(timed["unshared L=1"]) / statistics.median(timed[f"elt L={lay.loops}"])})
+        rows.append({"layout": lay.__dict__, "unshared_layers": lay.n_unique * lay.loops, "train": train, "sampling_forward": sampling})
+    return {"scale": scale, "matmul_peak_tflop_per_s": peak, "shape": shape, "warmup": warmup, "layouts": rows,
+            "order": "interleaved, rotating", **provenance(runtime)}
+
+
+@torch.no_grad()
+def _forward(runtime: Runtime, model, tokens, labels, loops: int):
+    with runtime.autocast():
+        return model(tokens, labels, loops=loops)

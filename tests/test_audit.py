@@ -1,0 +1,209 @@
+"""The audit on synthetic features with known answers: ratio intervals, verdicts by interval alone,
+'not measured', hierarchical seeds, the throughput interval, and what would decide an open claim."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elt import audit
+from elt.errors import UserError
+from elt.metrics import frechet_resamples, frechet_to_reference, mean_cov, resampled_frechet
+
+SETTINGS = {"primary_metric": {"image": "fd_domain", "video": "fvd_domain"}, "parity_tolerance": 0.25, "anytime_max_ratio": 1.5,
+            "collapse_min_ratio": 2.0, "throughput_tolerance": 0.2, "level": 0.95, "bootstrap_rounds": 300, "bootstrap_seed": 0}
+D = 8
+
+
+class Synthetic:
+    """Gaussian features: a run's loop counts share one noise draw (paired, as elt.sample makes them) and differ
+    by a mean shift whose size sets the Frechet distance to the standard-normal reference (about D * shift^2)."""
+
+    def __init__(self, n: int = 300, seed: int = 0):
+        self.rng, self.n, self.noise, self.features = np.random.default_rng(seed), n, {}, {}
+        self.mu, self.sigma = mean_cov(self.rng.normal(size=(4000, D)))
+
+    def add(self, run: str, loops: int, distance: float) -> float:
+        noise = self.noise.setdefault(run, self.rng.normal(size=(self.n, D)))
+        self.features[(run, loops)] = noise + math.sqrt(distance / D)
+        return frechet_to_reference(self.features[(run, loops)], self.mu, self.sigma)
+
+    def samples(self, run, loops, metric):
+        return self.features[(run, loops)]
+
+    def reference(self, run, metric):
+        return self.mu, self.sigma
+
+
+def frame(source: Synthetic, families: dict[str, dict[int, float]], seeds=(0,), l_max: int = 3, group: str = "g-XS-2x3") -> pd.DataFrame:
+    """families: {family: {loops: target distance}}; a seed adds its index to every distance (training noise)."""
+    rows = []
+    for seed in seeds:
+        for family, values in families.items():
+            run = f"{group}-{family}-s{seed}"
+            for loops, target in values.items():
+                rows.append({"run": run, "group": f"{group}-s{seed}", "family": family, "modality": "image", "seed": seed,
+                             "loops_train": l_max, "loops_eval": loops, "n_samples": source.n, "unique_params": 10 if family != "unshared" else 30,
+                             "gflops_per_sample": loops if family in ("elt", "looped") else (l_max if family == "unshared" else 1),
+                             "fd_domain": source.add(run, loops, target * (1 + 0.3 * seed))})
+    return pd.DataFrame(rows)
+
+
+def plan_frame(source: Synthetic, plans: dict[str, tuple[float, float]], group: str = "g-XS-2x3", n: int | None = None) -> pd.DataFrame:
+    """loop_plans.csv rows of the seed-0 ELT run: {plan name: (GFLOPs per sample, target distance)}, paired with its fixed L."""
+    run, rows = f"{group}-elt-s0", []
+    for name, (gflops, target) in plans.items():
+        rows.append({"run": run, "group": f"{group}-s0", "family": "elt", "modality": "image", "seed": 0, "plan": f"plan {name}",
+                     "plan_name": name, "gflops_per_sample": gflops, "loops_used_mean": gflops, "n_samples": n or source.n,
+                     "fd_domain": source.add(run, name, target)})
+    return pd.DataFrame(rows)
+
+
+def timings(elt_seconds, unshared_seconds, group="g-XS-2x3-s0"):
+    def setting(seconds):
+        return {"seconds": seconds, "samples_per_second": [8 / s for s in seconds]}
+    return {group: {"batch_size": 8, "threads": 2, "settings": {"elt": setting(elt_seconds), "unshared": setting(unshared_seconds)}}}
+
+
+def claims(df, source, timing=None, settings=SETTINGS, plans=None):
+    return {c["claim"]: c for c in audit.audit(df, settings, source, timing, plans=plans)["claims"]}
+
+
+def test_frechet_of_resamples_equals_one_resample_at_a_time():
+    rng = np.random.default_rng(1)
+    for n, d in ((50, 8), (6, 8)):  # counts route (n > d) and Gram route (n <= d)
+        f, mu, sigma = rng.normal(size=(n, d)), *mean_cov(rng.normal(size=(100, d)))
+        draws = rng.integers(0, n, (7, n))
+        one = resampled_frechet(f, mu, sigma)
+        np.testing.assert_allclose(frechet_resamples(f, draws, mu, sigma, chunk=3), [one(i) for i in draws], rtol=1e-9)
+
+
+def test_identical_sets_give_a_ratio_interval_around_one():
+    source = Synthetic()
+    df = frame(source, {"elt": {3: 10.0}, "unshared": {1: 10.0}})
+    source.features[("g-XS-2x3-unshared-s0", 1)] = source.features[("g-XS-2x3-elt-s0", 3)]
+    df.loc[df["family"] == "unshared", "fd_domain"] = df.loc[df["family"] == "elt", "fd_domain"].iloc[0]
+    parity = claims(df, source)["iso_compute_parity"]
+    low, high = parity["interval"]
+    assert parity["estimate"] == pytest.approx(1.0) and low < 1 < high and high / low < 1.5
+
+
+def test_well_separated_sets_decide_every_claim_the_papers_way():
+    source = Synthetic()
+    df = frame(source, {"elt": {1: 11, 2: 10.5, 3: 10, 4: 10.3}, "looped": {1: 60, 2: 45, 3: 10, 4: 30},
+                        "unshared": {1: 9.5}, "shallow": {1: 25}})
+    c = claims(df, source, timings([1.0] * 9, [1.02] * 9), plans=plan_frame(source, {"cheap": (2.5, 7.0)}))
+    assert {k: v["verdict"] for k, v in c.items()} == dict.fromkeys(audit.CLAIMS, audit.HOLDS)
+    assert all(v["to_decide"] is None for v in c.values())
+    assert c["anytime_elt"]["evidence"]["worst_at"] == 1 and c["vanilla_collapse"]["evidence"]["mildest_at"] == 2
+
+
+def test_well_separated_sets_against_the_paper_fail_every_claim():
+    source = Synthetic()
+    df = frame(source, {"elt": {1: 40, 2: 30, 3: 10, 4: 30}, "looped": {1: 11, 2: 10.5, 3: 10, 4: 10},
+                        "unshared": {1: 5}, "shallow": {1: 5}})
+    c = claims(df, source, timings([2.0] * 9, [1.0] * 9), plans=plan_frame(source, {"costly": (3.5, 20.0)}))
+    assert {k: v["verdict"] for k, v in c.items()} == dict.fromkeys(audit.CLAIMS, audit.FAILS)
+
+
+def test_a_point_estimate_inside_the_region_is_not_enough_to_hold():
+    """ELT 1.15x the baseline is inside the 25% tolerance, but with 40 samples the interval crosses 1.25."""
+    source = Synthetic(n=40)
+    shared = source.rng.normal(size=(40, D))  # one noise draw for both runs: the estimate is the set ratio
+    source.noise["g-XS-2x3-elt-s0"] = source.noise["g-XS-2x3-unshared-s0"] = shared
+    df = frame(source, {"elt": {3: 11.5}, "unshared": {1: 10}})
+    parity = claims(df, source)["iso_compute_parity"]
+    assert parity["estimate"] < 1.25 < parity["interval"][1]
+    assert parity["verdict"] == audit.INCONCLUSIVE and "samples per (run, L) (now 40)" in parity["to_decide"]
+
+
+def test_claims_the_grid_cannot_test_read_not_measured():
+    source = Synthetic()
+    df = frame(source, {"elt": {1: 11, 2: 10.5, 3: 10}, "unshared": {1: 9.5}})
+    c = claims(df, source)
+    assert c["vanilla_collapse"]["verdict"] == c["looping_helps"]["verdict"] == c["extrapolation"]["verdict"] == audit.NOT_MEASURED
+    assert c["throughput"]["verdict"] == audit.NOT_MEASURED and c["throughput"]["interval"] is None
+    assert c["loop_plans"]["verdict"] == audit.NOT_MEASURED and "loop_plans" in c["loop_plans"]["reason"]
+    assert c["iso_compute_parity"]["verdict"] != audit.NOT_MEASURED
+
+
+def test_a_loop_plan_is_judged_against_the_best_fixed_l_it_can_afford():
+    """Fixed L=1, 2, 3 cost 1, 2, 3 GFLOPs at distances 12, 10, 6: a plan at 2.5 GFLOPs competes with L=2, not L=3;
+    of several plans the best one is judged, on the interval of the per-round best."""
+    source = Synthetic()
+    df = frame(source, {"elt": {1: 12, 2: 10, 3: 6}})
+    plans = plan_frame(source, {"mid": (2.5, 8.0), "worse": (2.9, 14.0)})
+    c = claims(df, source, plans=plans)["loop_plans"]
+    mid = c["evidence"]["plans"]["plan mid"]
+    assert c["verdict"] == audit.HOLDS and c["evidence"]["best"] == "plan mid" and mid["fixed_l_compared"] == 2
+    assert c["estimate"] == pytest.approx(mid["estimate"]) and mid["estimate"] == pytest.approx(0.8, rel=0.1)
+    assert c["interval"][1] > mid["interval"][1] - 1e-12  # the best-of-two draws are no narrower at the top than one plan's
+    assert c["evidence"]["plans"]["plan worse"]["estimate"] > 1.2
+
+
+def test_loop_plans_sampled_unlike_their_run_are_refused():
+    source = Synthetic()
+    with pytest.raises(UserError, match="loop plans of family elt have \\[40\\] samples"):
+        claims(frame(source, {"elt": {1: 12, 3: 6}}), source, plans=plan_frame(source, {"mid": (2.5, 8.0)}, n=40))
+
+
+def test_seeds_enter_the_interval_and_become_what_would_decide_it():
+    source = Synthetic()
+    families = {"elt": {3: 10.0}, "unshared": {1: 9.0}}
+    one = claims(frame(source, families), source)["iso_compute_parity"]
+    three = claims(frame(source, families, seeds=(0, 1, 2)), source)["iso_compute_parity"]
+    assert three["seeds"] == [0, 1, 2] and one["seeds"] == [0]
+    # distances grow 30% per seed for both families alike: seed noise widens the ratio's interval
+    assert three["resolution"] > one["resolution"]
+    if three["verdict"] == audit.INCONCLUSIVE:
+        assert "seeds (now 3)" in three["to_decide"]
+
+
+def test_statistic_judges_by_interval_and_counts_what_decides_it():
+    s = audit.Statistic(1.1, 0.9, 1.3, 400, "samples per (run, L)")
+    verdict, to_decide = s.judge(1.25, at_most=True)
+    needed = math.ceil(400 * (math.log(1.3 / 1.1) / math.log(1.25 / 1.1)) ** 2)
+    assert verdict == audit.INCONCLUSIVE and f"about {needed} samples" in to_decide
+    assert audit.Statistic(1.1, 1.0, 1.2, 400, "x").judge(1.25, True) == (audit.HOLDS, None)
+    assert audit.Statistic(2.5, 2.1, 2.9, 400, "x").judge(2.0, False) == (audit.HOLDS, None)
+    assert audit.Statistic(1.5, 1.3, 1.9, 400, "x").judge(2.0, False) == (audit.FAILS, None)
+    assert audit.Statistic(2.0, 1.8, 2.2, 400, "x").judge(2.0, False)[0] == audit.INCONCLUSIVE
+
+
+def test_median_interval_uses_the_order_statistics_of_its_coverage():
+    median, low, high = audit.median_interval([9, 1, 8, 2, 7, 3, 6, 4, 5], 0.95)
+    assert (median, low, high) == (5, 2, 8)  # 9 repeats: [x(2), x(8)] covers the median with 96%
+    assert audit.median_interval([3, 1, 2, 5, 4], 0.95)[1:] == (1, 5)  # 5 repeats: only the extremes (94%)
+
+
+def test_throughput_claim_is_judged_on_paired_repeats():
+    source = Synthetic()
+    df = frame(source, {"elt": {1: 11, 2: 10.5, 3: 10}, "unshared": {1: 9.5}})
+    noisy = claims(df, source, timings([1.0, 1.5, 0.7, 1.2, 0.8], [1.0, 0.9, 1.1, 1.3, 0.6]))["throughput"]
+    assert noisy["verdict"] == audit.INCONCLUSIVE and "timing repeats (now 5)" in noisy["to_decide"]
+
+
+def test_features_from_another_evaluation_are_refused():
+    source = Synthetic()
+    df = frame(source, {"elt": {3: 10.0}, "unshared": {1: 9.0}})
+    df.loc[0, "fd_domain"] *= 1.01
+    with pytest.raises(UserError, match="different evaluations"):
+        claims(df, source)
+
+
+def test_markdown_states_method_verdicts_and_power():
+    source = Synthetic()
+    df = frame(source, {"elt": {1: 11, 2: 10.5, 3: 10}, "unshared": {1: 9.5}})
+    md = audit.markdown(audit.audit(df, SETTINGS, source), {"git_commit": "abc"})
+    assert "parity tolerance 25%" in md and "hierarchical bootstrap" in md and "**not measured**" in md and "abc" in md
+    assert "## Power" in md and "| g-XS-2x3 | 1 | 300 |" in md
+
+
+def test_each_modality_is_judged_on_its_own_primary_metric():
+    source = Synthetic()
+    image = frame(source, {"elt": {1: 11, 2: 10.5, 3: 10}, "unshared": {1: 9.5}})
+    video = frame(source, {"elt": {1: 11, 2: 10.5, 3: 10}, "unshared": {1: 9.5}}, group="v-XS-2x3")
+    video["modality"], video["fvd_domain"], video["fd_domain"] = "video", video["fd_domain"], np.nan
+    result = audit.audit(pd.concat([image, video]), SETTINGS, source)
+    metrics = {c["group"]: c["metric"] for c in result["claims"]}
+    assert metrics == {"g-XS-2x3": "fd_domain", "v-XS-2x3": "fvd_domain"}

@@ -1,0 +1,157 @@
+"""Cluster execution and restarts: the submission path through a scheduler, and runs killed mid-way."""
+import ast
+import os
+import signal
+import string
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from tests.conftest import ROOT, SNAKEMAKE, copy_repo, snakemake
+
+LOCAL_CLUSTER = "workflow/profiles/local-cluster"
+
+
+def same_numbers(a: Path, b: Path):
+    """Two metrics.csv files agree in every column but the measured throughput."""
+    left, right = (pd.read_csv(p).drop(columns="samples_per_second") for p in (a, b))
+    pd.testing.assert_frame_equal(left, right)
+
+
+def test_smoke_profile_runs_through_a_scheduler(smoke, tmp_path):
+    """Every job submitted as a job script, run as a separate detached process, polled through the
+    status script: the same numbers as the local run."""
+    repo = copy_repo(tmp_path / "repo")
+    spool = tmp_path / "spool"
+    result = subprocess.run([SNAKEMAKE, "--profile", LOCAL_CLUSTER, "--configfile", "config/smoke.yaml"], cwd=repo,
+                            capture_output=True, text=True, env={**os.environ, "ELT_LOCAL_CLUSTER_SPOOL": str(spool)})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "with external jobid" in result.stdout + result.stderr
+    jobs = sorted(spool.glob("job.*"))
+    trainings = len(list((repo / "work/smoke/runs").glob("*/checkpoint.pt")))
+    assert trainings >= 8 and len(jobs) > trainings  # trainings, sampling, evaluation... each its own job
+    assert all((job / "exit").read_text().strip() == "0" for job in jobs)
+    assert "PASSED" in (repo / "results/smoke/check.txt").read_text()
+    same_numbers(repo / "results/smoke/metrics.csv", smoke / "results/smoke/metrics.csv")
+
+
+def long_training_profile(repo: Path) -> str:
+    """One masked group, trained long enough (600 steps, progress every 10) to be killed mid-way."""
+    cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
+    group = dict(cfg["grid"][0], families=["elt"])
+    group["run"]["train"].update(steps=600, checkpoint_every=10)
+    cfg.update(grid=[group], reference=None, results="results/long", work="work/long")
+    (repo / "config/long.yaml").write_text(yaml.safe_dump(cfg))
+    return "config/long.yaml"
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the run ended before {path} appeared: {process.stdout.read()[-2000:]}"
+        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_make_run_restarts_after_kill_9_without_manual_steps(tmp_path):
+    """kill -9 of the whole DAG mid-training leaves a stale lock and an incomplete output; the next
+    `make run` (workflow/run.sh) clears the lock, reruns, and the training resumes from its progress file."""
+    repo = copy_repo(tmp_path / "repo")
+    profile = long_training_profile(repo)
+    command = [str(ROOT / "workflow/run.sh"), SNAKEMAKE, "--cores", "2", "--configfile", profile]
+    run = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    wait_for(repo / "work/long/runs/masked-elt-T-1x2-s0/progress.pt", run)
+    os.killpg(run.pid, signal.SIGKILL)  # the head and its jobs, as a power loss or an OOM kill would
+    run.wait()
+    assert list((repo / ".snakemake/locks").iterdir())  # what used to need `snakemake --unlock`
+    plain = snakemake(repo, "--configfile", profile)  # plain Snakemake still refuses to start
+    assert plain.returncode != 0 and "LockException" in plain.stdout + plain.stderr
+    rerun = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
+    assert "removing the lock of a run that was killed" in rerun.stderr
+    log = (repo / "work/long/logs/train/masked-elt-T-1x2-s0.log").read_text()
+    assert "resuming masked-elt-T-1x2-s0 from step" in log
+    assert (repo / "results/long/metrics.csv").exists()
+
+
+def test_two_runs_in_one_directory_are_refused(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    (repo / ".snakemake").mkdir()
+    with open(repo / ".snakemake/elt-run.lock", "w") as lock:
+        holder = subprocess.Popen(["flock", "-n", str(lock.name), "sleep", "30"], cwd=repo)
+        try:
+            time.sleep(0.5)
+            result = subprocess.run([str(ROOT / "workflow/run.sh"), SNAKEMAKE, "--cores", "1", "-n"], cwd=repo,
+                                    capture_output=True, text=True)
+        finally:
+            holder.kill()
+    assert result.returncode == 2 and "another run of the pipeline" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_preempted_job_on_the_scheduler_is_retried_and_resumes(tmp_path):
+    """A training job killed on its node (preemption, time limit) fails in the scheduler's status; the
+    profile's retry resubmits it and it resumes from its progress file."""
+    repo = copy_repo(tmp_path / "repo")
+    profile = long_training_profile(repo)
+    spool = tmp_path / "spool"
+    run = subprocess.Popen([SNAKEMAKE, "--profile", LOCAL_CLUSTER, "--configfile", profile], cwd=repo, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env={**os.environ, "ELT_LOCAL_CLUSTER_SPOOL": str(spool)})
+    wait_for(repo / "work/long/runs/masked-elt-T-1x2-s0/progress.pt", run)
+    training = [job for job in spool.glob("job.*") if "train:run=" in (job / "jobscript.sh").read_text()]
+    assert len(training) == 1
+    os.killpg(int((training[0] / "pid").read_text()), signal.SIGKILL)
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output[-3000:]
+    assert len([job for job in spool.glob("job.*") if "train:run=" in (job / "jobscript.sh").read_text()]) == 2  # retried once
+    log = (repo / "work/long/logs/train/masked-elt-T-1x2-s0.log").read_text()
+    assert "resuming masked-elt-T-1x2-s0 from step" in log
+
+
+def test_slurm_profile_resolves_resources_for_the_full_grid(tmp_path):
+    """The Slurm profile in a dry run: account and partitions from the environment, GPU training jobs
+    with one task (torchrun starts the ranks) and CPUs per GPU, the profile's job limit and retries."""
+    repo, executor_profile = copy_repo(tmp_path / "repo"), "workflow/profiles/slurm"
+    env = {**os.environ, "ELT_SLURM_ACCOUNT": "acct", "ELT_SLURM_PARTITION": "cpu", "ELT_SLURM_GPU_PARTITION": "gpu"}
+    result = subprocess.run([SNAKEMAKE, "--profile", executor_profile, "--configfile", "config/full.yaml", "-n"], cwd=repo,
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Only integer resources are asserted from the printed plan: how a dry run prints string resources
+    # (evaluated, <TBD>, or with the variable unexpanded) differed between CI and this machine on the
+    # same Snakemake release, so the strings are checked below the way Snakemake resolves them.
+    train = result.stdout.split("rule train:", 1)[1].split("\n\n", 1)[0]
+    assert "cpus_per_gpu=8" in train and "tasks_per_gpu=0" in train and "slurm_partition=" in train
+    # What Snakemake does with a profile's resource value: expand environment variables, then evaluate
+    # it as Python. Quoted string literals make that exact, whatever the account is called.
+    settings = yaml.safe_load((repo / executor_profile / "config.yaml").read_text())
+    resolved = {(rule, name): ast.literal_eval(string.Template(value).substitute(env))
+                for rule, values in [("*", settings["default-resources"]), *settings["set-resources"].items()]
+                for name, value in values.items() if isinstance(value, str)}
+    assert resolved == {("*", "slurm_account"): "acct", ("*", "slurm_partition"): "cpu", ("train", "slurm_partition"): "gpu"}
+    assert settings["executor"] == "slurm" and settings["retries"] >= 1 and settings["jobs"] >= 1 and settings["rerun-incomplete"]
+
+
+def test_local_scheduler_scripts_submit_report_and_cancel(tmp_path):
+    scripts = ROOT / LOCAL_CLUSTER
+    env = {**os.environ, "ELT_LOCAL_CLUSTER_SPOOL": str(tmp_path / "spool")}
+
+    def call(script, *args):
+        return subprocess.run([str(scripts / script), *map(str, args)], capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    (tmp_path / "ok.sh").write_text("echo hello\n")
+    (tmp_path / "bad.sh").write_text("exit 3\n")
+    (tmp_path / "slow.sh").write_text("sleep 60\n")
+    ok, bad, slow = (call("submit.sh", tmp_path / name).stdout.strip() for name in ("ok.sh", "bad.sh", "slow.sh"))
+    deadline = time.monotonic() + 30
+    while {call("status.sh", ok).stdout.strip(), call("status.sh", bad).stdout.strip()} & {"running"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert call("status.sh", ok).stdout == "success\n" and call("status.sh", bad).stdout == "failed\n"
+    assert (tmp_path / "spool" / ok / "log").read_text() == "hello\n"
+    assert call("status.sh", slow).stdout == "running\n"
+    assert call("cancel.sh", slow).returncode == 0
+    time.sleep(0.5)
+    assert call("status.sh", slow).stdout == "failed\n"  # gone without an exit status, as on a cancelled node

@@ -1,0 +1,82 @@
+"""Multi-process training on this CPU: torchrun ranks with the gloo backend, DistributedDataParallel,
+the global batch split over ranks and accumulation steps, rank-0 checkpoints, resume across world sizes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from elt import train as train_mod
+from elt.errors import UserError
+from elt.runtime import Runtime, RuntimeConfig
+
+from .conftest import tiny_cfg
+
+# The diffusion loss is a mean of per-sample terms, so the mean of two half-batch losses is the loss of
+# the whole batch and averaged gradients are its gradient: 2 ranks compute the same step as 1 process
+# up to float summation order (all-reduce, batch reductions), about 1e-7 relative per step, which the
+# optimiser carries forward. 1e-4 over 12 steps leaves room for that and none for a wrong split.
+TOLERANCE = 1e-4
+
+
+def diffusion_cfg(**train):
+    return tiny_cfg(model={"generator": "diffusion", "width": "XS", "n_unique": 1, "loops": 2, "patch_size": 2},
+                    train={"steps": 12, "batch_size": 16, "lr": 3e-3, "checkpoint_every": 6, **train})
+
+
+def history(out) -> list[float]:
+    return json.loads((out / "train.json").read_text())["loss_history"]
+
+
+def test_two_gloo_ranks_follow_one_process_at_the_same_global_batch(tmp_path):
+    single = train_mod.train(diffusion_cfg(), tmp_path / "one", progress=False)
+    train_mod.launch(diffusion_cfg(), tmp_path / "two", processes=2)
+    two = json.loads((tmp_path / "two/train.json").read_text())
+    assert two["runtime"]["world_size"] == 2 and single["runtime"].get("world_size") is None
+    np.testing.assert_allclose(two["loss_history"], single["loss_history"], rtol=TOLERANCE)
+    one_ckpt = torch.load(tmp_path / "one/checkpoint.pt", weights_only=True)["model"]
+    two_ckpt = torch.load(tmp_path / "two/checkpoint.pt", weights_only=True)["model"]
+    for name, value in one_ckpt.items():
+        torch.testing.assert_close(two_ckpt[name], value, rtol=1e-3, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "launch_config.json", "train.json"]
+
+
+def test_gradient_accumulation_is_the_same_split_in_one_process(tmp_path):
+    whole = train_mod.train(diffusion_cfg(), tmp_path / "whole", progress=False)
+    accumulated = train_mod.train(tiny_cfg(**{**diffusion_cfg().to_dict(), "runtime": {"grad_accum": 4}}), tmp_path / "acc",
+                                  progress=False)
+    assert accumulated["runtime"]["grad_accum"] == 4
+    np.testing.assert_allclose(accumulated["loss_history"], whole["loss_history"], rtol=TOLERANCE)
+
+
+def test_a_global_batch_that_does_not_split_is_a_one_line_error():
+    with pytest.raises(UserError, match="train.batch_size 16 does not split into 1 rank\\(s\\) x 3 accumulation step\\(s\\)"):
+        Runtime(RuntimeConfig(grad_accum=3)).micro_batch(16)
+
+
+def test_a_two_rank_run_killed_mid_way_resumes_in_one_process(tmp_path, capsys):
+    """The checkpoint holds global state only (weights, optimiser, the generator every rank shares), so a
+    run stopped under 2 ranks continues in 1 process at the same global batch."""
+    cfg = diffusion_cfg(steps=300, checkpoint_every=10)
+    config_file, out = tmp_path / "run.json", tmp_path / "run"
+    config_file.write_text(json.dumps(cfg.to_dict()))
+    ranks = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "elt.cli",
+                              "train", "--config", str(config_file), "--out", str(out), "--quiet"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not (out / "progress.pt").exists():
+        assert ranks.poll() is None and time.time() < deadline, "the ranks ended before writing progress.pt"
+        time.sleep(0.02)
+    os.killpg(ranks.pid, signal.SIGKILL)
+    ranks.wait()
+    saved = torch.load(out / "progress.pt", weights_only=True)
+    assert 10 <= saved["step"] < 300 and saved["runtime"]["world_size"] == 2
+    record = train_mod.train(cfg, out, progress=False)
+    assert f"resuming {cfg.run} from step {saved['step']}" in capsys.readouterr().out
+    assert record["steps"] == 300 and record["loss_history"][:saved["step"]] == saved["history"]
+    assert "world_size" not in record["runtime"] and not (out / "progress.pt").exists()

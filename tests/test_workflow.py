@@ -1,0 +1,55 @@
+"""Where a pipeline run's time went, read from Snakemake's own log."""
+import pytest
+
+from elt.cli import main
+from elt.errors import UserError
+from elt.workflow import job_seconds
+
+LOG = """Building DAG of jobs...
+[Mon Nov 30 01:00:00 2026]
+localrule train:
+    output: work/runs/a/checkpoint.pt
+    log: work/logs/train/a.log
+    jobid: 3
+    reason: Missing output files
+    wildcards: run=a
+[Mon Nov 30 01:00:00 2026]
+rule evaluate:
+    output: work/eval/a/L1.json
+    jobid: 7
+[Mon Nov 30 01:01:40 2026]
+Finished jobid: 3 (Rule: train)
+1 of 3 steps (33%) done
+[Mon Nov 30 01:01:40 2026]
+localrule train:
+    output: work/runs/b/checkpoint.pt
+    jobid: 4
+[Mon Nov 30 01:01:50 2026]
+Finished jobid: 7 (Rule: evaluate)
+[Mon Nov 30 01:03:00 2026]
+Finished jobid: 4 (Rule: train)
+[Mon Nov 30 01:03:00 2026]
+localrule all:
+    jobid: 0
+[Mon Nov 30 01:03:00 2026]
+Finished jobid: 0 (Rule: all)
+"""
+
+
+def test_job_seconds_per_rule_and_wall_time():
+    table, wall = job_seconds(LOG)
+    assert table.to_dict("records") == [{"rule": "train", "jobs": 2, "job_seconds": 180.0, "share": pytest.approx(180 / 290)},
+                                        {"rule": "evaluate", "jobs": 1, "job_seconds": 110.0, "share": pytest.approx(110 / 290)}]
+    assert wall == 180.0
+
+
+def test_job_seconds_command_writes_its_table(tmp_path, capsys):
+    (tmp_path / "run.snakemake.log").write_text(LOG)
+    main(["job-seconds", str(tmp_path / "run.snakemake.log"), "--out", str(tmp_path / "job_seconds.md")])
+    written = (tmp_path / "job_seconds.md").read_text()
+    assert "| train | 2 | 180 | 62% |" in written and "3 jobs, 290 job-seconds, 180 s" in written
+
+
+def test_a_log_without_finished_jobs_is_refused():
+    with pytest.raises(UserError, match="no finished job"):
+        job_seconds("Building DAG of jobs...\nNothing to be done.\n")

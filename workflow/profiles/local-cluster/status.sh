@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# status.sh JOBID: print running, success or failed (the generic-cluster status protocol).
+set -euo pipefail
+job_dir="${ELT_LOCAL_CLUSTER_SPOOL:-.snakemake/local-cluster}/$1"
+alive() {  # a process that exists and is not a zombie (where no init reaps detached jobs)
+    local state
+    state="$(ps -o stat= -p "$1" 2>/dev/null)" && [[ "$state" != Z* ]]
+}
+if [[ -f "$job_dir/exit" ]]; then
+    [[ "$(cat "$job_dir/exit")" == 0 ]] && echo success || echo failed
+elif [[ -f "$job_dir/pid" ]] && alive "$(cat "$job_dir/pid")"; then
+    echo running
+else
+    echo failed   # gone without an exit status: killed, as a node failure or preemption would
+fi

@@ -1,0 +1,7 @@
+from elt.provenance import atomic_path
+from elt.report import plan_table
+from elt.workflow import logged
+
+with logged(snakemake.log[0]):
+    with atomic_path(snakemake.output[0]) as tmp:
+        plan_table(snakemake.input, snakemake.params.runs).to_csv(tmp, index=False, float_format="%.6g")
