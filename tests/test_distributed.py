@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,43 @@ TOLERANCE = 1e-4
 def diffusion_cfg(**train):
     return tiny_cfg(model={"generator": "diffusion", "width": "XS", "n_unique": 1, "loops": 2, "patch_size": 2},
                     train={"steps": 12, "batch_size": 16, "lr": 3e-3, "checkpoint_every": 6, **train})
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`, read from /proc (torchrun starts each rank in a session of its own)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill_tree(launcher: subprocess.Popen) -> None:
+    """SIGKILL torchrun and its ranks, and wait until no rank can write again: the ranks live in their own
+    sessions, so killing the launcher's process group alone leaves them training."""
+    ranks = children(launcher.pid)
+    os.kill(launcher.pid, signal.SIGSTOP)  # no restarts while the ranks go
+    ranks = sorted(set(ranks + children(launcher.pid)))
+    for pid in ranks:
+        os.kill(pid, signal.SIGKILL)
+    launcher.kill()
+    launcher.wait()
+    deadline = time.time() + 30
+    for pid in ranks:
+        while (state := process_state(pid)) not in (None, "Z"):
+            assert time.time() < deadline, f"rank process {pid} is still {state} after SIGKILL"
+            time.sleep(0.02)
+
+
+def process_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
 
 
 def history(out) -> list[float]:
@@ -72,8 +110,7 @@ def test_a_two_rank_run_killed_mid_way_resumes_in_one_process(tmp_path, capsys):
     while not (out / "progress.pt").exists():
         assert ranks.poll() is None and time.time() < deadline, "the ranks ended before writing progress.pt"
         time.sleep(0.02)
-    os.killpg(ranks.pid, signal.SIGKILL)
-    ranks.wait()
+    kill_tree(ranks)
     saved = torch.load(out / "progress.pt", weights_only=True)
     assert 10 <= saved["step"] < 300 and saved["runtime"]["world_size"] == 2
     record = train_mod.train(cfg, out, progress=False)
