@@ -35,6 +35,21 @@ def cmd_train(args):
     print(json.dumps({k: record[k] for k in ("run", "steps", "wall_seconds", "loss_first", "loss_last", "unique_params")}))
 
 
+def cmd_encode(args):
+    from . import config
+    from .shards import encode
+
+    cfg = config.load(args.config)
+    for key in ("device", "precision"):
+        if getattr(args, key):
+            setattr(cfg.runtime, key, getattr(args, key))
+    out = args.out or cfg.codec.shards
+    if not out:
+        raise UserError("no shard folder: pass --out or set codec.shards in the run config")
+    manifest = encode(config.validate(cfg), args.split, out, args.shard_size, args.batch_size, progress=not args.quiet)
+    print(json.dumps({k: manifest[k] for k in ("total", "shard_size", "codec")} | {"skipped": len(manifest["skipped"]), "out": str(out)}))
+
+
 def cmd_sample(args):
     from .sample import sample
     from .schedule import EarlyExit, parse_schedule
@@ -300,6 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for tokenizer.pt, tokenizer.json (held-out error) and train_tokens.npz; "
                    "runs use them as codec.tokenizer and codec.tokens")
     p.set_defaults(func=cmd_tokenizer)
+
+    p = sub.add_parser("encode", help="pre-encode a data split with a run's codec into resumable shards (torchrun: over GPUs)")
+    p.add_argument("--config", required=True, help="run config: its data: and codec: sections say what to read and how to encode")
+    p.add_argument("--split", default="train", help="train (default) or held_out")
+    p.add_argument("--out", help="shard folder (default: the config's codec.shards)")
+    p.add_argument("--shard-size", type=int, default=1024, help="examples per shard (default 1024)")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per codec call (default 64)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_options(p)
+    p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("export-png", help="write the samples of an .npz file as PNGs (video: one strip per clip)")
     p.add_argument("samples", help=".npz written by 'elt sample' or the pipeline (work/<profile>/samples/...)")

@@ -3,7 +3,10 @@
 - PixelTokens: each channel value quantised to `levels` tokens; exact for digits (17 levels).
   Channels fold into the grid's time axis, so the token grid is (T*C, H, W).
 - Pixels: identity to continuous values in [-1, 1], laid out (N, C, T, H, W) for the DiT.
-A learned or pretrained tokenizer (VQ, VAE) fills the same interface.
+- VQCodec (elt.tokenizer): codes of this harness's 3D VQ tokenizer.
+- VQGANCodec (elt.vqgan): MaskGIT's ImageNet VQGAN tokens; VAECodec (elt.vae): SD VAE latents.
+Every codec has `kind` (tokens | continuous), encode, decode, and `identity()`: what pre-encoded
+shards record, so data another codec made is refused.
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ class PixelTokens:
     def encode(self, data: np.ndarray) -> torch.Tensor:  # -> (N, T*C*H*W) long
         tokens = np.rint(data.astype(np.float64) * (self.levels - 1) / 255.0).astype(np.int64)
         return torch.from_numpy(tokens.reshape(len(data), -1))
+
+    def identity(self) -> dict:
+        return {"codec": "pixel_levels", "levels": self.levels}
 
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         t, c, h, w = self.shape
@@ -50,6 +56,9 @@ class Pixels:
         t, c, h, w = shape
         self.channels, self.spatial = c, (t, h, w)
 
+    def identity(self) -> dict:
+        return {"codec": "pixels"}
+
     def encode(self, data: np.ndarray) -> torch.Tensor:  # -> (N, C, T, H, W) float in [-1, 1]
         return to_signal(data)
 
@@ -58,11 +67,21 @@ class Pixels:
 
 
 def for_run(cfg, shape: tuple[int, int, int, int]):
-    """The codec a run config asks for: pixels for diffusion; pixel levels or VQ codes for masked."""
+    """The codec a run config asks for: pixels or SD VAE latents for diffusion; pixel levels, VQ codes
+    or MaskGIT VQGAN tokens for masked."""
+    c = cfg.codec
+    if c.pretrained == "sd_vae":
+        from .vae import VAECodec
+
+        return VAECodec(c.weights, c.subfolder, shape)
+    if c.pretrained == "maskgit_vqgan":
+        from .vqgan import VQGANCodec
+
+        return VQGANCodec(c.weights, c.vqgan, shape)
     if cfg.model.generator != "masked":
         return Pixels(shape)
-    if cfg.codec.tokenizer:
+    if c.tokenizer:
         from .tokenizer import VQCodec, load
 
-        return VQCodec(load(cfg.codec.tokenizer), shape)
+        return VQCodec(load(c.tokenizer), shape, c.tokenizer)
     return PixelTokens(cfg.data.levels, shape)

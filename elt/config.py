@@ -19,15 +19,16 @@ from .runtime import RuntimeConfig, check as check_runtime
 
 GENERATORS = ("masked", "diffusion")
 FAMILIES = ("elt", "looped", "unshared", "shallow")
-DATASETS = ("digits", "folder", "moving_digits", "ucf101")
+DATASETS = ("digits", "folder", "moving_digits", "ucf101", "imagenet")
+PRETRAINED_CODECS = {"sd_vae": "diffusion", "maskgit_vqgan": "masked"}  # codec -> the generator it serves
 VIDEO_DATASETS = ("moving_digits", "ucf101")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # digits | folder (class-per-folder images) | moving_digits | ucf101 (videos)
-    path: str | None = None  # folder: root with one sub-folder per class; ucf101: the UCF-101 root
-    image_size: int = 8  # folder, ucf101: frames resized to this (square); moving_digits: canvas side
+    dataset: str = "digits"  # digits | folder (class-per-folder images) | moving_digits | ucf101 (videos) | imagenet
+    path: str | None = None  # folder: root with one sub-folder per class; ucf101: the UCF-101 root; imagenet: train/ and val/
+    image_size: int = 8  # folder, ucf101: frames resized to this (square); imagenet: ADM center crop; moving_digits: canvas side
     channels: int = 1  # 1 = grayscale, 3 = RGB (ucf101)
     held_out_fraction: float = 0.25  # stratified split; the held-out part is the metrics' reference
     split_seed: int = 0  # also seeds the moving-digit trajectories
@@ -35,6 +36,7 @@ class DataConfig:
     frames: int = 16  # video datasets: frames per clip
     frame_stride: int = 1  # ucf101: keep every k-th decoded frame
     fold: int = 1  # ucf101: official split 1, 2 or 3 (trainlist/testlist); held_out_fraction is unused
+    on_bad_file: str = "stop"  # pre-encoding a file that cannot be read: stop | skip (listed in the shards' manifest)
 
     @property
     def is_video(self) -> bool:
@@ -70,10 +72,16 @@ class TrainConfig:
 
 @dataclass
 class CodecConfig:
-    """What the masked generator's tokens are: pixel levels, or codes of a trained VQ tokenizer."""
+    """What a generator models: pixels (levels for masked), codes of this harness's VQ tokenizer, or a
+    pretrained codec from a local path: the SD VAE's latents (diffusion), MaskGIT VQGAN tokens (masked)."""
 
     tokenizer: str | None = None  # a tokenizer file from 'elt tokenizer' (the pipeline trains one); null = pixel levels
     tokens: str | None = None  # pre-tokenized training data (.npz from 'elt tokenizer'); null = encode at start
+    pretrained: str | None = None  # sd_vae (diffusers AutoencoderKL) | maskgit_vqgan; null = none
+    weights: str | None = None  # pretrained: the VAE's diffusers folder, or the VQGAN's state dict file
+    subfolder: str | None = None  # sd_vae: the VAE's sub-folder of `weights` (vae in a whole pipeline folder)
+    vqgan: str = "maskgit"  # maskgit_vqgan: the layout (elt.vqgan.LAYOUTS) the weights must match
+    shards: str | None = None  # pre-encoded training data from 'elt encode' (streamed; any codec); null = encode at start
 
 
 @dataclass
@@ -197,14 +205,19 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"train.l_min={cfg.train.l_min} must be below model.loops={m.loops} for ILSD: lower l_min")
     if cfg.data.dataset == "folder" and not cfg.data.path:
         raise UserError("data.dataset is 'folder' but data.path is empty: set data.path to a class-per-folder image root")
-    if cfg.data.dataset == "ucf101" and not cfg.data.path:
-        raise UserError("data.dataset is 'ucf101' but data.path is empty: set data.path to the UCF-101 root (class folders and ucfTrainTestlist/)")
+    if cfg.data.dataset in ("ucf101", "imagenet") and not cfg.data.path:
+        raise UserError(f"data.dataset is {cfg.data.dataset!r} but data.path is empty: set data.path to the UCF-101 root "
+                        "(class folders and ucfTrainTestlist/) or the ImageNet root (train/ and val/)")
+    if cfg.data.dataset == "imagenet" and cfg.data.channels != 3:
+        raise UserError(f"imagenet needs data.channels 3 (got {cfg.data.channels}): fix it")
     if cfg.data.dataset == "ucf101" and (cfg.data.channels != 3 or cfg.data.fold not in (1, 2, 3)):
         raise UserError(f"ucf101 needs data.channels 3 and data.fold 1, 2 or 3 (got {cfg.data.channels}, {cfg.data.fold}): fix them")
     if cfg.codec.tokens and not cfg.codec.tokenizer:
         raise UserError("codec.tokens is set but codec.tokenizer is not: name the tokenizer that made the tokens (sampling decodes with it)")
     if cfg.codec.tokenizer and m.generator != "masked":
         raise UserError("codec.tokenizer is for the masked generator: remove it, or set model.generator to masked")
+    _check_codec(cfg)
+    _check_choice(cfg.data.on_bad_file, BAD_FILE_POLICIES, "data.on_bad_file")
     if cfg.data.channels not in (1, 3):
         raise UserError(f"config key 'data.channels' is {cfg.data.channels}: use 1 (grayscale) or 3 (RGB)")
     if not 0 <= cfg.train.label_drop < 1:
@@ -213,6 +226,28 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError(f"config key 'train.ema_decay' is {cfg.train.ema_decay}: use a decay in [0, 1) (0 = no EMA)")
     check_runtime(cfg.runtime)
     return cfg
+
+
+BAD_FILE_POLICIES = ("stop", "skip")
+
+
+def _check_codec(cfg: RunConfig) -> None:
+    c, generator = cfg.codec, cfg.model.generator
+    if c.pretrained is not None:
+        _check_choice(c.pretrained, tuple(PRETRAINED_CODECS), "codec.pretrained")
+        if PRETRAINED_CODECS[c.pretrained] != generator:
+            raise UserError(f"codec.pretrained {c.pretrained} serves the {PRETRAINED_CODECS[c.pretrained]} generator, not {generator}: "
+                            "change one of them")
+        if not c.weights:
+            raise UserError(f"codec.pretrained is {c.pretrained} but codec.weights is empty: set it to the local weights path")
+        if c.tokenizer:
+            raise UserError("codec.tokenizer and codec.pretrained both name a codec: keep one")
+    elif c.weights or c.subfolder:
+        raise UserError("codec.weights is set but codec.pretrained is not: name the codec (sd_vae or maskgit_vqgan) or remove the weights")
+    if c.shards and c.tokens:
+        raise UserError("codec.shards and codec.tokens both name pre-encoded training data: keep one")
+    if cfg.data.dataset == "imagenet" and not c.shards:
+        raise UserError("data.dataset imagenet trains from pre-encoded shards: run 'elt encode' and set codec.shards to its folder")
 
 
 def from_dict(data: dict) -> RunConfig:

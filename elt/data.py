@@ -5,6 +5,8 @@
 - folder: a class-per-folder tree of PNG/JPEG/BMP images of any size, resized to data.image_size.
 - moving_digits: one clip per digit (elt.video), so the clips split exactly as the digits do.
 - ucf101: the official train/test lists of data.fold (elt.video); the test list is the held-out set.
+- imagenet: train/ and val/ with one folder per class (val is the held-out set), ADM's center crop to
+  data.image_size; only ever streamed (`Stream`) into pre-encoded shards (elt.shards), never loaded whole.
 The train/held-out split is stratified and seeded; its indices' hash goes into every run record.
 """
 from __future__ import annotations
@@ -16,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import DataConfig
-from .errors import UserError
+from .errors import UnreadableExample, UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 SPLITS = ("train", "held_out")
+BAD_FILE_POLICIES = ("stop", "skip")
 
 
 @dataclass
@@ -67,7 +70,7 @@ def _folder(cfg: DataConfig):
             with Image.open(f) as im:
                 images.append(np.asarray(im.convert(mode).resize(size, Image.Resampling.BICUBIC)))
         except (UnidentifiedImageError, OSError) as err:
-            raise UserError(f"image {str(f)!r} cannot be read ({err}): remove or replace it") from None
+            raise UnreadableExample(f"image {str(f)!r} cannot be read ({err}): remove or replace it") from None
     arr = np.stack(images)
     arr = arr[:, None, None] if cfg.channels == 1 else arr.transpose(0, 3, 1, 2)[:, None]
     return arr.astype(np.uint8), np.array([i for _, i in files], dtype=np.int64), classes
@@ -92,6 +95,8 @@ def load(cfg: DataConfig, split: str) -> Dataset:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     if cfg.dataset == "ucf101":
         return _ucf101(cfg, split)
+    if cfg.dataset == "imagenet":
+        raise UserError("imagenet is never loaded whole: pre-encode it with 'elt encode' and set codec.shards to the shard folder")
     images, labels, classes = _digits() if cfg.dataset in ("digits", "moving_digits") else _folder(cfg)
     if cfg.dataset in ("digits", "moving_digits") and cfg.channels != 1:
         raise UserError(f"{cfg.dataset} are grayscale: set data.channels to 1")
@@ -103,3 +108,89 @@ def load(cfg: DataConfig, split: str) -> Dataset:
         clips = moving_digits(images[chosen, 0, 0], cfg.frames, cfg.image_size, cfg.split_seed, ids=chosen)
         return Dataset(clips, labels[chosen], classes, sha)
     return Dataset(images[chosen], labels[chosen], classes, sha)
+
+
+def adm_center_crop(image, size: int) -> np.ndarray:
+    """ADM's ImageNet preprocessing (guided-diffusion's center_crop_arr): halve with a box filter while the
+    short side is at least twice the target, resize the short side to `size` (bicubic), crop the center."""
+    from PIL import Image
+
+    while min(image.size) >= 2 * size:
+        image = image.resize(tuple(side // 2 for side in image.size), resample=Image.Resampling.BOX)
+    scale = size / min(image.size)
+    image = image.resize(tuple(round(side * scale) for side in image.size), resample=Image.Resampling.BICUBIC)
+    arr = np.asarray(image)
+    top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
+    return arr[top:top + size, left:left + size]
+
+
+def read_imagenet_image(path: Path, size: int) -> np.ndarray:
+    """uint8 (1, 3, size, size)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = adm_center_crop(im.convert("RGB"), size)
+    except (UnidentifiedImageError, OSError) as err:
+        raise UnreadableExample(f"image {str(path)!r} cannot be read ({type(err).__name__}): replace it, or set "
+                                "data.on_bad_file: skip to leave it out with a record") from None
+    return arr.transpose(2, 0, 1)[None]
+
+
+def _imagenet_index(root: Path, split: str) -> tuple[list[tuple[Path, int]], list[str]]:
+    folders = {name: root / name for name in ("train", "val")}
+    for name, where in folders.items():
+        if not where.is_dir():
+            raise UserError(f"ImageNet folder {str(where)!r} is missing: data.path must hold train/ and val/, one sub-folder per class")
+    classes = sorted(d.name for d in folders["train"].iterdir() if d.is_dir())
+    held_classes = sorted(d.name for d in folders["val"].iterdir() if d.is_dir())
+    if held_classes != classes:
+        odd = sorted(set(held_classes) ^ set(classes))
+        raise UserError(f"ImageNet val/ and train/ have different class folders (e.g. {odd[0]!r}): "
+                        "val/ must be in the class-per-folder layout of train/")
+    where = folders["train" if split == "train" else "val"]
+    items = [(f, i) for i, c in enumerate(classes) for f in sorted((where / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES | {".jpeg"}]
+    if not items:
+        raise UserError(f"ImageNet folder {str(where)!r} has no images in its class folders: fix data.path")
+    return items, classes
+
+
+class Stream:
+    """The examples of a split one at a time (what pre-encoding reads): paths and labels are listed up
+    front, pixels are read per example. Small in-memory data sets stream from their loaded arrays."""
+
+    def __init__(self, cfg: DataConfig, split: str):
+        self.cfg = cfg
+        if cfg.dataset in ("imagenet", "ucf101"):
+            if cfg.dataset == "imagenet":
+                listed, self.classes = _imagenet_index(Path(cfg.path), split)
+                held, _ = _imagenet_index(Path(cfg.path), "held_out")
+            else:
+                from .video import ucf101_index
+
+                listed, self.classes = ucf101_index(cfg.path, "train" if split == "train" else "test", cfg.fold)
+                held, _ = ucf101_index(cfg.path, "test", cfg.fold)
+            self.items = [path for path, _ in listed]
+            self.labels = np.array([label for _, label in listed], dtype=np.int64)
+            self.split_sha = hashlib.sha256("\n".join(str(p.relative_to(cfg.path)) for p, _ in held).encode()).hexdigest()[:16]
+            self._loaded = None
+        else:
+            self._loaded = load(cfg, split)
+            self.items, self.labels = list(range(len(self._loaded.labels))), self._loaded.labels
+            self.classes, self.split_sha = self._loaded.classes, self._loaded.split_sha
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def name(self, i: int) -> str:
+        return str(self.items[i])
+
+    def read(self, i: int) -> np.ndarray:
+        """uint8 (T, C, H, W) of example i; UnreadableExample when its file cannot be read."""
+        if self._loaded is not None:
+            return self._loaded.images[i]
+        if self.cfg.dataset == "imagenet":
+            return read_imagenet_image(self.items[i], self.cfg.image_size)
+        from .video import read_clip
+
+        return read_clip(self.items[i], self.cfg.frames, self.cfg.frame_stride, self.cfg.image_size)

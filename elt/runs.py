@@ -39,7 +39,7 @@ def num_classes(cfg: RunConfig) -> int:
         from .video import ucf101_index
 
         return len(ucf101_index(cfg.data.path, "test", cfg.data.fold)[1])
-    root = Path(cfg.data.path)
+    root = Path(cfg.data.path) / ("train" if cfg.data.dataset == "imagenet" else "")
     if not root.is_dir():
         raise UserError(f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class")
     return sum(1 for d in root.iterdir() if d.is_dir())

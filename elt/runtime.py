@@ -109,16 +109,21 @@ class Runtime:
         moved = tuple(t.to(self.device) for t in tensors)
         return moved[0] if len(moved) == 1 else moved
 
+    def join(self) -> None:
+        """Under torchrun, join the ranks' process group (NCCL on GPUs, gloo on CPUs): what training and
+        pre-encoding do; sampling and evaluation run one process per job."""
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
     def prepare(self, net: torch.nn.Module, train: bool = False) -> torch.nn.Module:
         """The network on the device, compiled when asked, and for training under torchrun wrapped in
         DistributedDataParallel (gradients averaged over ranks); returns the module to call."""
         net.to(self.device)
         model = torch.compile(net) if self.cfg.compile else net
         if train and self.world_size > 1:
-            if not torch.distributed.is_initialized():  # only training joins the ranks' process group
-                if self.device.type == "cuda":
-                    torch.cuda.set_device(self.device)
-                torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self.join()
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
         return model
 

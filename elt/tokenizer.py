@@ -166,11 +166,14 @@ class VQCodec:
 
     kind = "tokens"
 
-    def __init__(self, net: VQTokenizer, shape: tuple[int, int, int, int]):
-        self.net, self.shape = net, shape
+    def __init__(self, net: VQTokenizer, shape: tuple[int, int, int, int], path=None):
+        self.net, self.shape, self.path = net, shape, path
         t, c, h, w = shape
         pt, ph, pw = net.cfg.patch
         self.grid, self.vocab_size = (t // pt, h // ph, w // pw), net.cfg.codebook
+
+    def identity(self) -> dict:
+        return {"codec": "vq_tokenizer", "tokenizer_sha": self.path and file_sha(self.path)}
 
     def encode(self, data: np.ndarray) -> torch.Tensor:
         return encode_batched(self.net, data).flatten(1)

@@ -76,7 +76,14 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     out = Path(out)
     torch.set_num_threads(cfg.train.threads)
     runtime = Runtime(cfg.runtime)
-    if cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
+    if cfg.codec.shards:  # pre-encoded by 'elt encode': memory-mapped, nothing is read or encoded here
+        from .shards import ShardSet
+
+        shape = data_shape(cfg)
+        shards = ShardSet(cfg.codec.shards, cfg, assemble(cfg, shape, 1).codec)
+        x_all, labels, classes, split_sha = shards, shards.labels, shards.classes, shards.split_sha
+        parts = assemble(cfg, shape, len(classes))
+    elif cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
         from .tokenizer import load_tokens
 
         shape = data_shape(cfg)
@@ -171,7 +178,8 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         "run": cfg.run, "config": cfg.to_dict(), "net_config": net.cfg.to_dict(), "seed": cfg.seed, "steps": step,
         "wall_seconds": wall, "steps_per_second": step / wall if wall else None,
         "loss_first": sum(history[:20]) / len(history[:20]), "loss_last": sum(history[-20:]) / len(history[-20:]),
-        "loss_history": history, "n_train": len(y_all), "split_sha": split_sha, "tokens": cfg.codec.tokens and file_sha(cfg.codec.tokens), **count_params(net),
+        "loss_history": history, "n_train": len(y_all), "split_sha": split_sha, "tokens": cfg.codec.tokens and file_sha(cfg.codec.tokens),
+        "shards": cfg.codec.shards and {k: x_all.manifest[k] for k in ("total", "skipped")}, **count_params(net),
         "runtime": runtime.describe(), **provenance(),
     }
     if runtime.is_main:

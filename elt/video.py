@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UnreadableExample, UserError
 
 
 def moving_digits(digits: np.ndarray, frames: int, canvas: int, seed: int, ids: np.ndarray | None = None) -> np.ndarray:
@@ -71,7 +71,7 @@ def read_clip(path: Path, frames: int, stride: int, size: int) -> np.ndarray:
     from PIL import Image
 
     if not path.is_file():
-        raise UserError(f"video {str(path)!r} listed in the UCF-101 split is missing: restore it or fix data.path")
+        raise UnreadableExample(f"video {str(path)!r} listed in the UCF-101 split is missing: restore it or fix data.path")
     picked = []
     try:
         with av.open(str(path)) as container:
@@ -81,9 +81,10 @@ def read_clip(path: Path, frames: int, stride: int, size: int) -> np.ndarray:
                 if len(picked) == frames:
                     break
     except (av.error.FFmpegError, OSError) as err:
-        raise UserError(f"video {str(path)!r} cannot be decoded ({type(err).__name__}): replace the file") from None
+        raise UnreadableExample(f"video {str(path)!r} cannot be decoded ({type(err).__name__}): replace the file, or set "
+                                "data.on_bad_file: skip to leave it out with a record") from None
     if len(picked) < frames:
-        raise UserError(f"video {str(path)!r} has fewer than {frames} frames at stride {stride}: lower data.frames or data.frame_stride")
+        raise UnreadableExample(f"video {str(path)!r} has fewer than {frames} frames at stride {stride}: lower data.frames or data.frame_stride")
     out = []
     for image in picked:
         w, h = image.size

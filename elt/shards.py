@@ -1,0 +1,162 @@
+"""Pre-encoded training data in shards: each data set is read and encoded once per codec, then streamed.
+
+`encode` reads a split one example at a time (elt.data.Stream), encodes it with the run's codec
+and writes shard k (examples k*S .. (k+1)*S - 1 of the split's fixed order) as two .npy files and a
+sidecar, each written atomically, the sidecar last. A killed encoding resumes at the first shard
+without a sidecar. Under torchrun rank r encodes shards r, r + ranks, ... on its own GPU; rank 0
+writes the manifest once every shard is done. Nothing but the manifest says a folder is complete.
+
+`ShardSet` opens a complete folder for training: data memory-mapped (never read whole), labels in
+memory, and the manifest checked against the run: shards of another codec, data set or split are
+refused. Batches are gathered from the memory maps at the indices the run's generator draws, so
+training from shards follows the same draws as training in memory, and resumes exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .errors import UnreadableExample, UserError
+from .provenance import atomic_path, provenance, write_json
+
+FORMAT = "elt-shards-1"
+MANIFEST = "manifest.json"
+PLAN = "encoding.json"  # what this folder is being encoded as: written first, checked on resume
+
+
+def data_identity(cfg: RunConfig, split: str) -> dict:
+    """What decides which examples a split holds and how they look (not where the data lives)."""
+    d = cfg.data
+    keys = ["dataset", "image_size", "channels", "held_out_fraction", "split_seed", "frames", "frame_stride", "fold", "on_bad_file"]
+    return {"split": split, **{k: getattr(d, k) for k in keys}}
+
+
+def identity(cfg: RunConfig, codec, split: str) -> dict:
+    return {"format": FORMAT, "data": data_identity(cfg, split), "codec": codec.identity()}
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def _describe_difference(found: dict, wanted: dict) -> str:
+    for part in ("format", "data", "codec"):
+        if found.get(part) != wanted.get(part):
+            if isinstance(wanted.get(part), dict) and isinstance(found.get(part), dict):
+                key = next(k for k in sorted(set(found[part]) | set(wanted[part])) if found[part].get(k) != wanted[part].get(k))
+                return f"{part} {key}: {found[part].get(key)!r} there, {wanted[part].get(key)!r} here"
+            return f"{part}: {found.get(part)!r} there, {wanted.get(part)!r} here"
+    return "nothing"
+
+
+def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: int = 64, progress: bool = True) -> dict:
+    """Encode a split of cfg's data set with cfg's codec into shard folder `out`; returns the manifest."""
+    from tqdm import tqdm
+
+    from . import data
+    from .runs import assemble, data_shape
+    from .runtime import Runtime
+
+    if split not in data.SPLITS:
+        raise UserError(f"unknown split {split!r}: use one of {', '.join(data.SPLITS)}")
+    if shard_size < 1 or batch_size < 1:
+        raise UserError(f"--shard-size {shard_size} and --batch-size {batch_size} must be at least 1")
+    out = Path(out)
+    runtime = Runtime(cfg.runtime)
+    runtime.join()
+    stream = data.Stream(cfg.data, split)
+    codec = assemble(cfg, data_shape(cfg), len(stream.classes)).codec
+    wanted = identity(cfg, codec, split)
+    for name in (MANIFEST, PLAN):
+        if (out / name).is_file():
+            found = json.loads((out / name).read_text())
+            if {k: found.get(k) for k in wanted} != wanted:
+                raise UserError(f"{str(out)!r} holds shards of another encoding ({_describe_difference(found, wanted)}): "
+                                "use another --out, or delete the folder to encode afresh")
+            if name == MANIFEST:
+                return found  # complete: nothing to do
+    out.mkdir(parents=True, exist_ok=True)
+    runtime.barrier()  # every rank has checked the folder before rank 0 claims it
+    if runtime.is_main:
+        write_json(out / PLAN, {**wanted, "shard_size": shard_size})
+    if getattr(codec, "net", None) is not None and hasattr(codec.net, "to"):
+        codec.net.to(runtime.device)
+    count = math.ceil(len(stream) / shard_size)
+    mine = [k for k in range(runtime.rank, count, runtime.world_size) if not (out / f"{shard_name(k)}.json").is_file()]
+    bar = tqdm(total=len(mine), desc=f"encoding {split}", unit="shard", disable=not progress or not runtime.is_main)
+    for k in mine:
+        examples, labels, names, skipped = [], [], [], []
+        for i in range(k * shard_size, min((k + 1) * shard_size, len(stream))):
+            try:
+                examples.append(stream.read(i))
+            except UnreadableExample as err:
+                if cfg.data.on_bad_file == "stop":
+                    raise
+                skipped.append({"example": stream.name(i), "reason": str(err).split(": ")[0]})
+                continue
+            labels.append(int(stream.labels[i]))
+            names.append(stream.name(i))
+        coded = [codec.encode(np.stack(examples[j:j + batch_size])) for j in range(0, len(examples), batch_size)]
+        x = torch.cat(coded).numpy() if coded else np.zeros((0,), np.float32)
+        x = x.astype(np.int32) if codec.kind == "tokens" else x.astype(np.float32)
+        _save_npy(out / f"{shard_name(k)}.x.npy", x)
+        _save_npy(out / f"{shard_name(k)}.y.npy", np.array(labels, dtype=np.int64))
+        write_json(out / f"{shard_name(k)}.json", {"count": len(labels), "skipped": skipped, "first": k * shard_size})
+        bar.update(1)
+    bar.close()
+    runtime.barrier()
+    sidecars = [json.loads((out / f"{shard_name(k)}.json").read_text()) for k in range(count)]
+    manifest = {
+        **wanted, "shard_size": shard_size, "shards": [{"name": shard_name(k), "count": s["count"]} for k, s in enumerate(sidecars)],
+        "total": sum(s["count"] for s in sidecars), "skipped": [entry for s in sidecars for entry in s["skipped"]],
+        "classes": stream.classes, "split_sha": stream.split_sha, "shape": list(data_shape(cfg)), "kind": codec.kind,
+        **provenance(runtime),
+    }
+    if runtime.is_main:
+        write_json(out / MANIFEST, manifest)
+    runtime.barrier()
+    return manifest
+
+
+class ShardSet:
+    """A complete shard folder as an indexable array: set[idx] -> the examples at idx, as a tensor."""
+
+    def __init__(self, folder, cfg: RunConfig, codec, split: str = "train"):
+        folder = Path(folder)
+        if not (folder / MANIFEST).is_file():
+            state = "an unfinished encoding: re-run 'elt encode' to finish it" if (folder / PLAN).is_file() else \
+                "no shards: make them with 'elt encode' or fix codec.shards"
+            raise UserError(f"shard folder {str(folder)!r} holds {state}")
+        manifest = json.loads((folder / MANIFEST).read_text())
+        wanted = identity(cfg, codec, split)
+        if {k: manifest.get(k) for k in wanted} != wanted:
+            raise UserError(f"shards in {str(folder)!r} were written for another run ({_describe_difference(manifest, wanted)}): "
+                            "encode this run's data with 'elt encode', or fix codec.shards")
+        self.manifest, self.kind = manifest, manifest["kind"]
+        self.classes, self.split_sha = manifest["classes"], manifest["split_sha"]
+        kept = [s for s in manifest["shards"] if s["count"]]
+        self.x = [np.load(folder / f"{s['name']}.x.npy", mmap_mode="r") for s in kept]
+        self.labels = np.concatenate([np.load(folder / f"{s['name']}.y.npy") for s in kept]) if kept else np.zeros(0, np.int64)
+        self.offsets = np.cumsum([0] + [s["count"] for s in kept])
+        if not len(self.labels):
+            raise UserError(f"shard folder {str(folder)!r} holds no examples: check data.path and the manifest's skipped list")
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        idx = np.asarray(idx)
+        shard = np.searchsorted(self.offsets, idx, side="right") - 1
+        rows = np.stack([self.x[s][i - self.offsets[s]] for s, i in zip(shard, idx)])
+        tensor = torch.from_numpy(rows)
+        return tensor.long() if self.kind == "tokens" else tensor

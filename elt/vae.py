@@ -1,0 +1,102 @@
+"""The Stable Diffusion VAE (or any diffusers AutoencoderKL) from a local folder, as a codec.
+
+The diffusion generator then models latents: images uint8 (N, T, C, H, W) <-> latents
+(N, latent_channels, T, H/f, W/f) scaled by the VAE's own `scaling_factor` (0.18215 for SD's), as
+DiT does. Video frames are coded one by one. Encoding keeps the posterior mean, so pre-encoded
+shards are deterministic. The network loads on first use; its config is read at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from .codecs import from_signal, to_signal
+from .errors import UserError
+
+CONFIG = "config.json"
+
+
+def folder(weights: str, subfolder: str | None) -> Path:
+    return Path(weights) / subfolder if subfolder else Path(weights)
+
+
+def read_config(weights: str, subfolder: str | None) -> dict:
+    """The VAE's config.json, checked to be a diffusers AutoencoderKL."""
+    where = folder(weights, subfolder)
+    fix = ("point codec.weights at a diffusers AutoencoderKL folder (config.json and diffusion_pytorch_model.safetensors), "
+           "with codec.subfolder: vae for a whole pipeline folder")
+    if not (where / CONFIG).is_file():
+        raise UserError(f"VAE folder {str(where)!r} has no {CONFIG}: {fix}")
+    try:
+        cfg = json.loads((where / CONFIG).read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{str(where / CONFIG)!r} is not valid JSON ({err.msg}): {fix}") from None
+    if cfg.get("_class_name") != "AutoencoderKL":
+        raise UserError(f"VAE folder {str(where)!r} holds a {cfg.get('_class_name') or 'config without _class_name'}, "
+                        f"not an AutoencoderKL: {fix}")
+    return cfg
+
+
+def load(weights: str, subfolder: str | None = None):
+    from diffusers import AutoencoderKL
+
+    read_config(weights, subfolder)
+    try:
+        # Local files only: nothing may download at run time.
+        vae = AutoencoderKL.from_pretrained(weights, subfolder=subfolder, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as err:
+        reason = str(err).splitlines()[0][:160]
+        raise UserError(f"VAE weights in {str(folder(weights, subfolder))!r} cannot be loaded ({reason}): "
+                        "point codec.weights at a complete diffusers AutoencoderKL folder") from None
+    return vae.eval().requires_grad_(False)
+
+
+class VAECodec:
+    kind = "continuous"
+
+    def __init__(self, weights: str, subfolder: str | None, shape: tuple[int, int, int, int]):
+        cfg = read_config(weights, subfolder)
+        t, c, h, w = shape
+        factor = 2 ** (len(cfg.get("block_out_channels", [0])) - 1)
+        if c != cfg.get("in_channels", 3) or h % factor or w % factor:
+            raise UserError(f"the VAE in {str(folder(weights, subfolder))!r} codes {cfg.get('in_channels', 3)}-channel images with "
+                            f"sides divisible by {factor}, not examples of shape {shape}: fix data.image_size or data.channels")
+        self.weights, self.subfolder, self.shape = weights, subfolder, shape
+        self.scale = float(cfg.get("scaling_factor", 0.18215))
+        self.channels, self.spatial = int(cfg.get("latent_channels", 4)), (t, h // factor, w // factor)
+        self._net = None
+
+    @property
+    def net(self):
+        if self._net is None:
+            self._net = load(self.weights, self.subfolder)
+        return self._net
+
+    def identity(self) -> dict:
+        """The config and every weights file, hashed: shards of another VAE are refused."""
+        where, digest = folder(self.weights, self.subfolder), hashlib.sha256()
+        for f in sorted(p for p in where.iterdir() if p.is_file()):
+            digest.update(f.name.encode())
+            with open(f, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return {"codec": "sd_vae", "scaling_factor": self.scale, "weights_sha": digest.hexdigest()[:16]}
+
+    @torch.no_grad()
+    def encode(self, data: np.ndarray) -> torch.Tensor:  # uint8 (N, T, C, H, W) -> (N, c, T, h, w)
+        device = next(self.net.parameters()).device
+        frames = rearrange(to_signal(data), "n c t h w -> (n t) c h w").to(device)
+        latents = self.net.encode(frames).latent_dist.mean * self.scale
+        return rearrange(latents.float().cpu(), "(n t) c h w -> n c t h w", n=len(data))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> np.ndarray:  # (N, c, T, h, w) -> uint8 (N, T, C, H, W)
+        device = next(self.net.parameters()).device
+        frames = rearrange(z, "n c t h w -> (n t) c h w").to(device) / self.scale
+        pixels = self.net.decode(frames).sample.float().cpu()
+        return from_signal(rearrange(pixels, "(n t) c h w -> n c t h w", n=len(z)))
