@@ -99,6 +99,8 @@ def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads:
     parts, net, ckpt = load_checkpoint(checkpoint, weights)
     runtime = Runtime(dataclasses.replace(parts.cfg.runtime, **(runtime or {})))
     model = runtime.prepare(net)
+    if hasattr(parts.codec, "to"):  # a pretrained codec decodes on the run's device
+        parts.codec.to(runtime.device)
     labels = balanced_labels(num, net.cfg.num_classes)
     written = []
     for loop, path in zip(loops, paths.values()):

@@ -89,8 +89,8 @@ def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: 
     runtime.barrier()  # every rank has checked the folder before rank 0 claims it
     if runtime.is_main:
         write_json(out / PLAN, {**wanted, "shard_size": shard_size})
-    if getattr(codec, "net", None) is not None and hasattr(codec.net, "to"):
-        codec.net.to(runtime.device)
+    if hasattr(codec, "to"):  # a pretrained codec encodes on the rank's device
+        codec.to(runtime.device)
     count = math.ceil(len(stream) / shard_size)
     mine = [k for k in range(runtime.rank, count, runtime.world_size) if not (out / f"{shard_name(k)}.json").is_file()]
     bar = tqdm(total=len(mine), desc=f"encoding {split}", unit="shard", disable=not progress or not runtime.is_main)

@@ -69,13 +69,19 @@ class VAECodec:
         self.weights, self.subfolder, self.shape = weights, subfolder, shape
         self.scale = float(cfg.get("scaling_factor", 0.18215))
         self.channels, self.spatial = int(cfg.get("latent_channels", 4)), (t, h // factor, w // factor)
-        self._net = None
+        self._net, self.device = None, torch.device("cpu")
 
     @property
     def net(self):
         if self._net is None:
-            self._net = load(self.weights, self.subfolder)
+            self._net = load(self.weights, self.subfolder).to(self.device)
         return self._net
+
+    def to(self, device) -> None:
+        """Code on `device` (the run's: sampling and pre-encoding on a GPU decode and encode there)."""
+        self.device = torch.device(device)
+        if self._net is not None:
+            self._net.to(self.device)
 
     def identity(self) -> dict:
         """The config and every weights file, hashed: shards of another VAE are refused."""
@@ -89,14 +95,12 @@ class VAECodec:
 
     @torch.no_grad()
     def encode(self, data: np.ndarray) -> torch.Tensor:  # uint8 (N, T, C, H, W) -> (N, c, T, h, w)
-        device = next(self.net.parameters()).device
-        frames = rearrange(to_signal(data), "n c t h w -> (n t) c h w").to(device)
+        frames = rearrange(to_signal(data), "n c t h w -> (n t) c h w").to(self.device)
         latents = self.net.encode(frames).latent_dist.mean * self.scale
         return rearrange(latents.float().cpu(), "(n t) c h w -> n c t h w", n=len(data))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> np.ndarray:  # (N, c, T, h, w) -> uint8 (N, T, C, H, W)
-        device = next(self.net.parameters()).device
-        frames = rearrange(z, "n c t h w -> (n t) c h w").to(device) / self.scale
+        frames = rearrange(z, "n c t h w -> (n t) c h w").to(self.device) / self.scale
         pixels = self.net.decode(frames).sample.float().cpu()
         return from_signal(rearrange(pixels, "(n t) c h w -> n c t h w", n=len(z)))

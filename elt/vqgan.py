@@ -201,13 +201,19 @@ class VQGANCodec:
         self.weights, self.layout, self.shape = weights, layout, shape
         self.side = (h // cfg.downsampling, w // cfg.downsampling)
         self.grid, self.vocab_size = (1, *self.side), cfg.codebook
-        self._net = None
+        self._net, self.device = None, torch.device("cpu")
 
     @property
     def net(self) -> VQGAN:
         if self._net is None:
-            self._net = load(self.weights, self.layout)
+            self._net = load(self.weights, self.layout).to(self.device)
         return self._net
+
+    def to(self, device) -> None:
+        """Code on `device` (the run's: sampling and pre-encoding on a GPU decode and encode there)."""
+        self.device = torch.device(device)
+        if self._net is not None:
+            self._net.to(self.device)
 
     def identity(self) -> dict:
         from .provenance import file_sha
@@ -215,10 +221,8 @@ class VQGANCodec:
         return {"codec": "maskgit_vqgan", "layout": self.layout, "weights_sha": file_sha(self.weights)}
 
     def encode(self, data: np.ndarray) -> torch.Tensor:  # uint8 (N, 1, C, H, W) -> (N, h*w) long
-        device = next(self.net.parameters()).device
-        return self.net.encode(torch.from_numpy(data[:, 0]).float().div(255).to(device)).cpu()
+        return self.net.encode(torch.from_numpy(data[:, 0]).float().div(255).to(self.device)).cpu()
 
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
-        net = self.net
-        pixels = net.decode(tokens.to(next(net.parameters()).device), self.side)
+        pixels = self.net.decode(tokens.to(self.device), self.side)
         return (pixels * 255).round().to(torch.uint8).cpu().numpy()[:, None]
