@@ -73,7 +73,7 @@ def for_run(cfg, shape: tuple[int, int, int, int]):
     if c.pretrained == "sd_vae":
         from .vae import VAECodec
 
-        return VAECodec(c.weights, c.subfolder, shape)
+        return VAECodec(c.weights, c.subfolder, shape, c.latent_channels, c.downsampling)
     if c.pretrained == "maskgit_vqgan":
         from .vqgan import VQGANCodec
 

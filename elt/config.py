@@ -36,6 +36,7 @@ class DataConfig:
     frames: int = 16  # video datasets: frames per clip
     frame_stride: int = 1  # ucf101: keep every k-th decoded frame
     fold: int = 1  # ucf101: official split 1, 2 or 3 (trainlist/testlist); held_out_fraction is unused
+    num_classes: int | None = None  # classes of a data set that may not be here yet (dry runs, describe); checked when read
     on_bad_file: str = "stop"  # pre-encoding a file that cannot be read: stop | skip (listed in the shards' manifest)
 
     @property
@@ -80,6 +81,8 @@ class CodecConfig:
     pretrained: str | None = None  # sd_vae (diffusers AutoencoderKL) | maskgit_vqgan; null = none
     weights: str | None = None  # pretrained: the VAE's diffusers folder, or the VQGAN's state dict file
     subfolder: str | None = None  # sd_vae: the VAE's sub-folder of `weights` (vae in a whole pipeline folder)
+    latent_channels: int = 4  # sd_vae: latent channels and spatial downsampling (SD's), checked against the VAE's config
+    downsampling: int = 8
     vqgan: str = "maskgit"  # maskgit_vqgan: the layout (elt.vqgan.LAYOUTS) the weights must match
     shards: str | None = None  # pre-encoded training data from 'elt encode' (streamed; any codec); null = encode at start
 

@@ -33,6 +33,8 @@ def data_shape(cfg: RunConfig) -> tuple[int, int, int, int]:
 
 
 def num_classes(cfg: RunConfig) -> int:
+    if cfg.data.num_classes:
+        return cfg.data.num_classes
     if cfg.data.dataset in ("digits", "moving_digits"):
         return 10
     if cfg.data.dataset == "ucf101":

@@ -94,6 +94,8 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         shape, classes, split_sha = ds.shape, ds.classes, ds.split_sha
         parts = assemble(cfg, shape, len(classes))
         x_all, labels = parts.codec.encode(ds.images), ds.labels
+    if cfg.data.num_classes and cfg.data.num_classes != len(classes):
+        raise UserError(f"data.num_classes is {cfg.data.num_classes} but the data has {len(classes)} classes: fix data.num_classes or data.path")
     y_all = torch.from_numpy(labels)
     torch.manual_seed(cfg.seed)
     net = build(parts.net_cfg)  # initialised on the CPU: the same weights on every device

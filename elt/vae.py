@@ -28,6 +28,8 @@ def folder(weights: str, subfolder: str | None) -> Path:
 def read_config(weights: str, subfolder: str | None) -> dict:
     """The VAE's config.json, checked to be a diffusers AutoencoderKL."""
     where = folder(weights, subfolder)
+    if not where.is_dir():
+        raise UserError(f"VAE folder {str(where)!r} does not exist: set codec.weights (and codec.subfolder) to the local VAE")
     fix = ("point codec.weights at a diffusers AutoencoderKL folder (config.json and diffusion_pytorch_model.safetensors), "
            "with codec.subfolder: vae for a whole pipeline folder")
     if not (where / CONFIG).is_file():
@@ -59,17 +61,34 @@ def load(weights: str, subfolder: str | None = None):
 class VAECodec:
     kind = "continuous"
 
-    def __init__(self, weights: str, subfolder: str | None, shape: tuple[int, int, int, int]):
-        cfg = read_config(weights, subfolder)
+    def __init__(self, weights: str, subfolder: str | None, shape: tuple[int, int, int, int], latent_channels: int = 4,
+                 downsampling: int = 8):
+        """latent_channels, downsampling: the geometry the run expects (SD's by default), known before the
+        weights exist (elt describe, dry runs) and checked against the VAE's config where it does exist."""
         t, c, h, w = shape
-        factor = 2 ** (len(cfg.get("block_out_channels", [0])) - 1)
-        if c != cfg.get("in_channels", 3) or h % factor or w % factor:
-            raise UserError(f"the VAE in {str(folder(weights, subfolder))!r} codes {cfg.get('in_channels', 3)}-channel images with "
-                            f"sides divisible by {factor}, not examples of shape {shape}: fix data.image_size or data.channels")
         self.weights, self.subfolder, self.shape = weights, subfolder, shape
-        self.scale = float(cfg.get("scaling_factor", 0.18215))
-        self.channels, self.spatial = int(cfg.get("latent_channels", 4)), (t, h // factor, w // factor)
+        self.channels, self.spatial = latent_channels, (t, h // downsampling, w // downsampling)
+        self._scale = None
+        if folder(weights, subfolder).exists():
+            cfg = read_config(weights, subfolder)
+            found = {"latent_channels": int(cfg.get("latent_channels", 4)), "downsampling": 2 ** (len(cfg.get("block_out_channels", [0])) - 1),
+                     "data.channels": int(cfg.get("in_channels", 3))}
+            for key, value in {"latent_channels": latent_channels, "downsampling": downsampling, "data.channels": c}.items():
+                if found[key] != value:
+                    raise UserError(f"the VAE in {str(folder(weights, subfolder))!r} has {key} {found[key]}, the run says {value}: "
+                                    f"set {key if key.startswith('data.') else 'codec.' + key} to {found[key]}")
+            self._scale = float(cfg.get("scaling_factor", 0.18215))
+        if h % downsampling or w % downsampling:
+            raise UserError(f"the VAE codes images with sides divisible by {downsampling}, not examples of shape {shape}: "
+                            "fix data.image_size")
         self._net, self.device = None, torch.device("cpu")
+
+    @property
+    def scale(self) -> float:
+        """The VAE's own scaling_factor (0.18215 for SD v1.x), from its config."""
+        if self._scale is None:
+            self._scale = float(read_config(self.weights, self.subfolder).get("scaling_factor", 0.18215))
+        return self._scale
 
     @property
     def net(self):

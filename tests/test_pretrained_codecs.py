@@ -29,7 +29,7 @@ def images(n=3, side=16, seed=0):
 
 def test_the_vae_codec_is_diffusers_latent_mean_times_the_configs_scale(tmp_path):
     reference = tiny_vae(tmp_path / "pipeline/vae", scaling_factor=0.5)
-    codec = vae.VAECodec(str(tmp_path / "pipeline"), "vae", (1, 3, 16, 16))
+    codec = vae.VAECodec(str(tmp_path / "pipeline"), "vae", (1, 3, 16, 16), downsampling=2)
     assert (codec.kind, codec.channels, codec.spatial, codec.scale) == ("continuous", 4, (1, 8, 8), 0.5)
     data = images()
     latents = codec.encode(data)  # (N, 4, T, 8, 8)
@@ -45,13 +45,15 @@ def test_the_vae_codec_is_diffusers_latent_mean_times_the_configs_scale(tmp_path
 def test_video_frames_are_coded_one_by_one(tmp_path):
     tiny_vae(tmp_path / "vae")
     clips = np.random.default_rng(1).integers(0, 256, (2, 3, 3, 16, 16), dtype=np.uint8)
-    codec = vae.VAECodec(str(tmp_path / "vae"), None, (3, 3, 16, 16))
+    codec = vae.VAECodec(str(tmp_path / "vae"), None, (3, 3, 16, 16), downsampling=2)
     latents = codec.encode(clips)
     assert latents.shape == (2, 4, 3, 8, 8)
     torch.testing.assert_close(latents[:, :, 1], codec.encode(clips[:, 1:2])[:, :, 0])
 
 
 def test_a_folder_that_is_not_a_diffusers_vae_is_a_one_line_error(tmp_path):
+    with pytest.raises(UserError, match="does not exist: set codec.weights"):
+        vae.VAECodec(str(tmp_path / "absent"), None, (1, 3, 16, 16)).scale
     with pytest.raises(UserError, match="has no config.json.*AutoencoderKL folder"):
         vae.VAECodec(str(tmp_path), None, (1, 3, 16, 16))
     (tmp_path / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
@@ -59,20 +61,24 @@ def test_a_folder_that_is_not_a_diffusers_vae_is_a_one_line_error(tmp_path):
         vae.VAECodec(str(tmp_path), None, (1, 3, 16, 16))
     (tmp_path / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL", "block_out_channels": [8, 16]}))
     with pytest.raises(UserError, match="cannot be loaded"):  # a config without weights
-        vae.VAECodec(str(tmp_path), None, (1, 3, 16, 16)).encode(images())
+        vae.VAECodec(str(tmp_path), None, (1, 3, 16, 16), downsampling=2).encode(images())
 
 
-def test_the_vae_refuses_images_it_cannot_code(tmp_path):
-    tiny_vae(tmp_path)
+def test_the_vae_geometry_is_known_before_the_weights_and_checked_against_them(tmp_path):
+    before = vae.VAECodec(str(tmp_path / "not-yet"), None, (1, 3, 256, 256))  # SD's: 4 channels, 8x
+    assert (before.channels, before.spatial) == (4, (1, 32, 32))
+    tiny_vae(tmp_path / "vae")
+    with pytest.raises(UserError, match="has downsampling 2, the run says 8: set codec.downsampling to 2"):
+        vae.VAECodec(str(tmp_path / "vae"), None, (1, 3, 16, 16))
     with pytest.raises(UserError, match="sides divisible by 2"):
-        vae.VAECodec(str(tmp_path), None, (1, 3, 15, 15))
+        vae.VAECodec(str(tmp_path / "vae"), None, (1, 3, 15, 15), downsampling=2)
 
 
 def test_a_run_config_with_the_vae_gives_the_dit_latent_inputs(tmp_path):
     tiny_vae(tmp_path / "vae")
     cfg = tiny_cfg(data={"dataset": "folder", "path": str(tmp_path), "channels": 3, "image_size": 16},
                    model={"generator": "diffusion", "patch_size": 2},
-                   codec={"pretrained": "sd_vae", "weights": str(tmp_path / "vae")})
+                   codec={"pretrained": "sd_vae", "weights": str(tmp_path / "vae"), "downsampling": 2})
     from elt.runs import assemble
 
     parts = assemble(cfg, (1, 3, 16, 16), 3)

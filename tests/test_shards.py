@@ -206,7 +206,8 @@ def test_a_latent_dit_trains_from_vae_shards_and_samples_images(tmp_path):
     tiny_vae(tmp_path / "sd/vae")
     cfg = tiny_cfg(data={"dataset": "imagenet", "path": str(root), "channels": 3, "image_size": 16},
                    model={"generator": "diffusion", "patch_size": 2}, train={"steps": 4},
-                   codec={"pretrained": "sd_vae", "weights": str(tmp_path / "sd"), "subfolder": "vae", "shards": str(tmp_path / "shards")})
+                   codec={"pretrained": "sd_vae", "weights": str(tmp_path / "sd"), "subfolder": "vae", "downsampling": 2,
+                          "shards": str(tmp_path / "shards")})
     manifest = shards.encode(cfg, "train", tmp_path / "shards", shard_size=8, progress=False)
     assert manifest["kind"] == "continuous" and np.load(tmp_path / "shards/shard-00000.x.npy").shape == (8, 4, 1, 8, 8)
     train_mod.train(cfg, tmp_path / "run", progress=False)
