@@ -23,6 +23,12 @@ try:
     PLANS = grid.loop_plans(config)
 except UserError as err:
     raise ValueError(f"config error: {err}") from None
+if config.get("protocol", "embedded") != "embedded":
+    raise ValueError(
+        f"config error: profile {config['profile']!r} asks for protocol {config['protocol']!r} (the paper's FID on 50,000 samples "
+        "against ADM's reference batch, IS, FVD), which this pipeline does not have yet: inspect its grid with "
+        "'elt describe --config <profile>', and pre-encode and train its runs with 'elt encode' and 'elt train'"
+    )
 TARGETS = grid.targets(config)
 WORK, RESULTS = config["work"], config["results"]
 if config["reference"] and not Path(config["reference"]).is_file():

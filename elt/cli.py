@@ -77,18 +77,66 @@ def parse_exit_range(text: str) -> tuple[int, int]:
 
 
 def cmd_describe(args):
+    import yaml
+
     from . import config
-    from .accounting import describe
+    from .accounting import describe, describe_profile
     from .model import build
     from .runs import assemble
 
-    cfgs = [config.load(path) for path in args.config]
     described = []
-    for cfg in cfgs:
+    for path in args.config:
+        raw = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
+        if isinstance(raw, dict) and "grid" in raw:  # a pipeline profile: every run of its grid
+            profile = load_profile(path)
+            rows = describe_profile(profile)
+            if args.run_configs:
+                from .grid import expand
+                from .provenance import write_json
+
+                for run, run_cfg in expand(profile).items():
+                    write_json(Path(args.run_configs) / f"{run}.json", run_cfg)
+            if not args.json:
+                print(profile_table(path, rows))
+                continue
+            described.extend(rows)
+            continue
+        cfg = config.load(path)
         parts = assemble(cfg)
         loops = args.loops or list(range(1, parts.net_cfg.loops + 1))  # baselines: loops = 1, one depth
         described.append(describe(parts, build(parts.net_cfg), loops))
-    print(json.dumps(described, indent=2))
+    if described:
+        print(json.dumps(described, indent=2))
+
+
+def load_profile(path: str) -> dict:
+    """A pipeline profile as Snakemake sees it: the harness's config/default.yaml with the file merged
+    over it (mappings merge, lists and values replace)."""
+    import yaml
+
+    from . import config
+
+    default = Path(__file__).resolve().parents[1] / "config/default.yaml"
+    try:
+        overlay = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"profile {path!r} is not valid YAML ({str(err).splitlines()[0]}): fix its syntax") from None
+    return config.merge(yaml.safe_load(default.read_text()), overlay) if Path(path).resolve() != default else overlay
+
+
+def profile_table(path: str, rows: list[dict]) -> str:
+    """Markdown: one line per run, with the paper's parameter count beside the harness's where known."""
+    lines = [f"{path}: {len(rows)} runs", "", "| run | family | N x L | width | unique params | GFLOPs/sample | paper params | vs paper |",
+             "|---|---|---|---|---|---|---|---|"]
+    def count(n: float) -> str:
+        return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+    for r in rows:
+        paper = count(r["paper_params"]) if r["paper_params"] else "-"
+        versus = f"{r['params_vs_paper']:+.1%}" if r["params_vs_paper"] is not None else "-"
+        lines.append(f"| {r['run']} | {r['family']} | {r['layout']} | {r['width']} (d={r['dim']}) | {count(r['unique_params'])} "
+                     f"| {r['gflops_per_sample']:,.{1 if r['gflops_per_sample'] >= 10 else 3}f} | {paper} | {versus} |")
+    return "\n".join(lines)
 
 
 def _read_json(path: str, what: str, fix: str) -> dict:
@@ -286,8 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("describe", help="print parameters and FLOPs per loop count as JSON, one object per config")
-    p.add_argument("--config", required=True, nargs="+", help="one or more run configs")
+    p = sub.add_parser("describe", help="parameters and FLOPs: per loop count of run configs (JSON), or every run of a profile (table)")
+    p.add_argument("--config", required=True, nargs="+", help="run configs, or pipeline profiles (config/*.yaml, config/paper/*.yaml: "
+                   "merged over config/default.yaml as Snakemake does)")
+    p.add_argument("--json", action="store_true", help="profiles: JSON rows instead of the table")
+    p.add_argument("--run-configs", metavar="DIR", help="profiles: also write each run's config to DIR/<run>.json (for elt encode / elt train)")
     p.add_argument("--loops", type=parse_loops, help="loop counts to report (default 1..L_max of each run)")
     p.set_defaults(func=cmd_describe)
     p = sub.add_parser("check", help="compare a metrics.csv with a committed reference (per-row and aggregate tests); exit 1 on regression")

@@ -36,6 +36,14 @@ def codec_paths(work: str, dataset: str) -> dict:
     return {"tokenizer": f"{work}/tokenizers/{dataset}/tokenizer.pt", "tokens": f"{work}/tokenizers/{dataset}/train_tokens.npz"}
 
 
+STREAMED = ("imagenet",)  # data sets a profile never loads whole: runs train from pre-encoded shards
+
+
+def shard_folder(work: str, dataset: str, codec: dict) -> str:
+    """Where the pipeline puts a dataset's training split pre-encoded with a pretrained codec."""
+    return f"{work}/shards/{dataset}-{codec.get('pretrained')}"
+
+
 def _members(profile: dict):
     """(run name, pipeline settings, full run config dict) for every group x family x seed of a profile."""
     for group in profile["grid"]:
@@ -47,8 +55,12 @@ def _members(profile: dict):
                             f"use one of {', '.join(profile['datasets'])}")
         settings = {"dataset": dataset, "num_samples": group.get("num_samples", profile["metrics"]["num_samples"]),
                     "extra_loops": group.get("extra_loops", profile["extra_loops"])}
-        codec = {}
-        if group.get("codec", "pixels") == "vq":
+        codec, kind = {}, group.get("codec", "pixels")
+        if isinstance(kind, dict):  # a pretrained codec from a local path; streamed data sets train from its shards
+            codec = dict(kind)
+            if profile["datasets"][dataset].get("dataset") in STREAMED:
+                codec["shards"] = shard_folder(profile["work"], dataset, codec)
+        elif kind == "vq":
             if dataset not in profile.get("tokenizers", {}):
                 raise UserError(f"grid group {name!r} asks for codec vq but tokenizers has no entry {dataset!r}: add its settings")
             codec = codec_paths(profile["work"], dataset)
@@ -113,3 +125,15 @@ def loop_plans(profile: dict) -> dict[str, dict[str, str]]:
             named[name] = str(spec)
         out[run] = named
     return out
+
+
+def paper_rows(profile: dict) -> dict[str, dict]:
+    """{run name: the paper's reported row for its group and family (params, FID, ...)} where the
+    profile's grid groups give one under `paper`."""
+    rows = {}
+    for run, cfg in expand(profile).items():
+        group = next(g for g in profile["grid"] if run.startswith(g["name"] + "-"))
+        row = (group.get("paper") or {}).get(cfg["model"]["family"])
+        if row:
+            rows[run] = row
+    return rows

@@ -24,6 +24,7 @@ WIDTHS: dict[str, Width] = {
     "L": Width(dim=1024, heads=16),
     "XL": Width(dim=1152, heads=16),
     "G": Width(dim=1536, heads=16),
+    "H": Width(dim=1920, heads=16),  # the paper's diffusion rows: the one width within 5% of most of them (README)
 }
 
 

@@ -55,9 +55,9 @@ class Parts:
     net_cfg: NetConfig
 
 
-def assemble(cfg: RunConfig, shape=None, classes: int | None = None) -> Parts:
+def assemble(cfg: RunConfig, shape=None, classes: int | None = None, codec=None) -> Parts:
     shape = shape or data_shape(cfg)
-    codec = codecs.for_run(cfg, shape)
+    codec = codec or codecs.for_run(cfg, shape)
     generator = (MaskedGenerator if cfg.model.generator == "masked" else DiffusionGenerator)(cfg, codec)
     n, loops = layout(cfg.model.family, cfg.model.n_unique, cfg.model.loops)
     net_cfg = generator.net_config(classes if classes is not None else num_classes(cfg), n, loops)
