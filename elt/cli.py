@@ -50,6 +50,16 @@ def cmd_encode(args):
     print(json.dumps({k: manifest[k] for k in ("total", "shard_size", "codec")} | {"skipped": len(manifest["skipped"]), "out": str(out)}))
 
 
+def cmd_paper_metrics(args):
+    from .protocol import evaluate
+    from .provenance import write_json
+    from .runtime import resolve_device
+
+    record = evaluate(args.samples, args.reference, args.inception_weights, resolve_device(args.device or "auto"))
+    write_json(args.out, record)
+    print(json.dumps({k: record.get(k) for k in ("num_samples", "fid_adm", "fid_clean", "inception_score")}))
+
+
 def cmd_sample(args):
     from .sample import sample
     from .schedule import EarlyExit, parse_schedule
@@ -65,7 +75,7 @@ def cmd_sample(args):
     else:
         plans = args.loops
     runtime = {key: getattr(args, key) for key in ("device", "precision") if getattr(args, key)}
-    for path in sample(args.checkpoint, plans, args.num, args.seed, args.out, args.threads, runtime, args.weights):
+    for path in sample(args.checkpoint, plans, args.num, args.seed, args.out, args.threads, runtime, args.weights, args.shards, args.shard):
         print(path)
 
 
@@ -323,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--weights", choices=("ema", "raw"), default="ema",
                    help="ema: the run's EMA weights when it kept them (default); raw: the optimised weights")
+    p.add_argument("--shards", type=int, default=1, help="split --num into this many files, {shard} in --out, each with its own "
+                   "seed; under torchrun the ranks share them out (default 1)")
+    p.add_argument("--shard", type=int, help="with --shards: write only this shard (0-based)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_sample)
 
@@ -376,6 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_runtime_options(p)
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("paper-metrics", help="FID (ADM's and clean resize) and Inception Score of image samples at the paper's protocol")
+    p.add_argument("--samples", required=True, nargs="+", help="sample files of 'elt sample' (e.g. its --shards files; 50,000 in all for the paper)")
+    p.add_argument("--reference", required=True, help="ADM's reference batch .npz (arr_0 images and/or mu, sigma)")
+    p.add_argument("--inception-weights", help="pytorch-fid's pt_inception-2015-12-05 .pth for the Inception Score (default: not measured)")
+    p.add_argument("--out", required=True, help="the JSON record to write")
+    p.add_argument("--device", help="where the Inception runs: auto (default), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_paper_metrics)
 
     p = sub.add_parser("export-png", help="write the samples of an .npz file as PNGs (video: one strip per clip)")
     p.add_argument("samples", help=".npz written by 'elt sample' or the pipeline (work/<profile>/samples/...)")

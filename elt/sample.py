@@ -82,11 +82,20 @@ def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return samples, labels, meta
 
 
+def shard_seed(seed: int, shard: int, shards: int) -> int:
+    """The sampling seed of one shard: the run's seed itself when there is one shard (so unsharded
+    samples stay what they were), else a seed derived from (seed, shard)."""
+    return seed if shards == 1 else int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
+
+
 def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads: int = 1,
-           runtime: dict | None = None, weights: str = "ema") -> list[Path]:
+           runtime: dict | None = None, weights: str = "ema", shards: int = 1, only_shard: int | None = None) -> list[Path]:
     """loops: loop counts (ints), or LoopSchedules / EarlyExit rules (elt.schedule), one file each.
     runtime: settings that override the run's own runtime section (e.g. {"device": "cpu"});
-    weights: ema or raw (elt.runs.load_checkpoint)."""
+    weights: ema or raw (elt.runs.load_checkpoint).
+    shards > 1 splits the `num` samples (labels balanced over all of them) into that many files, each
+    with its own seed; `out` then names them with {shard}. Under torchrun rank r writes shards r, r +
+    ranks, ...; only_shard writes one."""
     from .accounting import loop_plan_cost
 
     torch.set_num_threads(threads)
@@ -95,29 +104,38 @@ def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads:
             check_loops(loop)
     if num < 1:
         raise UserError(f"--num {num} is invalid: ask for at least 1 sample")
-    paths = out_paths(out, [plan_name(loop) for loop in loops])
+    if not 1 <= shards <= num or (only_shard is not None and not 0 <= only_shard < shards):
+        raise UserError(f"--shards {shards} / --shard {only_shard} do not fit {num} samples: use 1 <= shards <= num and 0 <= shard < shards")
+    if shards > 1 and "{shard}" not in out:
+        raise UserError(f"--out {out!r} names one file for {shards} shards: put '{{shard}}' in it, e.g. samples_{{shard}}.npz")
     parts, net, ckpt = load_checkpoint(checkpoint, weights)
     runtime = Runtime(dataclasses.replace(parts.cfg.runtime, **(runtime or {})))
     model = runtime.prepare(net)
     if hasattr(parts.codec, "to"):  # a pretrained codec decodes on the run's device
         parts.codec.to(runtime.device)
-    labels = balanced_labels(num, net.cfg.num_classes)
+    every_label = balanced_labels(num, net.cfg.num_classes)
+    mine = [only_shard] if only_shard is not None else list(range(runtime.rank, shards, runtime.world_size))
     written = []
-    for loop, path in zip(loops, paths.values()):
-        generate(parts, model, loop, labels[:2], seed, runtime=runtime)  # warm-up, so the timing below is steady-state
-        started, used = time.perf_counter(), []
-        samples = generate(parts, model, loop, labels, seed, loops_used=used, runtime=runtime)  # ends on the CPU: timed to completion
-        seconds = time.perf_counter() - started
-        meta = {
-            "run": parts.cfg.run, "checkpoint": str(checkpoint), "checkpoint_step": ckpt["step"],
-            "loops": loop if isinstance(loop, int) else loop.text,
-            "num": num, "seed": seed, "sampling_steps": parts.cfg.sampling_steps, "guidance": parts.cfg.guidance,
-            "seconds": seconds, "samples_per_second": num / seconds, "threads": threads,
-            "weights": "ema" if weights == "ema" and "ema" in ckpt else "raw",
-            **({} if isinstance(loop, int) else loop_plan_cost(net, used[0], parts.cfg.guidance)), **provenance(runtime),
-        }
-        save_samples(path, samples, labels.numpy(), meta)
-        written.append(path)
+    for shard in mine:
+        first, end = shard * num // shards, (shard + 1) * num // shards
+        labels, shard_seed_value = every_label[first:end], shard_seed(seed, shard, shards)
+        paths = out_paths(out.replace("{shard}", f"{shard:05d}"), [plan_name(loop) for loop in loops])
+        for loop, path in zip(loops, paths.values()):
+            generate(parts, model, loop, labels[:2], shard_seed_value, runtime=runtime)  # warm-up, so the timing below is steady-state
+            started, used = time.perf_counter(), []
+            samples = generate(parts, model, loop, labels, shard_seed_value, loops_used=used, runtime=runtime)  # ends on the CPU
+            seconds = time.perf_counter() - started
+            meta = {
+                "run": parts.cfg.run, "checkpoint": str(checkpoint), "checkpoint_step": ckpt["step"],
+                "loops": loop if isinstance(loop, int) else loop.text,
+                "num": len(labels), "seed": shard_seed_value, "sampling_steps": parts.cfg.sampling_steps, "guidance": parts.cfg.guidance,
+                "seconds": seconds, "samples_per_second": len(labels) / seconds, "threads": threads,
+                "weights": "ema" if weights == "ema" and "ema" in ckpt else "raw",
+                **({"shard": shard, "shards": shards, "first": first, "num_total": num, "run_seed": seed} if shards > 1 else {}),
+                **({} if isinstance(loop, int) else loop_plan_cost(net, used[0], parts.cfg.guidance)), **provenance(runtime),
+            }
+            save_samples(path, samples, labels.numpy(), meta)
+            written.append(path)
     return written
 
 

