@@ -40,8 +40,13 @@ STREAMED = ("imagenet",)  # data sets a profile never loads whole: runs train fr
 
 
 def shard_folder(work: str, dataset: str, codec: dict) -> str:
-    """Where the pipeline puts a dataset's training split pre-encoded with a pretrained codec."""
-    return f"{work}/shards/{dataset}-{codec.get('pretrained')}"
+    """Where the pipeline puts a dataset's training split pre-encoded with a pretrained codec: one
+    folder per (dataset, codec settings), shared by every run that trains on it."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(codec, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{work}/shards/{dataset}-{codec.get('pretrained')}-{digest}"
 
 
 def _members(profile: dict):
@@ -54,7 +59,7 @@ def _members(profile: dict):
             raise UserError(f"grid group {name!r} uses dataset {dataset!r}, which is not under datasets: "
                             f"use one of {', '.join(profile['datasets'])}")
         settings = {"dataset": dataset, "num_samples": group.get("num_samples", profile["metrics"]["num_samples"]),
-                    "extra_loops": group.get("extra_loops", profile["extra_loops"])}
+                    "extra_loops": group.get("extra_loops", profile["extra_loops"]), "anytime": group.get("anytime", True)}
         codec, kind = {}, group.get("codec", "pixels")
         if isinstance(kind, dict):  # a pretrained codec from a local path; streamed data sets train from its shards
             codec = dict(kind)
@@ -84,20 +89,23 @@ def expand(profile: dict) -> dict[str, dict]:
 
 def pipeline_settings(profile: dict) -> dict[str, dict]:
     """{run name: {dataset: its name under the profile's datasets, num_samples: per loop count,
-    extra_loops: beyond L_max (the group's own, or the profile's)}}."""
+    extra_loops: beyond L_max (the group's own, or the profile's), anytime: sampled at every L up to L_max}}."""
     return {run: settings for run, settings, _ in _members(profile)}
 
 
-def eval_loops(run: dict, extra_loops: list[int]) -> list[int]:
+def eval_loops(run: dict, extra_loops: list[int], anytime: bool = True) -> list[int]:
+    """Loop counts a looped run is sampled at: 1..L_max (anytime), or L_max alone, and the extra ones beyond."""
     model = run["model"]
     if model["family"] in baselines.LAYOUTS:  # unlooped: one depth
         return [1]
-    return sorted(set(range(1, model["loops"] + 1)) | {l for l in extra_loops if l > model["loops"]})
+    below = range(1, model["loops"] + 1) if anytime else [model["loops"]]
+    return sorted(set(below) | {l for l in extra_loops if l > model["loops"]})
 
 
 def targets(profile: dict) -> list[tuple[str, int]]:
     """Every (run, loop count) the pipeline samples and evaluates."""
-    return [(run, loops) for run, settings, cfg in _members(profile) for loops in eval_loops(cfg, settings["extra_loops"])]
+    return [(run, loops) for run, settings, cfg in _members(profile)
+            for loops in eval_loops(cfg, settings["extra_loops"], settings["anytime"])]
 
 
 def loop_plans(profile: dict) -> dict[str, dict[str, str]]:

@@ -79,7 +79,7 @@ def load_is_network(path) -> torch.nn.Module:
     """pytorch-fid's TF Inception weights (pt_inception-2015-12-05-6726825d.pth) from a local file, strictly."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Inception weights {str(path)!r} do not exist: set metrics.inception_weights to pytorch-fid's "
+        raise UserError(f"Inception weights {str(path)!r} do not exist: set paper_protocol.inception_weights to pytorch-fid's "
                         "pt_inception-2015-12-05 file, or leave it empty (Inception Score not measured)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -123,9 +123,8 @@ def inception_score(logits: np.ndarray, split: int = IS_SPLIT) -> dict:
 # --- the reference batch and the evaluation ------------------------------------------------------
 def reference_batch(path) -> dict:
     """ADM's reference .npz -> {"mu", "sigma"} (its own statistics, when present) and "images" (uint8 (N, 3, H, W))."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"FID reference batch {str(path)!r} does not exist: set metrics.fid_reference to ADM's "
+    if not path or not Path(path).is_file():
+        raise UserError(f"FID reference batch {str(path)!r} does not exist: set paper_protocol.fid_reference to ADM's "
                         "VIRTUAL_imagenet256_labeled.npz (or any .npz with arr_0 images or mu/sigma)")
     try:
         with np.load(path) as f:
@@ -182,8 +181,77 @@ def evaluate(sample_paths: list[str], reference_path: str, inception_weights: st
         record.update(inception_score(inception_logits(load_is_network(inception_weights), samples, device=device)))
         record["inception_weights_sha"] = file_sha(inception_weights)
     else:
-        record["inception_score"], record["inception_score_note"] = None, "not measured: no Inception weights given (metrics.inception_weights)"
+        record["inception_score"], record["inception_score_note"] = None, "not measured: no Inception weights given (paper_protocol.inception_weights)"
     runs = sorted({m.get("run") for m in metas})
     record.update({"runs": runs, "shards": [str(p) for p in sample_paths], "protocol": {**PROTOCOL, "feature_device": str(device)},
                    **provenance()})
     return record
+
+
+# --- videos: FVD against the training split (MAGVIT's protocol) -----------------------------------
+def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int = 32, device=None) -> None:
+    """I3D features of the first `clips` training clips (all when None), read a chunk at a time."""
+    from .data import Stream
+    from .i3d import i3d_features, load_i3d
+    from .provenance import atomic_path
+
+    stream = Stream(data_cfg, "train")
+    count = len(stream) if clips is None else min(clips, len(stream))
+    net, chunks = load_i3d(), []
+    for start in range(0, count, batch):
+        chunks.append(i3d_features(np.stack([stream.read(i) for i in range(start, min(start + batch, count))]), net, device=device or "cpu"))
+    with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:
+        np.savez(f, features=np.concatenate(chunks), split_sha=np.array(stream.split_sha), clips=np.array(count))
+
+
+def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str | None = None, device="cpu") -> dict:
+    """The paper's metrics of one (run, loop count) from its sample shards: images FID and IS (evaluate),
+    videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting)."""
+    from .i3d import i3d_features
+    from .provenance import provenance
+    from .sample import load_samples
+
+    first, _, meta = load_samples(sample_paths[0])
+    if first.shape[1] == 1:
+        record = evaluate(sample_paths, settings["fid_reference"], settings.get("inception_weights"), device)
+    else:
+        clips = np.concatenate([load_samples(p)[0] for p in sample_paths])
+        with np.load(fvd_reference_npz) as f:
+            reference = f["features"]
+        features = i3d_features(clips, device=device)
+        record = {"num_samples": len(clips), "num_reference": len(reference),
+                  "fvd": metrics.frechet_distance(*metrics.mean_cov(features), *metrics.mean_cov(reference)),
+                  "protocol": {"name": "paper", "fvd": "elt.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on every "
+                               "generated clip against the first paper_protocol.fvd_reference_clips training clips (all when null)",
+                               "feature_device": str(device)}, **provenance()}
+    return {**record, "run": meta["run"], "loops": meta["loops"], "checkpoint_step": meta["checkpoint_step"],
+            "sampling_steps": meta["sampling_steps"], "guidance": meta["guidance"]}
+
+
+PAPER_TABLE_METRICS = ("fid_adm", "fid_clean", "inception_score", "fvd")
+
+
+def paper_table(record_paths: list[str], profile: dict, out_csv: str) -> None:
+    """One row per (run, loop count) with the paper's reported row beside it at the run's trained L."""
+    import json
+
+    import pandas as pd
+
+    from .grid import expand, paper_rows
+    from .provenance import atomic_path
+
+    runs, reported = expand(profile), paper_rows(profile)
+    rows = []
+    for path in record_paths:
+        record = json.loads(Path(path).read_text())
+        cfg = runs[record["run"]]
+        trained = cfg["model"]["loops"] if cfg["model"]["family"] in ("elt", "looped") else 1
+        train_record = json.loads((Path(profile["work"]) / "runs" / record["run"] / "train.json").read_text())
+        paper = reported.get(record["run"], {}) if record["loops"] == trained else {}
+        rows.append({"run": record["run"], "family": cfg["model"]["family"], "width": cfg["model"]["width"],
+                     "n_unique": cfg["model"]["n_unique"], "loops_train": cfg["model"]["loops"], "loops": record["loops"],
+                     "unique_params": train_record["unique_params"], "steps": train_record["steps"], "num_samples": record["num_samples"],
+                     **{m: record.get(m) for m in PAPER_TABLE_METRICS},
+                     "paper_params": paper.get("params"), **{f"paper_{m}": paper.get(m) for m in ("fid", "is", "fvd")}})
+    with atomic_path(out_csv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)

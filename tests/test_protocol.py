@@ -52,7 +52,7 @@ def test_the_inception_score_network_loads_strictly_from_a_local_file(is_weights
     torch.save(state, tmp_path / "headless.pth")
     with pytest.raises(UserError, match="do not match the TF Inception with its 1008-way head"):
         protocol.load_is_network(tmp_path / "headless.pth")
-    with pytest.raises(UserError, match="do not exist: set metrics.inception_weights"):
+    with pytest.raises(UserError, match="do not exist: set paper_protocol.inception_weights"):
         protocol.load_is_network(tmp_path / "absent.pth")
 
 

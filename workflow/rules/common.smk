@@ -16,9 +16,10 @@ def of_runs_dataset(pattern):
 
 
 def codec_inputs(wc):
-    """A masked run on VQ codes needs its dataset's tokenizer and pre-tokenized training split."""
+    """A masked run on VQ codes needs its dataset's tokenizer and pre-tokenized training split; a run on
+    a streamed data set, the shards of its codec."""
     codec = RUNS[wc.run]["codec"]
-    return [path for path in (codec["tokenizer"], codec["tokens"]) if path]
+    return [path for path in (codec["tokenizer"], codec["tokens"]) if path] + ([f"{codec['shards']}/manifest.json"] if codec["shards"] else [])
 
 
 def eval_files():

@@ -1,0 +1,8 @@
+from elt import config
+from elt.protocol import fvd_reference_features
+from elt.runtime import profile_device
+from elt.workflow import logged
+
+with logged(snakemake.log[0]):
+    fvd_reference_features(config.from_dict(snakemake.params.run_config).data, snakemake.params.clips, snakemake.output[0],
+                           device=profile_device(snakemake.config))

@@ -1,0 +1,8 @@
+from elt.protocol import evaluate_run
+from elt.provenance import write_json
+from elt.runtime import profile_device
+from elt.workflow import logged
+
+with logged(snakemake.log[0]):
+    write_json(snakemake.output[0], evaluate_run(list(snakemake.input.shards), snakemake.params.settings,
+                                                 (snakemake.input.fvd_reference or [None])[0], profile_device(snakemake.config)))
