@@ -37,6 +37,28 @@ class PixelTokens:
         return values.clip(0, 255).astype(np.uint8).reshape(len(tokens), t, c, h, w)
 
 
+class LoadsOnFirstUse:
+    """A pretrained codec's network: loaded from its local path when first needed (describing a run or
+    reading its shards needs only the codec's geometry), on the device the codec was moved to."""
+
+    _net, device = None, torch.device("cpu")
+
+    def load(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    @property
+    def net(self) -> torch.nn.Module:
+        if self._net is None:
+            self._net = self.load().to(self.device)
+        return self._net
+
+    def to(self, device) -> None:
+        """Code on `device` (the run's: sampling and pre-encoding on a GPU decode and encode there)."""
+        self.device = torch.device(device)
+        if self._net is not None:
+            self._net.to(self.device)
+
+
 def to_signal(data: np.ndarray) -> torch.Tensor:
     """uint8 (N, T, C, H, W) -> float (N, C, T, H, W) in [-1, 1]."""
     return rearrange(torch.from_numpy(data).float() / 127.5 - 1.0, "n t c h w -> n c t h w")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from .codecs import from_signal, to_signal
+from .codecs import LoadsOnFirstUse, from_signal, to_signal
 from .errors import UserError
 
 CONFIG = "config.json"
@@ -58,7 +58,7 @@ def load(weights: str, subfolder: str | None = None):
     return vae.eval().requires_grad_(False)
 
 
-class VAECodec:
+class VAECodec(LoadsOnFirstUse):
     kind = "continuous"
 
     def __init__(self, weights: str, subfolder: str | None, shape: tuple[int, int, int, int], latent_channels: int = 4,
@@ -81,7 +81,6 @@ class VAECodec:
         if h % downsampling or w % downsampling:
             raise UserError(f"the VAE codes images with sides divisible by {downsampling}, not examples of shape {shape}: "
                             "fix data.image_size")
-        self._net, self.device = None, torch.device("cpu")
 
     @property
     def scale(self) -> float:
@@ -90,17 +89,8 @@ class VAECodec:
             self._scale = float(read_config(self.weights, self.subfolder).get("scaling_factor", 0.18215))
         return self._scale
 
-    @property
-    def net(self):
-        if self._net is None:
-            self._net = load(self.weights, self.subfolder).to(self.device)
-        return self._net
-
-    def to(self, device) -> None:
-        """Code on `device` (the run's: sampling and pre-encoding on a GPU decode and encode there)."""
-        self.device = torch.device(device)
-        if self._net is not None:
-            self._net.to(self.device)
+    def load(self):
+        return load(self.weights, self.subfolder)
 
     def identity(self) -> dict:
         """The config and every weights file, hashed: shards of another VAE are refused."""

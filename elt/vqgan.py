@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .codecs import LoadsOnFirstUse
 from .errors import UserError
 
 
@@ -187,7 +188,7 @@ def load(path, layout: str = "maskgit") -> VQGAN:
     return net.eval()
 
 
-class VQGANCodec:
+class VQGANCodec(LoadsOnFirstUse):
     """Images uint8 (N, 1, 3, H, W) <-> tokens (N, H/f * W/f); the network loads on first use."""
 
     kind = "tokens"
@@ -201,19 +202,9 @@ class VQGANCodec:
         self.weights, self.layout, self.shape = weights, layout, shape
         self.side = (h // cfg.downsampling, w // cfg.downsampling)
         self.grid, self.vocab_size = (1, *self.side), cfg.codebook
-        self._net, self.device = None, torch.device("cpu")
 
-    @property
-    def net(self) -> VQGAN:
-        if self._net is None:
-            self._net = load(self.weights, self.layout).to(self.device)
-        return self._net
-
-    def to(self, device) -> None:
-        """Code on `device` (the run's: sampling and pre-encoding on a GPU decode and encode there)."""
-        self.device = torch.device(device)
-        if self._net is not None:
-            self._net.to(self.device)
+    def load(self):
+        return load(self.weights, self.layout)
 
     def identity(self) -> dict:
         from .provenance import file_sha
