@@ -96,7 +96,10 @@ def cmd_describe(args):
 
     described = []
     for path in args.config:
-        raw = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
+        except yaml.YAMLError:
+            raw = None  # config.load below says what is wrong, in one line
         if isinstance(raw, dict) and "grid" in raw:  # a pipeline profile: every run of its grid
             profile = load_profile(path)
             rows = describe_profile(profile)
@@ -138,6 +141,7 @@ def profile_table(path: str, rows: list[dict]) -> str:
     """Markdown: one line per run, with the paper's parameter count beside the harness's where known."""
     lines = [f"{path}: {len(rows)} runs", "", "| run | family | N x L | width | unique params | GFLOPs/sample | paper params | vs paper |",
              "|---|---|---|---|---|---|---|---|"]
+
     def count(n: float) -> str:
         return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 

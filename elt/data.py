@@ -22,7 +22,6 @@ from .errors import UnreadableExample, UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 SPLITS = ("train", "held_out")
-BAD_FILE_POLICIES = ("stop", "skip")
 
 
 @dataclass
@@ -139,7 +138,7 @@ def read_imagenet_image(path: Path, size: int) -> np.ndarray:
 
 def _imagenet_index(root: Path, split: str) -> tuple[list[tuple[Path, int]], list[str]]:
     folders = {name: root / name for name in ("train", "val")}
-    for name, where in folders.items():
+    for where in folders.values():
         if not where.is_dir():
             raise UserError(f"ImageNet folder {str(where)!r} is missing: data.path must hold train/ and val/, one sub-folder per class")
     classes = sorted(d.name for d in folders["train"].iterdir() if d.is_dir())
@@ -149,7 +148,7 @@ def _imagenet_index(root: Path, split: str) -> tuple[list[tuple[Path, int]], lis
         raise UserError(f"ImageNet val/ and train/ have different class folders (e.g. {odd[0]!r}): "
                         "val/ must be in the class-per-folder layout of train/")
     where = folders["train" if split == "train" else "val"]
-    items = [(f, i) for i, c in enumerate(classes) for f in sorted((where / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES | {".jpeg"}]
+    items = [(f, i) for i, c in enumerate(classes) for f in sorted((where / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not items:
         raise UserError(f"ImageNet folder {str(where)!r} has no images in its class folders: fix data.path")
     return items, classes

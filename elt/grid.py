@@ -9,6 +9,8 @@ ELT runs too.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 import baselines
@@ -42,9 +44,6 @@ STREAMED = ("imagenet",)  # data sets a profile never loads whole: runs train fr
 def shard_folder(work: str, dataset: str, codec: dict) -> str:
     """Where the pipeline puts a dataset's training split pre-encoded with a pretrained codec: one
     folder per (dataset, codec settings), shared by every run that trains on it."""
-    import hashlib
-    import json
-
     digest = hashlib.sha256(json.dumps(codec, sort_keys=True).encode()).hexdigest()[:8]
     return f"{work}/shards/{dataset}-{codec.get('pretrained')}-{digest}"
 
