@@ -36,7 +36,8 @@ def test_smoke_profile_runs_through_a_scheduler(smoke, tmp_path):
     local = pd.read_csv(smoke / "results/smoke/metrics.csv")
     local = local[local.run.isin(scheduled.run)].reset_index(drop=True)
     assert len(scheduled) == len(local) > 0
-    pd.testing.assert_frame_equal(scheduled.drop(columns="samples_per_second"), local.drop(columns="samples_per_second"))
+    # dtypes aside: the local run's video rows leave n_fid empty, which makes that column float there
+    pd.testing.assert_frame_equal(scheduled.drop(columns="samples_per_second"), local.drop(columns="samples_per_second"), check_dtype=False)
 
 
 def long_training_profile(repo: Path) -> str:
