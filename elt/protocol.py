@@ -184,7 +184,7 @@ def evaluate(sample_paths: list[str], reference_path: str, inception_weights: st
         record["inception_score"], record["inception_score_note"] = None, "not measured: no Inception weights given (paper_protocol.inception_weights)"
     runs = sorted({m.get("run") for m in metas})
     record.update({"runs": runs, "shards": [str(p) for p in sample_paths], "protocol": {**PROTOCOL, "feature_device": str(device)},
-                   **provenance()})
+                   **provenance(), "device": str(device)})
     return record
 
 
@@ -223,7 +223,7 @@ def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str
                   "fvd": metrics.frechet_distance(*metrics.mean_cov(features), *metrics.mean_cov(reference)),
                   "protocol": {"name": "paper", "fvd": "elt.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on every "
                                "generated clip against the first paper_protocol.fvd_reference_clips training clips (all when null)",
-                               "feature_device": str(device)}, **provenance()}
+                               "feature_device": str(device)}, **provenance(), "device": str(device)}
     return {**record, "run": meta["run"], "loops": meta["loops"], "checkpoint_step": meta["checkpoint_step"],
             "sampling_steps": meta["sampling_steps"], "guidance": meta["guidance"]}
 

@@ -119,3 +119,30 @@ def test_sharded_sampling_splits_the_labels_and_gives_each_shard_its_own_seed(tm
     assert load_samples(whole)[2]["seed"] == 7  # one shard: the run's seed, as before
     with pytest.raises(UserError, match="put '\\{shard\\}' in it"):
         sample(checkpoint, [2], 25, 7, str(tmp_path / "x.npz"), shards=3)
+
+
+def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
+    from elt import config
+    from elt.i3d import i3d_features
+    from elt.video import moving_digits
+
+    data = config.from_dict({"data": {"dataset": "moving_digits", "image_size": 12, "frames": 9}}).data
+    protocol.fvd_reference_features(data, 3, str(tmp_path / "ref.npz"), batch=2)
+    with np.load(tmp_path / "ref.npz") as f:
+        reference, clips = f["features"], int(f["clips"])
+    from elt.data import Stream
+
+    stream = Stream(data, "train")
+    assert clips == 3  # read in chunks of 2: the same features as all at once, to fp32 convolution order
+    np.testing.assert_allclose(reference, i3d_features(np.stack([stream.read(i) for i in range(3)])), rtol=1e-4, atol=1e-5)
+    digits = np.random.default_rng(0).integers(0, 256, (2, 8, 8), dtype=np.uint8)
+    samples = moving_digits(digits, 9, 12, 1)
+    paths = []
+    for k in range(2):
+        paths.append(str(tmp_path / f"s_{k}.npz"))
+        save_samples(paths[-1], samples[k:k + 1], np.zeros(1, np.int64),
+                     {"run": "v", "loops": 2, "checkpoint_step": 1, "sampling_steps": 2, "guidance": 1.0})
+    record = protocol.evaluate_run(paths, {"fid_reference": None}, str(tmp_path / "ref.npz"))
+    expected = metrics.frechet_distance(*metrics.mean_cov(i3d_features(samples)), *metrics.mean_cov(reference))
+    assert record["fvd"] == pytest.approx(expected) and record["num_samples"] == 2 and record["num_reference"] == 3
+    assert record["run"] == "v" and record["loops"] == 2 and record["protocol"]["name"] == "paper"
