@@ -331,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "distribution JS divergence for masked, relative change of the prediction for diffusion)")
     p.add_argument("--exit-range", type=parse_exit_range, default=None, metavar="LMIN-LMAX",
                    help="with --early-exit: the loops each sample may use (default 1 to the trained L)")
-    p.add_argument("--num", type=int, default=100, help="samples per loop count, labels cycling through the classes (default 100)")
+    p.add_argument("--num", "--num-samples", dest="num", type=int, default=100,
+                   help="samples per loop count, labels cycling through the classes (default 100); under torchrun write "
+                        "--num-samples (torchrun takes --num for its own --numa-binding)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every loop count (default 0)")
     p.add_argument("--out", required=True, help="output .npz; with several loop counts put {loops} in the name")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

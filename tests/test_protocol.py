@@ -146,3 +146,16 @@ def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
     expected = metrics.frechet_distance(*metrics.mean_cov(i3d_features(samples)), *metrics.mean_cov(reference))
     assert record["fvd"] == pytest.approx(expected) and record["num_samples"] == 2 and record["num_reference"] == 3
     assert record["run"] == "v" and record["loops"] == 2 and record["protocol"]["name"] == "paper"
+
+
+def test_torchrun_ranks_share_the_sample_shards_out(tmp_path):
+    from elt.train import train
+
+    train(tiny_cfg(train={"steps": 2}), tmp_path / "run", progress=False)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "elt.cli", "sample",
+                           "--checkpoint", str(tmp_path / "run/checkpoint.pt"), "--loops", "2", "--num-samples", "12", "--shards", "3",
+                           "--out", str(tmp_path / "ranks_{shard}.npz")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = sample(str(tmp_path / "run/checkpoint.pt"), [2], 12, 0, str(tmp_path / "one_{shard}.npz"), shards=3)
+    for k, path in enumerate(one):
+        assert np.array_equal(load_samples(tmp_path / f"ranks_{k:05d}.npz")[0], load_samples(path)[0])
