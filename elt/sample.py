@@ -108,6 +108,7 @@ def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads:
         raise UserError(f"--shards {shards} / --shard {only_shard} do not fit {num} samples: use 1 <= shards <= num and 0 <= shard < shards")
     if shards > 1 and "{shard}" not in out:
         raise UserError(f"--out {out!r} names one file for {shards} shards: put '{{shard}}' in it, e.g. samples_{{shard}}.npz")
+    out_paths(out, [plan_name(loop) for loop in loops])  # a bad --out fails before any work
     parts, net, ckpt = load_checkpoint(checkpoint, weights)
     runtime = Runtime(dataclasses.replace(parts.cfg.runtime, **(runtime or {})))
     model = runtime.prepare(net)
