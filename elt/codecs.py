@@ -10,6 +10,8 @@ shards record, so data another codec made is refused.
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import torch
 from einops import rearrange
@@ -37,14 +39,15 @@ class PixelTokens:
         return values.clip(0, 255).astype(np.uint8).reshape(len(tokens), t, c, h, w)
 
 
-class LoadsOnFirstUse:
+class LoadsOnFirstUse(abc.ABC):
     """A pretrained codec's network: loaded from its local path when first needed (describing a run or
     reading its shards needs only the codec's geometry), on the device the codec was moved to."""
 
     _net, device = None, torch.device("cpu")
 
+    @abc.abstractmethod
     def load(self) -> torch.nn.Module:
-        raise NotImplementedError
+        """The network, read from the codec's weights."""
 
     @property
     def net(self) -> torch.nn.Module:

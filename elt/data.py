@@ -81,8 +81,12 @@ def _ucf101(cfg: DataConfig, split: str) -> Dataset:
     official = "train" if split == "train" else "test"
     clips, labels, classes = read_ucf101(cfg.path, official, cfg.fold, cfg.frames, cfg.frame_stride, cfg.image_size)
     held, _ = ucf101_index(cfg.path, "test", cfg.fold)
-    sha = hashlib.sha256("\n".join(str(p.relative_to(cfg.path)) for p, _ in held).encode()).hexdigest()[:16]
-    return Dataset(clips, labels, classes, sha)
+    return Dataset(clips, labels, classes, listed_split_sha(cfg.path, held))
+
+
+def listed_split_sha(root, held: list[tuple[Path, int]]) -> str:
+    """The split hash of a data set whose held-out files are listed (UCF-101, ImageNet's val/)."""
+    return hashlib.sha256("\n".join(str(p.relative_to(root)) for p, _ in held).encode()).hexdigest()[:16]
 
 
 def load(cfg: DataConfig, split: str) -> Dataset:
@@ -171,7 +175,7 @@ class Stream:
                 held, _ = ucf101_index(cfg.path, "test", cfg.fold)
             self.items = [path for path, _ in listed]
             self.labels = np.array([label for _, label in listed], dtype=np.int64)
-            self.split_sha = hashlib.sha256("\n".join(str(p.relative_to(cfg.path)) for p, _ in held).encode()).hexdigest()[:16]
+            self.split_sha = listed_split_sha(cfg.path, held)
             self._loaded = None
         else:
             self._loaded = load(cfg, split)

@@ -143,25 +143,33 @@ def reference_batch(path) -> dict:
 
 
 def read_sample_shards(paths: list[str]) -> tuple[np.ndarray, list[dict]]:
-    """uint8 (N, 3, H, W) images of `elt sample` files, in order, and their metadata."""
+    """uint8 (N, T, C, H, W) samples of `elt sample` files, in order, and their metadata."""
     from .sample import load_samples
 
-    images, metas = [], []
+    samples, metas = [], []
     for path in paths:
-        samples, _, meta = load_samples(path)
-        if samples.shape[1] != 1 or samples.shape[2] != 3:
-            raise UserError(f"samples {path!r} are {samples.shape[1:]} (T, C, H, W), not RGB images: the paper's FID is for ImageNet samples")
-        images.append(samples[:, 0])
+        part, _, meta = load_samples(path)
+        samples.append(part)
         metas.append(meta)
-    return np.concatenate(images), metas
+    return np.concatenate(samples), metas
 
 
-def evaluate(sample_paths: list[str], reference_path: str, inception_weights: str | None = None, device="cpu") -> dict:
-    """FID at ADM's and clean resize and the Inception Score of the samples in `sample_paths`."""
+def rgb_images(samples: np.ndarray, paths: list[str]) -> np.ndarray:
+    """uint8 (N, 3, H, W) of samples that are RGB images; anything else is refused in one line."""
+    if samples.shape[1] != 1 or samples.shape[2] != 3:
+        raise UserError(f"samples {paths[0]!r} are {samples.shape[1:]} (T, C, H, W), not RGB images: the paper's FID is for ImageNet samples")
+    return samples[:, 0]
+
+
+def evaluate(sample_paths: list[str], reference_path: str, inception_weights: str | None = None, device="cpu",
+             read: tuple[np.ndarray, list[dict]] | None = None) -> dict:
+    """FID at ADM's and clean resize and the Inception Score of the samples in `sample_paths`
+    (read: those files already read by read_sample_shards)."""
     from .provenance import file_sha, provenance
 
     reference = reference_batch(reference_path)
-    samples, metas = read_sample_shards(sample_paths)
+    samples, metas = read or read_sample_shards(sample_paths)
+    samples = rgb_images(samples, sample_paths)
     extractor = metrics.InceptionExtractor()
     adm = adm_features(samples, extractor, device=device)
     clean = metrics.inception_features(samples, extractor, device=device)
@@ -209,13 +217,12 @@ def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str
     videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting)."""
     from .i3d import i3d_features
     from .provenance import provenance
-    from .sample import load_samples
 
-    first, _, meta = load_samples(sample_paths[0])
-    if first.shape[1] == 1:
-        record = evaluate(sample_paths, settings["fid_reference"], settings.get("inception_weights"), device)
+    clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
+    meta = metas[0]
+    if clips.shape[1] == 1:
+        record = evaluate(sample_paths, settings["fid_reference"], settings.get("inception_weights"), device, (clips, metas))
     else:
-        clips = np.concatenate([load_samples(p)[0] for p in sample_paths])
         with np.load(fvd_reference_npz) as f:
             reference = f["features"]
         features = i3d_features(clips, device=device)

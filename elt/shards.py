@@ -64,7 +64,8 @@ def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: 
     from tqdm import tqdm
 
     from . import data
-    from .runs import assemble, data_shape
+    from .codecs import for_run
+    from .runs import data_shape
     from .runtime import Runtime
 
     if split not in data.SPLITS:
@@ -75,7 +76,7 @@ def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: 
     runtime = Runtime(cfg.runtime)
     runtime.join()
     stream = data.Stream(cfg.data, split)
-    codec = assemble(cfg, data_shape(cfg), len(stream.classes)).codec
+    codec = for_run(cfg, data_shape(cfg))
     wanted = identity(cfg, codec, split)
     for name in (MANIFEST, PLAN):
         if (out / name).is_file():

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import config, data, ilsd
+from . import codecs, config, data, ilsd
 from .config import RunConfig
 from .errors import UserError
 from .model import build, count_params
@@ -80,9 +80,10 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         from .shards import ShardSet
 
         shape = data_shape(cfg)
-        shards = ShardSet(cfg.codec.shards, cfg, assemble(cfg, shape, 1).codec)
+        codec = codecs.for_run(cfg, shape)
+        shards = ShardSet(cfg.codec.shards, cfg, codec)
         x_all, labels, classes, split_sha = shards, shards.labels, shards.classes, shards.split_sha
-        parts = assemble(cfg, shape, len(classes))
+        parts = assemble(cfg, shape, len(classes), codec=codec)
     elif cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
         from .tokenizer import load_tokens
 
