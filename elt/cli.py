@@ -260,17 +260,24 @@ def cmd_export_png(args):
 
 
 def cmd_job_seconds(args):
-    from .provenance import atomic_path
+    import os
+    import platform
+
+    from .provenance import atomic_path, git_commit
     from .workflow import job_seconds
 
     logs = sorted(Path(".snakemake/log").glob("*.snakemake.log")) if args.log is None else [Path(args.log)]
     if not logs or not logs[-1].is_file():
         raise UserError(f"no Snakemake log at {args.log or '.snakemake/log/'}: run the pipeline first, or pass its log")
-    table, wall = job_seconds(logs[-1].read_text())
-    text = (f"# Job-seconds per rule\n\nFrom `{logs[-1]}`: {int(table['jobs'].sum())} jobs, "
-            f"{table['job_seconds'].sum():.0f} job-seconds, {wall:.0f} s from the first start to the last finish.\n\n"
+    table, jobs, wall = job_seconds(logs[-1].read_text())
+    text = (f"# Job-seconds per rule\n\nFrom `{logs[-1]}` (commit {git_commit()}, host {platform.node()}, {os.cpu_count()} CPUs): "
+            f"{int(table['jobs'].sum())} jobs, {table['job_seconds'].sum():.0f} job-seconds, "
+            f"{wall:.0f} s from the first start to the last finish.\n\n"
             + "| rule | jobs | job-seconds | share |\n|---|---|---|---|\n"
-            + "".join(f"| {r.rule} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for r in table.itertuples()))
+            + "".join(f"| {r.rule} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for r in table.itertuples())
+            + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
+            + "".join(f"| {r.rule} | {r.wildcards} | {(r.start - jobs['start'].min()).total_seconds():.0f} s | {r.seconds:.0f} |\n"
+                      for r in jobs.head(args.longest).itertuples()))
     print(text)
     if args.out:
         with atomic_path(args.out) as tmp:
@@ -412,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("job-seconds", help="per rule: jobs, job-seconds and share of a pipeline run, from Snakemake's log")
     p.add_argument("log", nargs="?", help="a .snakemake/log/*.snakemake.log (default: the newest)")
     p.add_argument("--out", help="also write the table here (markdown), e.g. results/job_seconds.md")
+    p.add_argument("--longest", type=int, default=15, help="how many of the longest jobs to list (default 15)")
     p.set_defaults(func=cmd_job_seconds)
     return parser
 

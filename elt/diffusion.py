@@ -94,7 +94,7 @@ class DiffusionGenerator:
                             "pick divisors for model.patch_time and model.patch_size")
         grid = (t // patch[0], h // patch[1], ww // patch[2])
         return NetConfig("diffusion", w.dim, w.heads, w.mlp_ratio, n_unique, loops, grid, num_classes,
-                         in_channels=self.codec.channels, patch=patch)
+                         in_channels=self.codec.channels, patch=patch, activation=self.cfg.model.activation)
 
     # --- training -------------------------------------------------------------------------------
     def training_inputs(self, batch, gen):

@@ -31,7 +31,7 @@ class MaskedGenerator:
     def net_config(self, num_classes: int, n_unique: int, loops: int) -> NetConfig:
         w = width(self.cfg.model.width)
         return NetConfig("masked", w.dim, w.heads, w.mlp_ratio, n_unique, loops, self.codec.grid, num_classes,
-                         vocab_size=self.codec.vocab_size)
+                         vocab_size=self.codec.vocab_size, activation=self.cfg.model.activation)
 
     # --- training -------------------------------------------------------------------------------
     def training_inputs(self, batch, gen):

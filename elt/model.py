@@ -36,6 +36,7 @@ class NetConfig:
     vocab_size: int = 0  # masked: codebook size (the [MASK] token is one more)
     in_channels: int = 0  # diffusion: channels of the denoised signal
     patch: tuple[int, int, int] = (1, 1, 1)  # diffusion: (pt, ph, pw)
+    activation: str = "gelu"  # MLP nonlinearity: gelu | gelu_tanh
 
     @property
     def seq_len(self) -> int:
@@ -49,6 +50,7 @@ class NetConfig:
     def from_dict(cls, d: dict) -> "NetConfig":
         d = dict(d)
         d["grid"], d["patch"] = tuple(d["grid"]), tuple(d["patch"])
+        d.setdefault("activation", "gelu_tanh")  # checkpoints written before the field existed used tanh
         return cls(**d)
 
 
@@ -73,14 +75,14 @@ def modulate(x, shift, scale):
 class Block(nn.Module):
     """Pre-norm transformer layer; with adaln=True the norms are modulated by a condition (adaLN-Zero)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, adaln: bool):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int, adaln: bool, activation: str = "gelu"):
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=not adaln, eps=1e-6)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=not adaln, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"), nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none"), nn.Linear(mlp_ratio * dim, dim))
         self.adaln = None
         if adaln:
             self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
@@ -107,7 +109,7 @@ class LoopedStack(nn.Module):
 
     def __init__(self, cfg: NetConfig, adaln: bool):
         super().__init__()
-        self.layers = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, adaln) for _ in range(cfg.n_unique))
+        self.layers = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, adaln, cfg.activation) for _ in range(cfg.n_unique))
 
     def step(self, x, c):
         """One loop: the N unique layers once."""

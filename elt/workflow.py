@@ -31,23 +31,28 @@ def logged(log_path: str):
 
 # --- where a run's time goes --------------------------------------------------------------------
 _STAMP = r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]"
-_START = re.compile(_STAMP + r"\n(?:local)?rule (\w+):(?:\n    .*)*?\n    jobid: (\d+)")
+_START = re.compile(_STAMP + r"\n(?:local)?rule (\w+):\n((?:    .*\n?)*)")
 _FINISH = re.compile(_STAMP + r"\nFinished jobid: (\d+) \(Rule: (\w+)\)")
 
 
-def job_seconds(log_text: str) -> tuple[pd.DataFrame, float]:
+def job_seconds(log_text: str) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """From a Snakemake log (.snakemake/log/*.snakemake.log): (per rule: jobs, job-seconds, share),
-    and the wall time from the first job's start to the last job's end. Snakemake stamps whole seconds."""
+    (per job: rule, wildcards, start, seconds; longest first), and the wall time from the first job's
+    start to the last job's end. Snakemake stamps whole seconds."""
     def parse(stamp):
         return datetime.strptime(" ".join(stamp.split()), "%a %b %d %H:%M:%S %Y")
-    started = {int(m.group(3)): (m.group(2), parse(m.group(1))) for m in _START.finditer(log_text)}
+    started = {}
+    for m in _START.finditer(log_text):
+        job, wildcards = re.search(r"    jobid: (\d+)", m.group(3)), re.search(r"    wildcards: (.*)", m.group(3))
+        if job:
+            started[int(job.group(1))] = (m.group(2), wildcards.group(1) if wildcards else "", parse(m.group(1)))
     finished = {int(m.group(2)): parse(m.group(1)) for m in _FINISH.finditer(log_text)}
-    rows = [{"rule": rule, "seconds": (finished[job] - start).total_seconds()}
-            for job, (rule, start) in started.items() if job in finished and rule != "all"]
+    rows = [{"rule": rule, "wildcards": wildcards, "start": start, "seconds": (finished[job] - start).total_seconds()}
+            for job, (rule, wildcards, start) in started.items() if job in finished and rule != "all"]
     if not rows:
         raise UserError("the log holds no finished job: pass a Snakemake log of a run that executed jobs (.snakemake/log/)")
     jobs = pd.DataFrame(rows)
     table = jobs.groupby("rule")["seconds"].agg(jobs="count", job_seconds="sum").sort_values("job_seconds", ascending=False)
     table["share"] = table["job_seconds"] / table["job_seconds"].sum()
-    wall = (max(finished.values()) - min(start for _, start in started.values())).total_seconds()
-    return table.reset_index(), wall
+    wall = (max(finished.values()) - jobs["start"].min()).total_seconds()
+    return table.reset_index(), jobs.sort_values("seconds", ascending=False, kind="stable").reset_index(drop=True), wall

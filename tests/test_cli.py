@@ -69,6 +69,7 @@ def test_train_then_sample_several_loop_counts(tmp_path):
     ({"train": {"steps": "many"}}, ["'train.steps' must be int"]),
     ({"model": {"loops": 0}}, ["'model.loops' is 0", "at least 1"]),
     ({"model": {"family": "recurrent"}}, ["'model.family'", "use one of"]),
+    ({"model": {"activation": "relu"}}, ["'model.activation'", "use one of"]),
     ({"data": {"dataset": "folder", "path": "/nonexistent"}}, ["does not exist", "data.path"]),
     ({"data": {"dataset": "ucf101"}}, ["'ucf101' but data.path is empty", "UCF-101 root"]),
     ({"data": {"dataset": "ucf101", "path": "/nonexistent", "channels": 3}}, ["classInd.txt", "is missing"]),

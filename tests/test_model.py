@@ -130,3 +130,15 @@ def test_output_shapes():
     video_masked = network("video_masked", "elt")
     x, labels, t = inputs_for(video_masked)
     assert video_masked.cfg.grid == (4, 3, 3) and video_masked(x, labels).shape == (3, 36, 16)
+
+
+def test_activation_is_recorded_and_old_checkpoints_keep_tanh():
+    """The MLP nonlinearity is part of the network's config; a net_config saved before the field
+    existed was trained with DiT's tanh approximation and must rebuild with it."""
+    from elt.model import NetConfig
+
+    net = network("diffusion", "elt")
+    assert net.cfg.activation == "gelu" and net.stack.layers[0].mlp[1].approximate == "none"
+    old = {k: v for k, v in net.cfg.to_dict().items() if k != "activation"}
+    rebuilt = build(NetConfig.from_dict(old))
+    assert rebuilt.cfg.activation == "gelu_tanh" and rebuilt.stack.layers[0].mlp[1].approximate == "tanh"

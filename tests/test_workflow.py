@@ -37,10 +37,11 @@ Finished jobid: 0 (Rule: all)
 
 
 def test_job_seconds_per_rule_and_wall_time():
-    table, wall = job_seconds(LOG)
+    table, jobs, wall = job_seconds(LOG)
     assert table.to_dict("records") == [{"rule": "train", "jobs": 2, "job_seconds": 180.0, "share": pytest.approx(180 / 290)},
                                         {"rule": "evaluate", "jobs": 1, "job_seconds": 110.0, "share": pytest.approx(110 / 290)}]
     assert wall == 180.0
+    assert jobs[["rule", "wildcards", "seconds"]].values.tolist() == [["evaluate", "", 110.0], ["train", "run=a", 100.0], ["train", "", 80.0]]
 
 
 def test_job_seconds_command_writes_its_table(tmp_path, capsys):
@@ -48,6 +49,7 @@ def test_job_seconds_command_writes_its_table(tmp_path, capsys):
     main(["job-seconds", str(tmp_path / "run.snakemake.log"), "--out", str(tmp_path / "job_seconds.md")])
     written = (tmp_path / "job_seconds.md").read_text()
     assert "| train | 2 | 180 | 62% |" in written and "3 jobs, 290 job-seconds, 180 s" in written
+    assert "| evaluate |  | 0 s | 110 |" in written and "| train | run=a | 0 s | 100 |" in written
 
 
 def test_a_log_without_finished_jobs_is_refused():
