@@ -179,7 +179,7 @@ class InceptionExtractor(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, x):
-        # channels-last lets oneDNN pick its faster convolutions (about 20% on a CPU core), equal to 1e-5
+        # channels-last lets oneDNN pick its faster convolutions (about 15% on a CPU core; features equal to 1e-5)
         return self.net(((x - 128.0) / 128.0).contiguous(memory_format=torch.channels_last))
 
 

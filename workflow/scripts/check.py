@@ -1,16 +1,18 @@
-import sys
+import contextlib
+import io
 
 from elt.cli import main
 from elt.provenance import atomic_path
 from elt.workflow import logged
 
-# The same command users run: `elt check`; its table goes to the output, and a regression fails the job.
+# The same command users run: `elt check`. Its table always goes to the log (a failed job says
+# which rows regressed); the output is written only when the check passes.
 with logged(snakemake.log[0]):
+    table = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(table):
+            main(["check", "--reference", snakemake.input.reference, snakemake.input.metrics])
+    finally:
+        print(table.getvalue())
     with atomic_path(snakemake.output[0]) as tmp:
-        with open(tmp, "w") as out:
-            stdout, sys.stdout = sys.stdout, out
-            try:
-                main(["check", "--reference", snakemake.input.reference, snakemake.input.metrics])
-            finally:
-                sys.stdout = stdout
-        print(tmp.read_text())
+        tmp.write_text(table.getvalue())
