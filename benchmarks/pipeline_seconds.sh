@@ -18,7 +18,7 @@ workflow/run.sh "$bin/snakemake" --cores "$cores" --configfile "config/$profile.
     --config work="$scratch" results="$scratch/results" > "$scratch/snakemake.out" 2>&1 \
     || { tail -20 "$scratch/snakemake.out" >&2; exit 1; }
 seconds=$(($(date +%s) - start))
-log=$(sed -n 's/^Complete log: //p' "$scratch/snakemake.out" | tail -1)
+log=$(ls -t .snakemake/log/*.snakemake.log | head -1)  # this run's: the newest
 "$bin/elt" job-seconds "$log" --out "results/job_seconds-$profile.md" > /dev/null
 printf '\nSnakemake command to exit: %d s (%d min %d s) on %d cores.\n' "$seconds" $((seconds / 60)) $((seconds % 60)) "$cores" \
     >> "results/job_seconds-$profile.md"
