@@ -270,13 +270,14 @@ def cmd_job_seconds(args):
     if not logs or not logs[-1].is_file():
         raise UserError(f"no Snakemake log at {args.log or '.snakemake/log/'}: run the pipeline first, or pass its log")
     table, jobs, wall = job_seconds(logs[-1].read_text())
+    first_start = jobs["start"].min()
     text = (f"# Job-seconds per rule\n\nFrom `{logs[-1]}` (commit {git_commit()}, host {platform.node()}, {os.cpu_count()} CPUs): "
             f"{int(table['jobs'].sum())} jobs, {table['job_seconds'].sum():.0f} job-seconds, "
             f"{wall:.0f} s from the first start to the last finish.\n\n"
             + "| rule | jobs | job-seconds | share |\n|---|---|---|---|\n"
             + "".join(f"| {r.rule} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for r in table.itertuples())
             + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
-            + "".join(f"| {r.rule} | {r.wildcards} | {(r.start - jobs['start'].min()).total_seconds():.0f} s | {r.seconds:.0f} |\n"
+            + "".join(f"| {r.rule} | {r.wildcards} | {(r.start - first_start).total_seconds():.0f} s | {r.seconds:.0f} |\n"
                       for r in jobs.head(args.longest).itertuples()))
     print(text)
     if args.out:
