@@ -19,31 +19,24 @@ rule aggregate:
 
 rule plots:
     input:
-        rules.aggregate.output.csv,
-        rules.loop_plan_table.output[0],
+        metrics=rules.aggregate.output.csv,
+        plans=rules.loop_plan_table.output[0],
+        samples=[f"{WORK}/samples/{run}/L{loops}.npz" for run, loops in TARGETS],
     output:
         pareto_params=report(f"{RESULTS}/plots/pareto_params.png", category="Pareto"),
         pareto_gflops=report(f"{RESULTS}/plots/pareto_gflops.png", category="Pareto"),
         anytime=report(f"{RESULTS}/plots/anytime.png", category="Any-time"),
         tables=[f"{RESULTS}/plots/{name}.csv" for name in ("pareto_params", "pareto_gflops", "anytime")],
+        # a grid per run: one column per loop count, one row per class
+        sample_grids=report(expand(f"{RESULTS}/plots/samples/{{run}}.png", run=RUNS), category="Samples"),
+        sample_tables=expand(f"{RESULTS}/plots/samples/{{run}}.csv", run=RUNS),
     params:
         metrics=config["audit"]["primary_metric"],
+        targets=TARGETS,  # in the order of input.samples
     log:
         f"{WORK}/logs/plots.log",
     script:
         "../scripts/plots.py"
-
-
-rule sample_grid:
-    input:
-        lambda wc: [f"{WORK}/samples/{wc.run}/L{loops}.npz" for run, loops in TARGETS if run == wc.run],
-    output:
-        png=report(f"{RESULTS}/plots/samples/{{run}}.png", category="Samples"),
-        table=f"{RESULTS}/plots/samples/{{run}}.csv",
-    log:
-        f"{WORK}/logs/sample_grid/{{run}}.log",
-    script:
-        "../scripts/sample_grid.py"
 
 
 rule throughput:

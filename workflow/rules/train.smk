@@ -20,17 +20,3 @@ rule train:
     script:
         "../scripts/train.py"
 
-
-rule sample:
-    input:
-        rules.train.output.checkpoint,
-    output:
-        f"{WORK}/samples/{{run}}/L{{loops}}.npz",
-    params:
-        num=lambda wc: SETTINGS[wc.run]["num_samples"],
-        seed=config["metrics"]["sample_seed"],
-    threads: config["threads"]
-    log:
-        f"{WORK}/logs/sample/{{run}}_L{{loops}}.log",
-    script:
-        "../scripts/sample.py"

@@ -3,9 +3,14 @@ import torch
 from elt.evaluate import evaluate
 from elt.provenance import write_json
 from elt.runtime import profile_device
+from elt.sample import sample
+from elt.schedule import parse_plan
 from elt.workflow import logged
 
 with logged(snakemake.log[0]):
+    params, out = snakemake.params, snakemake.output
+    loops = parse_plan(params.plan, params.l_max) if params.plan else int(snakemake.wildcards.loops)
+    sample(snakemake.input.checkpoint, [loops], params.num, params.seed, out.samples, threads=snakemake.threads)
     torch.set_num_threads(snakemake.threads)
-    write_json(snakemake.output.record, evaluate(snakemake.input.samples[0], snakemake.input.reference, snakemake.input.classifier,
-                                                 snakemake.params.settings, snakemake.output.features, profile_device(snakemake.config)))
+    write_json(out.record, evaluate(out.samples, snakemake.input.reference, snakemake.input.classifier, params.settings,
+                                    out.features, profile_device(snakemake.config)))
