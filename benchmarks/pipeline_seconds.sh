@@ -19,7 +19,7 @@ workflow/run.sh "$bin/snakemake" --cores "$cores" --configfile "config/$profile.
     || { tail -20 "$scratch/snakemake.out" >&2; exit 1; }
 seconds=$(($(date +%s) - start))
 log=$(ls -t .snakemake/log/*.snakemake.log | head -1)  # this run's: the newest
-"$bin/elt" job-seconds "$log" --out "results/job_seconds-$profile.md" > /dev/null
+"$bin/elt" job-seconds "$log" --work "$scratch" --out "results/job_seconds-$profile.md" > /dev/null
 printf '\nSnakemake command to exit: %d s (%d min %d s) on %d cores.\n' "$seconds" $((seconds / 60)) $((seconds % 60)) "$cores" \
     >> "results/job_seconds-$profile.md"
 cat "results/job_seconds-$profile.md"

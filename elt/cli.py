@@ -264,7 +264,7 @@ def cmd_job_seconds(args):
     import platform
 
     from .provenance import atomic_path, git_commit
-    from .workflow import job_seconds
+    from .workflow import job_seconds, training_speeds
 
     logs = sorted(Path(".snakemake/log").glob("*.snakemake.log")) if args.log is None else [Path(args.log)]
     if not logs or not logs[-1].is_file():
@@ -279,6 +279,13 @@ def cmd_job_seconds(args):
             + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
             + "".join(f"| {r.rule} | {r.wildcards} | {(r.start - first_start).total_seconds():.0f} s | {r.seconds:.0f} |\n"
                       for r in jobs.head(args.longest).itertuples()))
+    if args.work:
+        speeds = training_speeds(args.work)
+        if not speeds:
+            raise UserError(f"no finished training run under {args.work!r} (runs/*/train.json): pass the run's work folder")
+        text += ("\nMachine speed during the run: training steps/s of each run (its train.json). This machine's speed "
+                 "varies by up to 2x between days: compare job-seconds of two runs in proportion to these.\n\n"
+                 "| run | steps/s |\n|---|---|\n" + "".join(f"| {run} | {value:.2f} |\n" for run, value in speeds))
     print(text)
     if args.out:
         with atomic_path(args.out) as tmp:
@@ -421,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log", nargs="?", help="a .snakemake/log/*.snakemake.log (default: the newest)")
     p.add_argument("--out", help="also write the table here (markdown), e.g. results/job_seconds.md")
     p.add_argument("--longest", type=int, default=15, help="how many of the longest jobs to list (default 15)")
+    p.add_argument("--work", help="the run's work folder (e.g. work/default): also list its training speeds, the machine's speed during the run")
     p.set_defaults(func=cmd_job_seconds)
     return parser
 

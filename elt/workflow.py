@@ -60,3 +60,17 @@ def job_seconds(log_text: str) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     table["share"] = table["job_seconds"] / table["job_seconds"].sum()
     wall = (max(finished.values()) - jobs["start"].min()).total_seconds()
     return table.reset_index(), jobs.sort_values("seconds", ascending=False, kind="stable").reset_index(drop=True), wall
+
+
+def training_speeds(work: str | Path) -> list[tuple[str, float]]:
+    """(run, training steps/s) of every finished run under a work folder (its runs/*/train.json): this
+    machine's speed during a pipeline run, which varies by 2x between days here; the job-seconds of two
+    runs compare only in proportion to it."""
+    import json
+
+    speeds = []
+    for record in sorted(Path(work).glob("runs/*/train.json")):
+        value = json.loads(record.read_text()).get("steps_per_second")
+        if value:
+            speeds.append((record.parent.name, float(value)))
+    return speeds

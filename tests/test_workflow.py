@@ -1,4 +1,6 @@
 """Where a pipeline run's time went, read from Snakemake's own log."""
+import json
+
 import pytest
 
 from elt.cli import main
@@ -55,3 +57,16 @@ def test_job_seconds_command_writes_its_table(tmp_path, capsys):
 def test_a_log_without_finished_jobs_is_refused():
     with pytest.raises(UserError, match="no finished job"):
         job_seconds("Building DAG of jobs...\nNothing to be done.\n")
+
+
+def test_job_seconds_lists_the_training_speeds_of_the_runs_work_folder(tmp_path, capsys):
+    (tmp_path / "run.snakemake.log").write_text(LOG)
+    for run, speed in (("a", 6.5), ("b", 20.25)):
+        (tmp_path / "work/runs" / run).mkdir(parents=True)
+        (tmp_path / "work/runs" / run / "train.json").write_text(json.dumps({"steps_per_second": speed}))
+    main(["job-seconds", str(tmp_path / "run.snakemake.log"), "--out", str(tmp_path / "t.md"), "--work", str(tmp_path / "work")])
+    written = (tmp_path / "t.md").read_text()
+    assert "| a | 6.50 |" in written and "| b | 20.25 |" in written
+    with pytest.raises(SystemExit):
+        main(["job-seconds", str(tmp_path / "run.snakemake.log"), "--work", str(tmp_path)])
+    assert "no finished training run under" in capsys.readouterr().err
