@@ -1,8 +1,8 @@
 # Sampling and every metric of one (run, loop count) in one job: the run's samples at that L (kept
 # as .npz), then against its dataset's reference: images FID, fd_domain, KID; videos FVD,
 # fvd_domain; both class accuracy, throughput and bootstrap intervals; and the features each
-# Frechet distance was computed from. One process for both halves: a second job per (run, L) cost
-# more in start-up (Python, torch, clean-fid) than sampling itself.
+# Frechet distance was computed from. One process for both halves: a separate sampling job spent
+# about as long starting (Python, torch: ~1.5 s) as sampling 800 images at L=1.
 
 
 rule evaluate:
