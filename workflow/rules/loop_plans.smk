@@ -8,11 +8,7 @@ use rule evaluate as evaluate_plan with:
         record=f"{WORK}/eval/{{run}}/P_{{plan}}.json",
         features=f"{WORK}/eval/{{run}}/P_{{plan}}_features.npz",
     params:
-        plan=lambda wc: PLANS[wc.run][wc.plan],
-        l_max=lambda wc: RUNS[wc.run]["model"]["loops"],
-        num=lambda wc: SETTINGS[wc.run]["num_samples"],
-        seed=config["metrics"]["sample_seed"],  # the fixed-L samples' seed and labels: paired draws
-        settings=config["metrics"],
+        plan=lambda wc: PLANS[wc.run][wc.plan],  # the other params are evaluate's: the fixed-L samples' seed and labels, paired draws
     log:
         f"{WORK}/logs/evaluate/{{run}}_P_{{plan}}.log",
 

@@ -1,5 +1,3 @@
-import torch
-
 from elt.evaluate import evaluate
 from elt.provenance import write_json
 from elt.runtime import profile_device
@@ -10,7 +8,6 @@ from elt.workflow import logged
 with logged(snakemake.log[0]):
     params, out = snakemake.params, snakemake.output
     loops = parse_plan(params.plan, params.l_max) if params.plan else int(snakemake.wildcards.loops)
-    sample(snakemake.input.checkpoint, [loops], params.num, params.seed, out.samples, threads=snakemake.threads)
-    torch.set_num_threads(snakemake.threads)
+    sample(snakemake.input.checkpoint, [loops], params.num, params.seed, out.samples, threads=snakemake.threads)  # sets torch's threads for both
     write_json(out.record, evaluate(out.samples, snakemake.input.reference, snakemake.input.classifier, params.settings,
                                     out.features, profile_device(snakemake.config)))
