@@ -1,6 +1,7 @@
 """Metrics agree with the reference libraries on the same features."""
 import numpy as np
 import pytest
+import torch
 from cleanfid.fid import frechet_distance as cleanfid_fd
 from pytorch_fid.fid_score import calculate_frechet_distance as pytorch_fid_fd
 
@@ -54,6 +55,14 @@ def test_kid_is_seeded_unbiased_and_near_zero_for_same_distribution():
     assert metrics.kid(a, b, seed=3) == metrics.kid(a, b, seed=3)
 
 
+def test_kid_equals_clean_fids_kernel_distance():
+    from cleanfid.fid import kernel_distance
+
+    a, b = feature_sets(120, 90, 16)
+    np.random.seed(4)
+    assert metrics.kid(a, b, seed=4, subsets=20) == kernel_distance(a, b, num_subsets=20)
+
+
 def test_inception_features_through_clean_fid():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (3, 3, 8, 8), dtype=np.uint8)
@@ -61,6 +70,23 @@ def test_inception_features_through_clean_fid():
     assert feats.shape == (3, 2048) and (feats >= 0).all()
     again = metrics.inception_features(images[[2, 0, 1]], batch_size=3)
     np.testing.assert_allclose(again, feats[[2, 0, 1]], rtol=1e-4, atol=1e-4)
+
+
+def test_inception_features_equal_clean_fids_get_model_features():
+    """Our batch loop around clean-fid's resizer gives clean-fid's own features, to the bit."""
+    from cleanfid.fid import get_model_features
+
+    images = np.random.default_rng(1).integers(0, 255, (5, 3, 8, 8), dtype=np.uint8)
+    extractor = metrics.InceptionExtractor()
+    cursor = iter(range(0, 10, 2))
+
+    def batches(_z):  # clean-fid asks for full batches: its last one wraps around, as ours does
+        start = next(cursor)
+        return torch.from_numpy(images[(start + np.arange(2)) % 5].astype(np.float32))
+
+    theirs = get_model_features(batches, extractor, mode="clean", z_dim=1, num_gen=5, batch_size=2,
+                                device=torch.device("cpu"), verbose=False)
+    np.testing.assert_array_equal(metrics.inception_features(images, extractor, batch_size=2), theirs)
 
 
 def test_missing_inception_weights_name_the_fix(monkeypatch):
