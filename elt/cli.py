@@ -264,7 +264,7 @@ def cmd_job_seconds(args):
     import platform
 
     from .provenance import atomic_path, git_commit
-    from .workflow import job_seconds, training_speeds
+    from .workflow import job_seconds, job_seconds_by_part, training_speeds
 
     logs = sorted(Path(".snakemake/log").glob("*.snakemake.log")) if args.log is None else [Path(args.log)]
     if not logs or not logs[-1].is_file():
@@ -276,6 +276,9 @@ def cmd_job_seconds(args):
             f"{wall:.0f} s from the first start to the last finish.\n\n"
             + "| rule | jobs | job-seconds | share |\n|---|---|---|---|\n"
             + "".join(f"| {r.rule} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for r in table.itertuples())
+            + "\nPer part of the grid (what leaving it out of the profile would save):\n\n"
+            + "| part | jobs | job-seconds | share |\n|---|---|---|---|\n"
+            + "".join(f"| {r.part} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for r in job_seconds_by_part(jobs).itertuples())
             + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
             + "".join(f"| {r.rule} | {r.wildcards} | {(r.start - first_start).total_seconds():.0f} s | {r.seconds:.0f} |\n"
                       for r in jobs.head(args.longest).itertuples()))

@@ -62,6 +62,20 @@ def job_seconds(log_text: str) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     return table.reset_index(), jobs.sort_values("seconds", ascending=False, kind="stable").reset_index(drop=True), wall
 
 
+def job_seconds_by_part(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per part of the grid (a grid group's runs, evaluations and throughput timing; a dataset's
+    reference and classifier, shared by the groups on it; the whole grid's aggregation): jobs and
+    job-seconds, what leaving that part out of a profile would save."""
+    def part(wildcards: str) -> str:
+        fields = dict(item.split("=", 1) for item in wildcards.split(", ") if "=" in item)
+        if "run" in fields or "group" in fields:  # run and group names both start with the grid group
+            return "group " + (fields.get("run") or fields["group"]).split("-")[0]
+        return f"dataset {fields['dataset']}" if "dataset" in fields else "whole grid"
+    table = jobs.assign(part=jobs["wildcards"].map(part)).groupby("part")["seconds"].agg(jobs="count", job_seconds="sum")
+    table["share"] = table["job_seconds"] / table["job_seconds"].sum()
+    return table.sort_values("job_seconds", ascending=False).reset_index()
+
+
 def training_speeds(work: str | Path) -> list[tuple[str, float]]:
     """(run, training steps/s) of every finished run under a work folder (its runs/*/train.json): this
     machine's speed during a pipeline run, which varies by 2x between days here; the job-seconds of two

@@ -5,7 +5,9 @@ import pytest
 
 from elt.cli import main
 from elt.errors import UserError
-from elt.workflow import job_seconds
+import pandas as pd
+
+from elt.workflow import job_seconds, job_seconds_by_part
 
 LOG = """Building DAG of jobs...
 [Mon Nov 30 01:00:00 2026]
@@ -46,12 +48,23 @@ def test_job_seconds_per_rule_and_wall_time():
     assert jobs[["rule", "wildcards", "seconds"]].values.tolist() == [["evaluate", "", 110.0], ["train", "run=a", 100.0], ["train", "", 80.0]]
 
 
+def test_job_seconds_per_part_of_the_grid():
+    jobs = pd.DataFrame({"wildcards": ["run=masked-elt-XS-2x3-s0", "run=masked-elt-XS-2x3-s0, loops=2",
+                                       "group=masked-XS-2x3-s0", "run=video_diffusion-elt-XS-2x2-s0", "dataset=digits", ""],
+                         "seconds": [100.0, 10.0, 5.0, 60.0, 20.0, 5.0]})
+    table = job_seconds_by_part(jobs)
+    assert table[["part", "jobs", "job_seconds"]].values.tolist() == [
+        ["group masked", 3, 115.0], ["group video_diffusion", 1, 60.0], ["dataset digits", 1, 20.0], ["whole grid", 1, 5.0]]
+    assert table["share"].sum() == pytest.approx(1.0)
+
+
 def test_job_seconds_command_writes_its_table(tmp_path, capsys):
     (tmp_path / "run.snakemake.log").write_text(LOG)
     main(["job-seconds", str(tmp_path / "run.snakemake.log"), "--out", str(tmp_path / "job_seconds.md")])
     written = (tmp_path / "job_seconds.md").read_text()
     assert "| train | 2 | 180 | 62% |" in written and "3 jobs, 290 job-seconds, 180 s" in written
     assert "| evaluate |  | 0 s | 110 |" in written and "| train | run=a | 0 s | 100 |" in written
+    assert "| group a | 1 | 100 | 34% |" in written and "| whole grid | 2 | 190 | 66% |" in written
 
 
 def test_a_log_without_finished_jobs_is_refused():
