@@ -1,12 +1,11 @@
 """Where a pipeline run's time went, read from Snakemake's own log."""
 import json
 
+import pandas as pd
 import pytest
 
 from elt.cli import main
 from elt.errors import UserError
-import pandas as pd
-
 from elt.workflow import job_seconds, job_seconds_by_part
 
 LOG = """Building DAG of jobs...
