@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import UserError
+from .grid import group_of
 from .report import QUALITY
 
 SEED = re.compile(r"-s(\d+)$")
@@ -50,11 +51,6 @@ def read_metrics(path: str) -> pd.DataFrame:
     if missing:
         raise UserError(f"metrics file {path!r} lacks the column(s) {', '.join(sorted(missing))}: is it a results/metrics.csv?")
     return df
-
-
-def group_of(run: str) -> str:
-    """Run names start with their grid group's name (which holds no '-')."""
-    return run.split("-")[0]
 
 
 def seed_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -266,6 +266,10 @@ def cmd_job_seconds(args):
     from .provenance import atomic_path, git_commit
     from .workflow import job_seconds, job_seconds_by_part, training_speeds
 
+    def tally_markdown(table, key):
+        return (f"| {key} | jobs | job-seconds | share |\n|---|---|---|---|\n"
+                + "".join(f"| {r[key]} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for _, r in table.iterrows()))
+
     logs = sorted(Path(".snakemake/log").glob("*.snakemake.log")) if args.log is None else [Path(args.log)]
     if not logs or not logs[-1].is_file():
         raise UserError(f"no Snakemake log at {args.log or '.snakemake/log/'}: run the pipeline first, or pass its log")
@@ -274,11 +278,9 @@ def cmd_job_seconds(args):
     text = (f"# Job-seconds per rule\n\nFrom `{logs[-1]}` (commit {git_commit()}, host {platform.node()}, {os.cpu_count()} CPUs): "
             f"{int(table['jobs'].sum())} jobs, {table['job_seconds'].sum():.0f} job-seconds, "
             f"{wall:.0f} s from the first start to the last finish.\n\n"
-            + "| rule | jobs | job-seconds | share |\n|---|---|---|---|\n"
-            + "".join(f"| {r.rule} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for r in table.itertuples())
+            + tally_markdown(table, "rule")
             + "\nPer part of the grid (what leaving it out of the profile would save):\n\n"
-            + "| part | jobs | job-seconds | share |\n|---|---|---|---|\n"
-            + "".join(f"| {r.part} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for r in job_seconds_by_part(jobs).itertuples())
+            + tally_markdown(job_seconds_by_part(jobs), "part")
             + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
             + "".join(f"| {r.rule} | {r.wildcards} | {(r.start - first_start).total_seconds():.0f} s | {r.seconds:.0f} |\n"
                       for r in jobs.head(args.longest).itertuples()))

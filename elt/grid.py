@@ -27,6 +27,11 @@ def run_name(group: str, family: str, width: str, n_unique: int, loops: int, see
     return f"{group}-{family}-{width}-{n_unique}x{loops}-s{seed}"
 
 
+def group_of(run: str) -> str:
+    """Run names start with their grid group's name (which holds no '-')."""
+    return run.split("-")[0]
+
+
 def group_name(run_cfg: dict) -> str:
     """Runs compared with each other: one grid group (dataset, generator), width, N x L_max and seed;
     the run name without its family."""
@@ -118,7 +123,7 @@ def loop_plans(profile: dict) -> dict[str, dict[str, str]]:
         plans[entry["group"]] = entry["plans"]
     out = {}
     for run, cfg in expand(profile).items():
-        group = run.split("-")[0]
+        group = group_of(run)
         if cfg["model"]["family"] != "elt" or group not in plans:
             continue
         named = {}

@@ -56,22 +56,27 @@ def job_seconds(log_text: str) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     if not rows:
         raise UserError("the log holds no finished job: pass a Snakemake log of a run that executed jobs (.snakemake/log/)")
     jobs = pd.DataFrame(rows)
-    table = jobs.groupby("rule")["seconds"].agg(jobs="count", job_seconds="sum").sort_values("job_seconds", ascending=False)
-    table["share"] = table["job_seconds"] / table["job_seconds"].sum()
     wall = (max(finished.values()) - jobs["start"].min()).total_seconds()
-    return table.reset_index(), jobs.sort_values("seconds", ascending=False, kind="stable").reset_index(drop=True), wall
+    return _tally(jobs, "rule"), jobs.sort_values("seconds", ascending=False, kind="stable").reset_index(drop=True), wall
 
 
 def job_seconds_by_part(jobs: pd.DataFrame) -> pd.DataFrame:
     """Per part of the grid (a grid group's runs, evaluations and throughput timing; a dataset's
     reference and classifier, shared by the groups on it; the whole grid's aggregation): jobs and
     job-seconds, what leaving that part out of a profile would save."""
+    from .grid import group_of
+
     def part(wildcards: str) -> str:
         fields = dict(item.split("=", 1) for item in wildcards.split(", ") if "=" in item)
         if "run" in fields or "group" in fields:  # run and group names both start with the grid group
-            return "group " + (fields.get("run") or fields["group"]).split("-")[0]
+            return "group " + group_of(fields.get("run") or fields["group"])
         return f"dataset {fields['dataset']}" if "dataset" in fields else "whole grid"
-    table = jobs.assign(part=jobs["wildcards"].map(part)).groupby("part")["seconds"].agg(jobs="count", job_seconds="sum")
+    return _tally(jobs.assign(part=jobs["wildcards"].map(part)), "part")
+
+
+def _tally(jobs: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Per value of `key`: jobs, job-seconds and share, most job-seconds first."""
+    table = jobs.groupby(key)["seconds"].agg(jobs="count", job_seconds="sum")
     table["share"] = table["job_seconds"] / table["job_seconds"].sum()
     return table.sort_values("job_seconds", ascending=False).reset_index()
 
