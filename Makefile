@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 PROFILE ?= default
 
-.PHONY: setup run test lint reference report
+.PHONY: setup run test test-fast mutants lint reference report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ report: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The unit tests alone (no pipeline, scheduler, torchrun or slow tests: markers in pyproject.toml).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not (pipeline or cluster or distributed or slow)"
 
 lint: setup
 	$(BIN)/snakemake --lint

@@ -40,6 +40,45 @@ def interrupt_training_at(monkeypatch, call: int) -> None:
     monkeypatch.setattr(train_mod.ilsd, "loss", interrupted)
 
 
+def count_steps(monkeypatch) -> dict:
+    """Counts the training steps a run computes (the loss is called once per step in one process): a
+    resumed run must compute only the steps after its saved state."""
+    from elt import train as train_mod
+
+    real, calls = train_mod.ilsd.loss, {"n": 0}
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod.ilsd, "loss", counted)
+    return calls
+
+
+def assert_same_training_state(a: Path, b: Path, tolerance: float = 0.0) -> None:
+    """Two finished runs hold the same weights, optimiser moments, random generator, EMA and loss history:
+    bit for bit, or within a relative tolerance (other world sizes sum in another order): of each loss, and of
+    each tensor's norm (a tensor near zero differs more, element for element, than its scale)."""
+    x, y = (torch.load(Path(p) / "checkpoint.pt", weights_only=True) for p in (a, b))
+    assert x["step"] == y["step"]
+    assert torch.equal(x["rng"], y["rng"])
+    if tolerance:
+        assert x["history"] == pytest.approx(y["history"], rel=tolerance)
+    else:
+        assert x["history"] == y["history"]
+    pairs = [(f"model.{k}", v, y["model"][k]) for k, v in x["model"].items()]
+    pairs += [(f"ema.{k}", v, y["ema"][k]) for k, v in x.get("ema", {}).items()]
+    pairs += [(f"optimizer.{i}.{k}", v, y["optimizer"]["state"][i][k]) for i, state in x["optimizer"]["state"].items()
+              for k, v in state.items()]
+    assert len(x["optimizer"]["state"]) == len(y["optimizer"]["state"]) > 0
+    for name, u, v in pairs:
+        if tolerance:
+            change = float((u.double() - v.double()).norm() / v.double().norm().clamp_min(1e-12))
+            assert change < tolerance * 10, (name, change)
+        else:
+            assert torch.equal(u, v), name
+
+
 @pytest.fixture(autouse=True)
 def _single_thread():
     torch.set_num_threads(1)

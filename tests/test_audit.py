@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import linalg
 
 from elt import audit
 from elt.errors import UserError
@@ -149,14 +150,15 @@ def test_loop_plans_sampled_unlike_their_run_are_refused():
 
 def test_seeds_enter_the_interval_and_become_what_would_decide_it():
     source = Synthetic()
-    families = {"elt": {3: 10.0}, "unshared": {1: 9.0}}
+    families = {"elt": {3: 11.0}, "unshared": {1: 9.0}}
     one = claims(frame(source, families), source)["iso_compute_parity"]
     three = claims(frame(source, families, seeds=(0, 1, 2)), source)["iso_compute_parity"]
     assert three["seeds"] == [0, 1, 2] and one["seeds"] == [0]
-    # distances grow 30% per seed for both families alike: seed noise widens the ratio's interval
+    # distances grow 30% per seed for both families alike: seed noise widens the ratio's interval, so what one
+    # seed's sampling noise alone decides, three seeds leave open, and more seeds would decide
     assert three["resolution"] > one["resolution"]
-    if three["verdict"] == audit.INCONCLUSIVE:
-        assert "seeds (now 3)" in three["to_decide"]
+    assert one["verdict"] == audit.FAILS and three["verdict"] == audit.INCONCLUSIVE
+    assert "seeds (now 3)" in three["to_decide"]
 
 
 def test_statistic_judges_by_interval_and_counts_what_decides_it():
@@ -207,3 +209,36 @@ def test_each_modality_is_judged_on_its_own_primary_metric():
     result = audit.audit(pd.concat([image, video]), SETTINGS, source)
     metrics = {c["group"]: c["metric"] for c in result["claims"]}
     assert metrics == {"g-XS-2x3": "fd_domain", "v-XS-2x3": "fvd_domain"}
+
+
+def population_frechet(mean: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
+    """The Frechet distance of the population N(mean, I) to the reference statistics, from its closed form."""
+    root = linalg.sqrtm(sigma).real
+    return float(((mean - mu) ** 2).sum() + np.trace(np.eye(len(mu)) + sigma - 2 * root))
+
+
+@pytest.mark.slow
+def test_intervals_cover_the_true_ratio_in_about_95_percent_of_repeated_draws():
+    """Coverage by simulation: 200 independent draws of every run's samples from populations whose
+    distances to the reference are known exactly; the 95% interval of an unpaired ratio (ELT against the
+    unshared run: parity) and of a paired one (ELT's L=4 against its L=3, one noise draw: extrapolation)
+    must each contain the true ratio in about 95% of them. Measured over 500 draws: parity 94%, the paired
+    ratio 90% (its misses all above the interval: the shared covariance term pulls both distances' ratio
+    toward 1 and the bias shift centres the interval on the estimate, not below it). The bounds allow
+    binomial noise (sd 1.5-2% at 200 draws) around that and fail on an interval that is wrong in kind."""
+    reference = Synthetic()
+    shift = {d: math.sqrt(d / D) for d in (9.0, 10.0, 11.0)}
+    true = {d: population_frechet(np.full(D, s), reference.mu, reference.sigma) for d, s in shift.items()}
+    truth = {"iso_compute_parity": true[10.0] / true[9.0], "extrapolation": true[11.0] / true[10.0]}
+    covered = {claim: 0 for claim in truth}
+    repeats = 200
+    for r in range(repeats):
+        source = Synthetic(n=200, seed=100 + r)
+        source.mu, source.sigma = reference.mu, reference.sigma
+        df = frame(source, {"elt": {3: 10.0, 4: 11.0}, "unshared": {1: 9.0}})
+        found = claims(df, source, settings=dict(SETTINGS, bootstrap_seed=r))
+        for claim, ratio in truth.items():
+            low, high = found[claim]["interval"]
+            covered[claim] += low <= ratio <= high
+    for claim, hits in covered.items():
+        assert 0.87 <= hits / repeats <= 0.99, (claim, hits / repeats)

@@ -154,6 +154,7 @@ def test_aggregate_test_sees_a_uniform_shift_no_row_sees():
     assert 0.04 < shift < 0.25  # the measured mean shift, near the planted 12%
 
 
+@pytest.mark.slow
 def test_aggregate_test_false_alarm_rate_and_power_on_fresh_seeds():
     """New reference and new seed each time: false alarms at no more than the stated rate (Holm is
     conservative), and a shift at the reference's own detectable shift is flagged about POWER of the time."""
@@ -235,6 +236,7 @@ def rounded(value, digits: int = 10):
 
 
 # --- exact reproduction --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_exact_repeat_lists_every_changed_number(reference, tmp_path):
     record = {"config": {"profile": "test"}, "seeds": [0, 1, 2], "device": "cpu", "machine": "x86_64", "versions": {"torch": "2"}}
     reference = {**reference, "record": record}

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
+from elt import tokenizer
+
 from .conftest import TINY, deep_update
+from .test_video import ucf  # noqa: F401 (the UCF-101-shaped folder fixture)
 
 
 def elt(*args, cwd=None):
@@ -113,6 +116,7 @@ def test_bad_loop_counts(tmp_path):
     assert_one_line_error(result, "{loops}")
 
 
+@pytest.mark.slow
 def test_pretokenized_video_path_from_tokenizer_to_samples(tmp_path):
     """A user's path at any scale: train a tokenizer once, then masked runs on its saved tokens."""
     data = {"dataset": "moving_digits", "image_size": 12, "frames": 16}
@@ -130,6 +134,11 @@ def test_pretokenized_video_path_from_tokenizer_to_samples(tmp_path):
         assert f["samples"].shape == (4, 16, 1, 12, 12)
     wrong = write_cfg(tmp_path / "w.yaml", data=dict(data, image_size=16), codec=codec, train={"steps": 3})
     assert_one_line_error(elt("train", "--config", wrong, "--out", tmp_path / "run2", "--quiet"), "another clip shape")
+    other = tmp_path / "other_tokenizer.pt"  # a tokenizer of the same layout that did not make these tokens
+    tokenizer.save(tokenizer.VQTokenizer(tokenizer.load(tmp_path / "tok/tokenizer.pt").cfg), other, {})
+    stranger = write_cfg(tmp_path / "o.yaml", data=data, codec=dict(codec, tokenizer=str(other)), train={"steps": 3})
+    assert_one_line_error(elt("train", "--config", stranger, "--out", tmp_path / "run3", "--quiet"), "another tokenizer")
+    assert not (tmp_path / "run2").exists() and not (tmp_path / "run3").exists()
 
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("config/examples/elt_*.yaml")), ids=lambda p: p.stem)
@@ -139,3 +148,25 @@ def test_example_run_configs_are_valid(path):
 
     cfg = config.load(path)
     assert assemble(cfg).net_cfg.loops == cfg.model.loops
+
+
+def test_a_loss_that_becomes_nan_stops_training_with_one_line_and_no_state(tmp_path):
+    cfg = write_cfg(tmp_path / "c.yaml", train={"lr": 1e30, "grad_clip": 1e30, "warmup_steps": 1})
+    result = elt("train", "--config", cfg, "--out", tmp_path / "run", "--quiet")
+    assert_one_line_error(result, "loss became nan at step", "lower train.lr")
+    assert not [p for p in (tmp_path / "run").glob("*") if p.suffix in (".pt", ".json")]
+
+
+def ucf_cfg(tmp_path, root, **data):
+    """A tiny video DiT on a UCF-101-shaped folder."""
+    return write_cfg(tmp_path / "ucf.yaml", model={"generator": "diffusion", "patch_size": 4, "patch_time": 2},
+                     data={"dataset": "ucf101", "path": str(root), "channels": 3, "image_size": 16, "frames": 4, **data})
+
+
+def test_unreadable_or_short_videos_get_one_line_naming_the_file(tmp_path, ucf):
+    result = elt("train", "--config", ucf_cfg(tmp_path, ucf, frames=20), "--out", tmp_path / "run", "--quiet")
+    assert_one_line_error(result, "fewer than 20 frames")
+    (ucf / "Basketball/v_Basketball_g01_c01.avi").write_bytes(b"not a video")
+    result = elt("train", "--config", ucf_cfg(tmp_path, ucf), "--out", tmp_path / "run", "--quiet")
+    assert_one_line_error(result, "v_Basketball_g01_c01.avi", "cannot be decoded")
+    assert not (tmp_path / "run").exists()

@@ -1,6 +1,8 @@
 """Cluster execution and restarts: the submission path through a scheduler, and runs killed mid-way."""
 import ast
+import json
 import os
+import re
 import signal
 import string
 import subprocess
@@ -8,9 +10,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.conftest import ROOT, SNAKEMAKE, copy_repo, snakemake
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.cluster]
 
 LOCAL_CLUSTER = "workflow/profiles/local-cluster"
 
@@ -58,7 +63,33 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300):
         time.sleep(0.05)
 
 
-def test_make_run_restarts_after_kill_9_without_manual_steps(tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The long profile run once without interruption: what every killed and resumed run must end with."""
+    repo = copy_repo(tmp_path_factory.mktemp("whole") / "repo")
+    result = snakemake(repo, "--configfile", long_training_profile(repo))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return repo
+
+
+def assert_same_as_uninterrupted(repo: Path, whole: Path) -> None:
+    """The resumed run's training record (loss history, steps) and its metrics equal the uninterrupted
+    run's, every column but the measured speed."""
+    run = "work/long/runs/masked-elt-T-1x2-s0/train.json"
+    resumed, reference = (json.loads((r / run).read_text()) for r in (repo, whole))
+    assert resumed["steps"] == reference["steps"] == 600 and resumed["loss_history"] == reference["loss_history"]
+    metrics = [pd.read_csv(r / "results/long/metrics.csv").drop(columns="samples_per_second") for r in (repo, whole)]
+    pd.testing.assert_frame_equal(*metrics)
+
+
+def resumed_from(log: str) -> int:
+    """The step the log says training resumed from; the run then computed only the steps after it."""
+    found = re.findall(r"resuming masked-elt-T-1x2-s0 from step (\d+)", log)
+    assert len(found) == 1, log[-2000:]
+    return int(found[0])
+
+
+def test_make_run_restarts_after_kill_9_without_manual_steps(tmp_path, uninterrupted):
     """kill -9 of the whole DAG mid-training leaves a stale lock and an incomplete output; the next
     `make run` (workflow/run.sh) clears the lock, reruns, and the training resumes from its progress file."""
     repo = copy_repo(tmp_path / "repo")
@@ -75,8 +106,8 @@ def test_make_run_restarts_after_kill_9_without_manual_steps(tmp_path):
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
     assert "removing the lock of a run that was killed" in rerun.stderr
     log = (repo / "work/long/logs/train/masked-elt-T-1x2-s0.log").read_text()
-    assert "resuming masked-elt-T-1x2-s0 from step" in log
-    assert (repo / "results/long/metrics.csv").exists()
+    assert 10 <= resumed_from(log) < 600
+    assert_same_as_uninterrupted(repo, uninterrupted)
 
 
 def test_two_runs_in_one_directory_are_refused(tmp_path):
@@ -94,7 +125,7 @@ def test_two_runs_in_one_directory_are_refused(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_preempted_job_on_the_scheduler_is_retried_and_resumes(tmp_path):
+def test_a_preempted_job_on_the_scheduler_is_retried_and_resumes(tmp_path, uninterrupted):
     """A training job killed on its node (preemption, time limit) fails in the scheduler's status; the
     profile's retry resubmits it and it resumes from its progress file."""
     repo = copy_repo(tmp_path / "repo")
@@ -110,7 +141,8 @@ def test_a_preempted_job_on_the_scheduler_is_retried_and_resumes(tmp_path):
     assert run.returncode == 0, output[-3000:]
     assert len([job for job in spool.glob("job.*") if "train:run=" in (job / "jobscript.sh").read_text()]) == 2  # retried once
     log = (repo / "work/long/logs/train/masked-elt-T-1x2-s0.log").read_text()
-    assert "resuming masked-elt-T-1x2-s0 from step" in log
+    assert 10 <= resumed_from(log) < 600
+    assert_same_as_uninterrupted(repo, uninterrupted)
 
 
 def test_slurm_profile_resolves_resources_for_the_full_grid(tmp_path):

@@ -42,6 +42,7 @@ def test_unpickler_refuses_code(tmp_path):
         i3d.load_i3d(path)
 
 
+@pytest.mark.slow
 def test_fvd_of_a_set_with_itself_is_zero_and_grows_with_corruption(net):
     rng = np.random.default_rng(0)
     clips = np.zeros((6, 10, 1, 16, 16), np.uint8)

@@ -47,12 +47,27 @@ def test_bootstrap_interval_brackets_the_estimate():
     assert (low, high) == metrics.bootstrap_interval(gen, mu, s, rounds=100, seed=0)
 
 
-def test_kid_is_seeded_unbiased_and_near_zero_for_same_distribution():
-    a, b = feature_sets(300, 300, 16)
-    rng = np.random.default_rng(5)
-    same = rng.permutation(a)
-    assert metrics.kid(a[:150], same[150:]) < metrics.kid(a, b)
-    assert metrics.kid(a, b, seed=3) == metrics.kid(a, b, seed=3)
+def mmd_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """The unbiased squared MMD with the cubic polynomial kernel k(u, v) = (u.v / d + 1)^3, term by term."""
+    d, m, n = x.shape[1], len(x), len(y)
+    k = lambda u, v: (u @ v / d + 1) ** 3  # noqa: E731
+    within_x = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    within_y = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    across = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return within_x + within_y - 2 * across
+
+
+def test_kid_is_the_unbiased_mmd_seeded_and_near_zero_for_same_distribution():
+    a, b = feature_sets(40, 40, 6)
+    # one subset as large as both sets holds every sample: the unbiased MMD of the whole sets
+    assert metrics.kid(a, b, subsets=1) == pytest.approx(mmd_unbiased(b, a), rel=1e-10)
+    # smaller subsets are drawn from the seed: equal for one seed, different for another
+    assert metrics.kid(a, b, seed=3, max_subset_size=20) == metrics.kid(a, b, seed=3, max_subset_size=20)
+    assert metrics.kid(a, b, seed=3, max_subset_size=20) != metrics.kid(a, b, seed=4, max_subset_size=20)
+    big, other = feature_sets(300, 300, 16)
+    same = np.random.default_rng(5).permutation(big)
+    near_zero = metrics.kid(big[:150], same[150:])
+    assert abs(near_zero) < 0.1 * metrics.kid(big, other)  # unbiased: about zero, either sign, for one distribution
 
 
 def test_kid_equals_clean_fids_kernel_distance():

@@ -5,6 +5,7 @@ import subprocess
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import yaml
 
@@ -13,6 +14,8 @@ from elt import vqgan
 from .conftest import SNAKEMAKE, copy_repo
 from .test_pretrained_codecs import tiny_vae
 from .test_shards import imagenet_folder
+
+pytestmark = pytest.mark.pipeline
 
 
 def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):

@@ -11,6 +11,8 @@ from elt.report import COLUMNS
 
 from tests.conftest import copy_repo, snakemake
 
+pytestmark = pytest.mark.pipeline
+
 
 def test_smoke_outputs_have_the_schema(smoke):
     results = smoke / "results/smoke"

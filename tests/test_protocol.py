@@ -74,6 +74,7 @@ def test_the_reference_batch_is_read_or_refused_in_one_line(tmp_path):
     assert batch["images"].shape == (4, 3, 16, 16) and batch["mu"].shape == (2048,)
 
 
+@pytest.mark.slow
 def test_paper_metrics_of_sample_shards_equal_the_metric_functions_on_all_samples(tmp_path, is_weights):
     shards = []
     for k, n in enumerate((5, 4)):
@@ -121,6 +122,7 @@ def test_sharded_sampling_splits_the_labels_and_gives_each_shard_its_own_seed(tm
         sample(checkpoint, [2], 25, 7, str(tmp_path / "x.npz"), shards=3)
 
 
+@pytest.mark.slow
 def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
     from elt import config
     from elt.i3d import i3d_features
@@ -148,6 +150,7 @@ def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
     assert record["run"] == "v" and record["loops"] == 2 and record["protocol"]["name"] == "paper"
 
 
+@pytest.mark.distributed
 def test_torchrun_ranks_share_the_sample_shards_out(tmp_path):
     from elt.train import train
 

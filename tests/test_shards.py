@@ -13,7 +13,7 @@ from elt import config, data, shards
 from elt import train as train_mod
 from elt.errors import UserError
 
-from .conftest import tiny_cfg
+from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg
 from .test_video import ucf  # noqa: F401 (the UCF-101-shaped folder fixture)
 
 CLASSES = ("n01", "n02", "n03")
@@ -137,22 +137,34 @@ def test_shards_of_another_codec_split_or_data_setting_are_refused(tmp_path):
         shards.encode(bigger, "train", out, progress=False)
 
 
-def test_training_from_shards_follows_training_in_memory_exactly(tmp_path):
-    """A class-per-folder data set, once loaded whole and once pre-encoded: the same draws, the same run."""
+def test_training_from_shards_follows_training_in_memory_exactly(tmp_path, monkeypatch, capsys):
+    """A class-per-folder data set, once loaded whole and once pre-encoded: the same draws, the same run;
+    streamed training interrupted and resumed ends where the uninterrupted one does."""
     root = tmp_path / "folder"
     for c in CLASSES:
         (root / c).mkdir(parents=True)
         for k in range(8):
             Image.fromarray(np.random.default_rng(k + 10 * len(c)).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / c / f"{k}.png")
     folder = {"dataset": "folder", "path": str(root), "channels": 3, "image_size": 8}
-    in_memory = train_mod.train(tiny_cfg(data=folder, train={"steps": 12}), tmp_path / "memory", progress=False)
-    cfg = tiny_cfg(data=folder, train={"steps": 12}, codec={"shards": str(tmp_path / "shards")})
+    in_memory = train_mod.train(tiny_cfg(data=folder, train={"steps": 12, "checkpoint_every": 5}), tmp_path / "memory", progress=False)
+    cfg = tiny_cfg(data=folder, train={"steps": 12, "checkpoint_every": 5}, codec={"shards": str(tmp_path / "shards")})
     shards.encode(cfg, "train", tmp_path / "shards", shard_size=5, progress=False)
     streamed = train_mod.train(cfg, tmp_path / "streamed", progress=False)
     assert streamed["loss_history"] == in_memory["loss_history"] and streamed["split_sha"] == in_memory["split_sha"]
     assert streamed["shards"] == {"total": 18, "skipped": []}
 
+    interrupt_training_at(monkeypatch, 9)  # streamed training killed after its checkpoint at step 5
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, tmp_path / "resumed", progress=False)
+    monkeypatch.undo()
+    steps = count_steps(monkeypatch)
+    capsys.readouterr()
+    train_mod.train(cfg, tmp_path / "resumed", progress=False)
+    assert "resuming tiny from step 5 (progress.pt)" in capsys.readouterr().out and steps["n"] == 7
+    assert_same_training_state(tmp_path / "streamed", tmp_path / "resumed")
 
+
+@pytest.mark.distributed
 def test_two_ranks_encode_the_same_shards_as_one_process(tmp_path):
     root = imagenet_folder(tmp_path / "imagenet")
     cfg = imagenet_cfg(root, tmp_path / "two")

@@ -5,6 +5,8 @@ import torch
 
 from elt import tokenizer, video
 
+pytestmark = pytest.mark.slow  # its module fixture trains a tokenizer (about 20 s)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -1,5 +1,9 @@
 """Training lowers the loss, and a resumed run equals an uninterrupted one."""
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -7,7 +11,7 @@ import torch
 from elt import train as train_mod
 from elt.errors import UserError
 
-from .conftest import interrupt_training_at, tiny_cfg
+from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg
 
 
 @pytest.mark.parametrize("generator", ["masked", "diffusion"])
@@ -22,8 +26,12 @@ def test_loss_falls_on_digits(tmp_path, generator):
     assert saved["steps"] == 60
 
 
-def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
-    cfg = tiny_cfg(train={"steps": 25, "checkpoint_every": 10})
+@pytest.mark.parametrize("generator", ["masked", "diffusion"])
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch, capsys, generator):
+    """The resumed run starts at its saved step, computes only the steps after it, and ends in the state of
+    a run that never stopped: weights, optimiser moments, random generator and loss history, bit for bit."""
+    model = {"generator": generator, **({"patch_size": 2} if generator == "diffusion" else {})}
+    cfg = tiny_cfg(model=model, train={"steps": 25, "checkpoint_every": 10})
     train_mod.train(cfg, tmp_path / "whole", progress=False)
 
     interrupt_training_at(monkeypatch, 16)  # after the checkpoint at step 10
@@ -32,14 +40,41 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     assert torch.load(tmp_path / "resumed/progress.pt", weights_only=True)["step"] == 10
     assert not (tmp_path / "resumed/checkpoint.pt").exists() and not (tmp_path / "resumed/train.json").exists()
     monkeypatch.undo()
-    train_mod.train(cfg, tmp_path / "resumed", progress=False)
+    steps = count_steps(monkeypatch)
+    capsys.readouterr()
+    record = train_mod.train(cfg, tmp_path / "resumed", progress=False)
 
-    whole = torch.load(tmp_path / "whole/checkpoint.pt", weights_only=True)
-    resumed = torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)
-    assert resumed["step"] == whole["step"] == 25
-    assert resumed["history"] == whole["history"]
-    for name, tensor in whole["model"].items():
-        assert torch.equal(tensor, resumed["model"][name]), name
+    assert "resuming tiny from step 10 (progress.pt)" in capsys.readouterr().out
+    assert steps["n"] == 15 and record["steps"] == 25
+    assert_same_training_state(tmp_path / "whole", tmp_path / "resumed")
+
+
+@pytest.mark.slow
+def test_a_training_process_killed_mid_step_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
+    """A real SIGKILL of `elt train` while it trains (no handler runs, a checkpoint may be half written):
+    the rerun resumes from the last complete progress file and ends bit-identical to a run that never stopped."""
+    cfg = tiny_cfg(train={"steps": 300, "checkpoint_every": 5})
+    config_file, out = tmp_path / "run.json", tmp_path / "killed"
+    config_file.write_text(json.dumps(cfg.to_dict()))
+    process = subprocess.Popen([sys.executable, "-m", "elt.cli", "train", "--config", str(config_file), "--out", str(out), "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "progress.pt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.005)
+    time.sleep(0.013)  # somewhere inside a step: steps take a few milliseconds here
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (out / "checkpoint.pt").exists() and not (out / "train.json").exists()  # killed before the end
+    saved = torch.load(out / "progress.pt", weights_only=True)["step"]
+    assert 5 <= saved < 300 and saved % 5 == 0
+
+    steps = count_steps(monkeypatch)
+    capsys.readouterr()
+    train_mod.train(cfg, out, progress=False)
+    assert f"resuming tiny from step {saved} (progress.pt)" in capsys.readouterr().out and steps["n"] == 300 - saved
+    train_mod.train(cfg, tmp_path / "whole", progress=False)
+    assert_same_training_state(tmp_path / "whole", out)
 
 
 def test_resume_refuses_a_different_config(tmp_path):
