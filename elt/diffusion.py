@@ -123,32 +123,32 @@ class DiffusionGenerator:
         return self._weighted_mse(self._eps(student, inputs), self._eps(teacher, inputs), inputs)
 
     # --- sampling -------------------------------------------------------------------------------
-    @torch.no_grad()
     def sample(self, net, labels: torch.Tensor, loops, gen: torch.Generator, loops_used: list | None = None) -> torch.Tensor:
         """loops: an int, a LoopSchedule (a loop count per denoising step) or an EarlyExit rule; the loops
         each sample ran at each step are appended to loops_used (one (B,) tensor per step) when given."""
-        scale, (t, h, w) = self.dc.guidance, self.codec.spatial
-        null = torch.full_like(labels, net.null_class)
-        per_step = loops.per_step(self.dc.sampling_steps) if isinstance(loops, LoopSchedule) else [loops] * self.dc.sampling_steps
-        steps_done = []
+        with torch.no_grad():  # not a decorator: mutmut (make mutants) skips decorated functions
+            scale, (t, h, w) = self.dc.guidance, self.codec.spatial
+            null = torch.full_like(labels, net.null_class)
+            per_step = loops.per_step(self.dc.sampling_steps) if isinstance(loops, LoopSchedule) else [loops] * self.dc.sampling_steps
+            steps_done = []
 
-        def predict(z, t_b):
-            step = per_step[len(steps_done)]
-            if isinstance(step, EarlyExit):
-                inputs, conds, times, copies = (z, labels, t_b, 1) if scale == 1.0 else \
-                    (torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), 2)
-                out, used = net.early_exit(inputs, conds, times, step, lambda o: guide(o, scale), relative_change, copies)
-            elif scale == 1.0:
-                out, used = net(z, labels, t_b, loops=step), torch.full((len(labels),), step, device=z.device)
-            else:
-                out = guide(net(torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), loops=step), scale)
-                used = torch.full((len(labels),), step, device=z.device)
-            steps_done.append(used)
-            alpha, sigma = alpha_sigma(expand(logsnr_schedule(t_b, self.dc), z))
-            return to_x0_eps(out, z, alpha, sigma, self.dc.target)
+            def predict(z, t_b):
+                step = per_step[len(steps_done)]
+                if isinstance(step, EarlyExit):
+                    inputs, conds, times, copies = (z, labels, t_b, 1) if scale == 1.0 else \
+                        (torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), 2)
+                    out, used = net.early_exit(inputs, conds, times, step, lambda o: guide(o, scale), relative_change, copies)
+                elif scale == 1.0:
+                    out, used = net(z, labels, t_b, loops=step), torch.full((len(labels),), step, device=z.device)
+                else:
+                    out = guide(net(torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), loops=step), scale)
+                    used = torch.full((len(labels),), step, device=z.device)
+                steps_done.append(used)
+                alpha, sigma = alpha_sigma(expand(logsnr_schedule(t_b, self.dc), z))
+                return to_x0_eps(out, z, alpha, sigma, self.dc.target)
 
-        shape = (len(labels), self.codec.channels, t, h, w)
-        samples = sample_loop(predict, shape, self.dc.sampling_steps, self.dc.sampler, self.dc, gen, device=labels.device)
-        if loops_used is not None:
-            loops_used.extend(steps_done)
-        return samples
+            shape = (len(labels), self.codec.channels, t, h, w)
+            samples = sample_loop(predict, shape, self.dc.sampling_steps, self.dc.sampler, self.dc, gen, device=labels.device)
+            if loops_used is not None:
+                loops_used.extend(steps_done)
+            return samples

@@ -71,31 +71,31 @@ class MaskedGenerator:
         null = torch.full_like(labels, net.null_class)
         return guide(net(torch.cat([tokens, tokens]), torch.cat([labels, null]), loops=loops), scale), used
 
-    @torch.no_grad()
     def sample(self, net, labels: torch.Tensor, loops, gen: torch.Generator, loops_used: list | None = None) -> torch.Tensor:
         """loops: an int, a LoopSchedule (a loop count per decoding step) or an EarlyExit rule; the loops
         each sample ran at each step are appended to loops_used (one (B,) tensor per step) when given."""
-        mc, s, mask_id = self.cfg.masked, net.cfg.seq_len, self.codec.vocab_size
-        k_steps = mc.sampling_steps
-        per_step = loops.per_step(k_steps) if isinstance(loops, LoopSchedule) else [loops] * k_steps
-        tokens = torch.full((len(labels), s), mask_id, dtype=torch.long, device=labels.device)
-        for k in range(k_steps):
-            ratio = (k + 1) / k_steps
-            temperature = mc.temperature_min + mc.temperature_range * (1 - ratio)
-            logits, used = self.guided_logits(net, tokens, labels, per_step[k])
-            if loops_used is not None:
-                loops_used.append(used)
-            probs = F.softmax(logits.float() / temperature, -1)  # (B, S, V)
-            # draws on the CPU from the seeded generator: the same tokens on every device
-            sampled = torch.multinomial(probs.flatten(0, 1).cpu(), 1, generator=gen).view_as(tokens).to(tokens.device)
-            unknown = tokens == mask_id
-            sampled = torch.where(unknown, sampled, tokens)
-            confidence = torch.log(torch.gather(probs, -1, sampled[..., None])[..., 0].clamp_min(1e-30))
-            gumbel = -torch.log(-torch.log(torch.rand(tokens.shape, generator=gen).clamp(1e-20, 1 - 1e-7))).to(tokens.device)
-            confidence = confidence + mc.remask_noise * (1 - ratio) * gumbel
-            confidence = torch.where(unknown, confidence, torch.inf)  # decided tokens stay decided
-            n_next = math.floor(s * math.cos(math.pi / 2 * ratio))  # cosine unmasking schedule
-            n_next = torch.minimum(torch.tensor(n_next, device=tokens.device), unknown.sum(1) - 1).clamp(min=0)  # >= 1 new token a step
-            remask = confidence.argsort(1).argsort(1) < n_next[:, None]
-            tokens = torch.where(remask, mask_id, sampled)
-        return tokens
+        with torch.no_grad():  # not a decorator: mutmut (make mutants) skips decorated functions
+            mc, s, mask_id = self.cfg.masked, net.cfg.seq_len, self.codec.vocab_size
+            k_steps = mc.sampling_steps
+            per_step = loops.per_step(k_steps) if isinstance(loops, LoopSchedule) else [loops] * k_steps
+            tokens = torch.full((len(labels), s), mask_id, dtype=torch.long, device=labels.device)
+            for k in range(k_steps):
+                ratio = (k + 1) / k_steps
+                temperature = mc.temperature_min + mc.temperature_range * (1 - ratio)
+                logits, used = self.guided_logits(net, tokens, labels, per_step[k])
+                if loops_used is not None:
+                    loops_used.append(used)
+                probs = F.softmax(logits.float() / temperature, -1)  # (B, S, V)
+                # draws on the CPU from the seeded generator: the same tokens on every device
+                sampled = torch.multinomial(probs.flatten(0, 1).cpu(), 1, generator=gen).view_as(tokens).to(tokens.device)
+                unknown = tokens == mask_id
+                sampled = torch.where(unknown, sampled, tokens)
+                confidence = torch.log(torch.gather(probs, -1, sampled[..., None])[..., 0].clamp_min(1e-30))
+                gumbel = -torch.log(-torch.log(torch.rand(tokens.shape, generator=gen).clamp(1e-20, 1 - 1e-7))).to(tokens.device)
+                confidence = confidence + mc.remask_noise * (1 - ratio) * gumbel
+                confidence = torch.where(unknown, confidence, torch.inf)  # decided tokens stay decided
+                n_next = math.floor(s * math.cos(math.pi / 2 * ratio))  # cosine unmasking schedule
+                n_next = torch.minimum(torch.tensor(n_next, device=tokens.device), unknown.sum(1) - 1).clamp(min=0)  # >= 1 new token a step
+                remask = confidence.argsort(1).argsort(1) < n_next[:, None]
+                tokens = torch.where(remask, mask_id, sampled)
+            return tokens

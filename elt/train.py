@@ -47,13 +47,13 @@ class EMA:
     def __init__(self, net: torch.nn.Module, decay: float):
         self.decay, self.shadow = decay, {k: v.detach().clone() for k, v in net.state_dict().items()}
 
-    @torch.no_grad()
     def update(self, net: torch.nn.Module) -> None:
-        for key, value in net.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.shadow[key].lerp_(value, 1.0 - self.decay)
-            else:
-                self.shadow[key].copy_(value)
+        with torch.no_grad():  # not a decorator: mutmut (make mutants) skips decorated functions
+            for key, value in net.state_dict().items():
+                if value.dtype.is_floating_point:
+                    self.shadow[key].lerp_(value, 1.0 - self.decay)
+                else:
+                    self.shadow[key].copy_(value)
 
 
 def save_checkpoint(path: Path, parts, net, opt, gen, step, history, wall, shape, classes, ema: EMA | None, runtime: dict):
@@ -67,12 +67,40 @@ def save_checkpoint(path: Path, parts, net, opt, gen, step, history, wall, shape
         torch.save(state, tmp)
 
 
-def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stale: bool = False) -> dict:
-    """Train one run into `out`, resuming from its checkpoint or progress file.
+def resume(cfg: RunConfig, out: Path, net, opt, ema: EMA | None, gen: torch.Generator, device,
+           set_aside_stale: bool) -> tuple[int, list[float], float]:
+    """Restore the run's saved state in `out` (its checkpoint, else its progress file) into net, opt, ema
+    and gen -> (step, loss history, wall seconds); (0, [], 0.0) when there is none.
 
     A saved state of a different config is an error, or, with set_aside_stale (the pipeline, whose
     config the user changed), renamed to <name>.stale-<step>.pt and left beside the new run.
     """
+    ckpt_path, progress_path = out / CHECKPOINT, out / PROGRESS
+    resume_from = ckpt_path if ckpt_path.exists() else progress_path
+    if not resume_from.exists():
+        return 0, [], 0.0
+    try:
+        ckpt = torch.load(resume_from, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"checkpoint {str(resume_from)!r} is corrupt ({type(err).__name__}): delete it to start over") from None
+    if config.identity(ckpt.get("run_config", {})) == cfg.identity():
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if ema:
+            ema.shadow = {k: v.to(device) for k, v in ckpt["ema"].items()}
+        gen.set_state(ckpt["rng"])
+        print(f"resuming {cfg.run} from step {ckpt['step']} ({resume_from.name})")
+        return ckpt["step"], ckpt["history"], ckpt["wall_seconds"]
+    if not set_aside_stale:
+        raise UserError(f"{str(out)!r} holds a checkpoint of a different config: use another --out or delete it")
+    stale = resume_from.with_name(f"{resume_from.stem}.stale-{ckpt.get('step', 0)}.pt")
+    resume_from.rename(stale)
+    print(f"{resume_from} was trained with another config: kept as {stale.name}, starting afresh")
+    return 0, [], 0.0
+
+
+def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stale: bool = False) -> dict:
+    """Train one run into `out`, resuming from its checkpoint or progress file (see resume)."""
     out = Path(out)
     torch.set_num_threads(cfg.train.threads)
     runtime = Runtime(cfg.runtime)
@@ -106,29 +134,8 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     opt = torch.optim.AdamW(net.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay)
     ema = EMA(net, tc.ema_decay) if tc.ema_decay > 0 else None
     gen = torch.Generator().manual_seed(cfg.seed)
-    step, history, wall = 0, [], 0.0
-
     ckpt_path, progress_path = out / CHECKPOINT, out / PROGRESS
-    resume_from = ckpt_path if ckpt_path.exists() else progress_path
-    if resume_from.exists():
-        try:
-            ckpt = torch.load(resume_from, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise UserError(f"checkpoint {str(resume_from)!r} is corrupt ({type(err).__name__}): delete it to start over") from None
-        if config.identity(ckpt.get("run_config", {})) == cfg.identity():
-            net.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            if ema:
-                ema.shadow = {k: v.to(runtime.device) for k, v in ckpt["ema"].items()}
-            gen.set_state(ckpt["rng"])
-            step, history, wall = ckpt["step"], ckpt["history"], ckpt["wall_seconds"]
-            print(f"resuming {cfg.run} from step {step} ({resume_from.name})")
-        elif set_aside_stale:
-            stale = resume_from.with_name(f"{resume_from.stem}.stale-{ckpt.get('step', 0)}.pt")
-            resume_from.rename(stale)
-            print(f"{resume_from} was trained with another config: kept as {stale.name}, starting afresh")
-        else:
-            raise UserError(f"{str(out)!r} holds a checkpoint of a different config: use another --out or delete it")
+    step, history, wall = resume(cfg, out, net, opt, ema, gen, runtime.device, set_aside_stale)
     out.mkdir(parents=True, exist_ok=True)
 
     net.train()

@@ -242,3 +242,86 @@ def test_intervals_cover_the_true_ratio_in_about_95_percent_of_repeated_draws():
             covered[claim] += low <= ratio <= high
     for claim, hits in covered.items():
         assert 0.87 <= hits / repeats <= 0.99, (claim, hits / repeats)
+
+
+@pytest.mark.parametrize("stat, threshold, at_most, verdict", [
+    ((1.1, 0.9, 1.25), 1.25, True, audit.HOLDS),          # the top end on the threshold: still inside "<= 1.25"
+    ((1.4, 1.25, 1.5), 1.25, True, audit.INCONCLUSIVE),   # the bottom end on it: not wholly outside
+    ((1.3, 1.2500001, 1.5), 1.25, True, audit.FAILS),
+    ((2.5, 2.0, 3.0), 2.0, False, audit.HOLDS),           # ">= 2": the bottom end on the threshold is inside
+    ((1.5, 1.0, 2.0), 2.0, False, audit.INCONCLUSIVE),    # the top end on it: not wholly outside
+    ((1.5, 1.0, 1.9999999), 2.0, False, audit.FAILS),
+])
+def test_a_verdict_counts_an_interval_end_on_the_threshold_as_inside_the_claims_region(stat, threshold, at_most, verdict):
+    assert audit.Statistic(*stat, 100, "samples").judge(threshold, at_most)[0] == verdict
+
+
+def test_what_would_decide_an_open_claim_uses_the_end_that_crosses_the_threshold():
+    above = audit.Statistic(1.5, 1.1, 2.0, 100, "samples per (run, L)")  # estimate above 1.25: the low end crosses
+    needed = math.ceil(100 * (math.log(1.5 / 1.1) / math.log(1.5 / 1.25)) ** 2)
+    assert above.judge(1.25, True) == (audit.INCONCLUSIVE, f"about {needed} samples per (run, L) (now 100) would decide it at this estimate")
+    for estimate in (1.25, 0.0):  # on the threshold, or no estimate at all: no count decides it
+        verdict, to_decide = audit.Statistic(estimate, 0.0 if estimate == 0 else 1.0, 2.0, 100, "seeds").judge(1.25, True)
+        assert verdict == audit.INCONCLUSIVE and to_decide == "the estimate sits on the threshold: no seeds count decides it"
+
+
+def test_log_interval_is_the_percentile_interval_of_the_log_draws_recentred_on_the_estimate():
+    draws = np.exp(np.random.default_rng(0).normal(-1.0, 0.3, 4000))  # mostly below 1: no floor but zero's
+    logs = np.log(draws)
+    shifted = logs - logs.mean() + math.log(0.5)
+    for level in (0.95, 0.8):
+        expected = np.exp(np.percentile(shifted, [(1 - level) / 2 * 100, 100 - (1 - level) / 2 * 100]))
+        np.testing.assert_allclose(audit.log_interval(0.5, draws, level), expected, rtol=1e-12)
+
+
+def test_median_interval_of_30_repeats_is_the_tabulated_one():
+    """The distribution-free 95% interval of a median of 30 values is [x(10), x(21)] (coverage 95.7%)."""
+    values = list(np.random.default_rng(1).permutation(np.arange(1.0, 31.0)))
+    assert audit.median_interval(values, 0.95) == (15.5, 10.0, 21.0)
+
+
+def test_the_worst_and_mildest_loop_counts_carry_their_own_interval():
+    """any-time takes the worst L, collapse the mildest: the claim's interval is that loop count's own
+    ratio interval, round for round, when it dominates every bootstrap round."""
+    source = Synthetic()
+    df = frame(source, {"elt": {1: 30.0, 2: 10.5, 3: 10.0}, "looped": {1: 40.0, 2: 12.0, 3: 10.0}, "unshared": {1: 9.5}})
+    found = claims(df, source)
+    anytime, collapse = found["anytime_elt"], found["vanilla_collapse"]
+    assert anytime["evidence"]["worst_at"] == 1 and collapse["evidence"]["mildest_at"] == 2
+    assert anytime["interval"] == anytime["evidence"]["ratio_to_l_max"][1]["interval"]
+    assert collapse["interval"] == collapse["evidence"]["ratio_to_l_max"][2]["interval"]
+    assert anytime["estimate"] == pytest.approx(anytime["evidence"]["ratio_to_l_max"][1]["estimate"])
+
+
+def test_a_paired_ratio_is_narrower_than_an_unpaired_one_of_the_same_size():
+    """ELT's L=4 against its own L=3 shares one sample draw (paired), ELT against the unshared run does not."""
+    source = Synthetic()
+    found = claims(frame(source, {"elt": {3: 10.0, 4: 11.0}, "unshared": {1: 10.0}}), source)
+    paired, unpaired = found["extrapolation"], found["iso_compute_parity"]
+    assert paired["interval"][0] < paired["estimate"] < paired["interval"][1]
+    assert unpaired["interval"][0] < unpaired["estimate"] < unpaired["interval"][1]
+    assert paired["resolution"] < 0.5 * unpaired["resolution"]
+
+
+def test_two_seeds_are_counted_as_seeds():
+    """With several training seeds, seeds are what more of would narrow the interval, from two on."""
+    source = Synthetic()
+    rows = frame(source, {"elt": {3: 11.0}}, seeds=(0, 1))
+    stat = audit.Comparison("g-XS-2x3", rows, "fd_domain", source, SETTINGS).statistic(1.0, np.ones(10))
+    assert (stat.units, stat.unit_name) == (2, "seeds")
+
+
+def test_each_verdict_states_its_region_and_where_the_interval_lies():
+    source = Synthetic()
+    df = frame(source, {"elt": {1: 10.2, 2: 10.1, 3: 10.0, 4: 60.0}, "looped": {1: 100.0, 3: 10.0}, "unshared": {1: 10.0}})
+    found = claims(df, source)
+    for claim, region, where in [("anytime_elt", "<= 1.5", "inside"), ("extrapolation", "<= 1.25", "wholly outside"),
+                                 ("vanilla_collapse", ">= 2", "inside"), ("iso_compute_parity", "<= 1.25", None)]:
+        c = found[claim]
+        low, high = c["interval"]
+        assert c["region"] == region and c["statement"] and c["statistic"]
+        if where:
+            assert c["reason"] == f"interval [{low:.3g}, {high:.3g}] lies {where} the region {region}"
+    inconclusive = audit._judged(audit.Comparison("g-XS-2x3", df, "fd_domain", source, SETTINGS), "c", "s", "t",
+                                 audit.Statistic(1.2, 1.1, 1.4, 100, "samples"), 1.25, True, {})
+    assert inconclusive["reason"] == "interval [1.1, 1.4] lies across the edge of the region <= 1.25"

@@ -61,10 +61,10 @@ def assert_same_loss_and_gradients(harness: torch.Tensor, by_hand: torch.Tensor,
 
 
 # --- ILSD on the masked generator -------------------------------------------------------------------
-def masked_loss_by_hand(net, inputs, l_int: int, l_max: int, lam: float) -> torch.Tensor:
-    """The paper's loss from two separate forward passes: GT(teacher) + lam GT(student) +
-    (1 - lam) DIST(student, stopgrad(teacher)); GT is the cross-entropy of the true token at the masked
-    positions (MaskGIT), DIST the cross-entropy of the student against the teacher's full softmax there."""
+def masked_terms_by_hand(net, inputs, l_int: int, l_max: int) -> dict[str, torch.Tensor]:
+    """The paper's three terms from two separate forward passes: GT is the cross-entropy of the true token
+    at the masked positions (MaskGIT), at the teacher's exit L_max and the student's L_int; DIST the
+    cross-entropy of the student against the stop-gradient teacher's full softmax there."""
     x, y, target, mask = inputs["inputs"], inputs["labels"], inputs["targets"], inputs["mask"]
     teacher, student = net(x, y, loops=l_max), net(x, y, loops=l_int)
 
@@ -75,7 +75,13 @@ def masked_loss_by_hand(net, inputs, l_int: int, l_max: int, lam: float) -> torc
     teacher_p = torch.exp(teacher.detach() - teacher.detach().logsumexp(-1, keepdim=True))
     student_log_p = student - student.logsumexp(-1, keepdim=True)
     distill = -(teacher_p * student_log_p).sum(-1)[mask].mean()
-    return ground_truth(teacher) + lam * ground_truth(student) + (1 - lam) * distill
+    return {"gt_teacher": ground_truth(teacher), "gt_student": ground_truth(student), "distill": distill}
+
+
+def masked_loss_by_hand(net, inputs, l_int: int, l_max: int, lam: float) -> torch.Tensor:
+    """GT(teacher) + lam GT(student) + (1 - lam) DIST(student, stopgrad(teacher))."""
+    t = masked_terms_by_hand(net, inputs, l_int, l_max)
+    return t["gt_teacher"] + lam * t["gt_student"] + (1 - lam) * t["distill"]
 
 
 @pytest.mark.parametrize("l_int", [1, 2, 3])
@@ -85,6 +91,10 @@ def test_masked_ilsd_loss_and_gradients_equal_the_papers_loss_built_by_hand(l_in
     value, log = ilsd.loss(parts.generator, net, inputs, l_int, 4, LAM)
     assert log["l_int"] == l_int and log["lam"] == LAM
     assert_same_loss_and_gradients(value, masked_loss_by_hand(net, inputs, l_int, 4, LAM), net)
+    # the logged parts are the terms themselves
+    for key, term in masked_terms_by_hand(net, inputs, l_int, 4).items():
+        assert log[key] == pytest.approx(term.item(), rel=1e-10), key
+    assert log["loss"] == pytest.approx(value.item(), rel=1e-12)
 
 
 def test_the_teachers_output_gets_gradient_from_its_own_ground_truth_only():
@@ -121,6 +131,19 @@ def test_vanilla_looping_and_the_baselines_train_on_the_teachers_ground_truth_al
     by_hand = F.cross_entropy(net(x, y, loops=4)[mask], target[mask])
     assert set(log) == {"loss", "gt_teacher"}
     assert_same_loss_and_gradients(value, by_hand, net)
+
+
+@pytest.mark.parametrize("family, l_max, student", [("elt", 1, None), ("elt", 2, 1), ("looped", 3, None), ("unshared", 1, None)])
+def test_only_elt_with_more_than_one_loop_draws_a_student(family, l_max, student):
+    parts, _ = looped_net("masked")
+    tokens = torch.randint(0, 17, (4, 64), generator=torch.Generator().manual_seed(1))
+    _, l_int = ilsd.draw(parts.generator, (tokens, torch.arange(4)), family, 1, l_max, torch.Generator().manual_seed(0))
+    assert l_int == student
+
+
+@pytest.mark.parametrize("total, expected", [(1, [1.0]), (2, [1.0, 0.0]), (5, [1.0, 0.75, 0.5, 0.25, 0.0])])
+def test_lambda_falls_linearly_from_one_at_the_first_step_to_zero_at_the_last(total, expected):
+    assert [ilsd.lam(step, total) for step in range(total)] == pytest.approx(expected, abs=1e-15)
 
 
 def test_lambda_is_drawn_into_the_objective_linearly_over_training():
@@ -195,6 +218,93 @@ def test_diffusion_training_inputs_follow_the_forward_process():
     assert abs(float(inputs["eps"].std()) - 1) < 0.02
 
 
+# --- diffusion sampling -----------------------------------------------------------------------------
+def alpha_sigma_by_hand(t: float) -> tuple[float, float]:
+    """alpha_t, sigma_t of the shifted cosine schedule (shift 1, logSNR clipped to [-15, 15])."""
+    t_min, t_max = math.atan(math.exp(-7.5)), math.atan(math.exp(7.5))
+    logsnr = -2 * math.log(math.tan(t_min + t * (t_max - t_min)))
+    return math.sqrt(1 / (1 + math.exp(-logsnr))), math.sqrt(1 / (1 + math.exp(logsnr)))
+
+
+def point_mass(c: float):
+    """The exact denoiser of data that is always c: x0_hat = c, eps_hat = (z - alpha c) / sigma."""
+    def predict(z, t_b):
+        alpha, sigma = alpha_sigma_by_hand(float(t_b[0]))
+        return torch.full_like(z, c), (z - alpha * c) / sigma
+    return predict
+
+
+def test_sampling_clips_x0_to_the_data_range_by_default():
+    from elt.diffusion import sample_loop
+    from elt.config import DiffusionConfig
+
+    def far_outside(z, t_b):  # predicts +3 for the first sample and -3 for the second
+        x0 = torch.tensor([3.0, -3.0]).view(2, 1, 1, 1, 1).expand_as(z)
+        alpha, sigma = alpha_sigma_by_hand(float(t_b[0]))
+        return x0, (z - alpha * x0) / sigma
+
+    out = sample_loop(far_outside, (2, 1, 1, 4, 4), 5, "ddim", DiffusionConfig(), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out[0], torch.ones_like(out[0]), rtol=0, atol=0.01)
+    torch.testing.assert_close(out[1], -torch.ones_like(out[1]), rtol=0, atol=0.01)
+
+
+def test_ddim_with_the_exact_denoiser_carries_its_initial_noise_to_the_end():
+    """DDIM is deterministic given z_1: with the exact x0, eps_hat stays (z_1 - alpha_1 c) / sigma_1 at every
+    step, so z_0 = alpha_0 c + sigma_0 (z_1 - alpha_1 c) / sigma_1."""
+    from elt.diffusion import sample_loop
+    from elt.config import DiffusionConfig
+
+    c, shape = 0.3, (3, 1, 1, 4, 4)
+    out = sample_loop(point_mass(c), shape, 7, "ddim", DiffusionConfig(), torch.Generator().manual_seed(0))
+    z1 = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    (a1, s1), (a0, s0) = alpha_sigma_by_hand(1.0), alpha_sigma_by_hand(0.0)
+    torch.testing.assert_close(out, a0 * c + s0 * (z1 - a1 * c) / s1, rtol=0, atol=2e-6)
+
+
+def test_ddpm_steps_draw_from_the_posterior_q_of_z_s_given_z_t_and_x0():
+    """Two ancestral steps written out from the variance-preserving posterior (Kingma et al. 2021):
+    mean = alpha_{t|s} sigma_s^2 / sigma_t^2 z_t + alpha_s sigma_{t|s}^2 / sigma_t^2 x0,
+    variance = sigma_{t|s}^2 sigma_s^2 / sigma_t^2, with alpha_{t|s} = alpha_t / alpha_s and
+    sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2; noise drawn in order from the one generator."""
+    from elt.diffusion import sample_loop
+    from elt.config import DiffusionConfig
+
+    c, shape = -0.4, (3, 1, 1, 4, 4)
+    out = sample_loop(point_mass(c), shape, 2, "ddpm", DiffusionConfig(), torch.Generator().manual_seed(0))
+    replay = torch.Generator().manual_seed(0)
+    z = torch.randn(shape, generator=replay)
+    for t, s in [(1.0, 0.5), (0.5, 0.0)]:
+        (a_t, s_t), (a_s, s_s) = alpha_sigma_by_hand(t), alpha_sigma_by_hand(s)
+        a_ts = a_t / a_s
+        var_ts = s_t**2 - a_ts**2 * s_s**2
+        mean = a_ts * s_s**2 / s_t**2 * z + a_s * var_ts / s_t**2 * c
+        z = mean + math.sqrt(var_ts * s_s**2 / s_t**2) * torch.randn(shape, generator=replay)
+    torch.testing.assert_close(out, z, rtol=0, atol=2e-6)
+
+
+def test_ddim_sampling_draws_only_the_initial_noise_and_ddpm_more():
+    for sampler, draws in [("ddim", 1), ("ddpm", 4)]:
+        parts, net = looped_net("diffusion", diffusion={"sampler": sampler, "sampling_steps": 3})
+        gen = torch.Generator().manual_seed(0)
+        parts.generator.sample(net.eval(), torch.arange(2), loops=2, gen=gen)
+        replay = torch.Generator().manual_seed(0)
+        for _ in range(draws):
+            torch.randn((2, 1, 1, 8, 8), generator=replay)
+        assert torch.equal(gen.get_state(), replay.get_state()), sampler
+
+
+@pytest.mark.parametrize("sampler, guidance", [("ddim", 1.0), ("ddpm", 2.0)])
+def test_diffusion_sampling_keeps_every_tensor_on_the_networks_device(sampler, guidance):
+    """On the meta device any tensor the sampler makes on the CPU and hands to the network (times, noise,
+    loop counts) is a device-mismatch error, as it would be on a GPU."""
+    parts, net = looped_net("diffusion", diffusion={"sampler": sampler, "guidance": guidance, "sampling_steps": 3})
+    net = net.to("meta").eval()
+    used = []
+    out = parts.generator.sample(net, torch.arange(3, device="meta"), loops=2, gen=torch.Generator().manual_seed(0), loops_used=used)
+    assert out.device.type == "meta" and out.shape == (3, 1, 1, 8, 8)
+    assert torch.stack(used).device.type == "meta" and len(used) == 3
+
+
 # --- MaskGIT decoding ------------------------------------------------------------------------------
 K = 4
 # token temperature 0.5 + 0.8 (1 - (k+1)/K) and the re-masking noise scale 1 - (k+1)/K at steps k = 0..3
@@ -259,6 +369,45 @@ def test_decoding_unmasks_on_the_cosine_schedule_and_leaves_no_mask():
         out = parts.generator.sample(net, torch.arange(3), loops=2, gen=torch.Generator().manual_seed(0))
     assert seen == [[64] * 3] + [[n] * 3 for n in STILL_MASKED[:-1]]
     assert not (out == 17).any()
+
+
+def test_training_masks_a_cosine_distributed_share_of_the_tokens():
+    """MaskGIT's training mask: share r = cos(pi/2 u), u ~ U[0, 1), ceil(r S) tokens (at least one); so
+    P(r < x) = 1 - 2 arccos(x) / pi: a third of the rows mask under half, the mean share is 2/pi."""
+    parts, _ = looped_net("masked")
+    tokens = torch.randint(0, 17, (4000, 64), generator=torch.Generator().manual_seed(0))
+    inputs = parts.generator.training_inputs((tokens, torch.zeros(4000, dtype=torch.long)), torch.Generator().manual_seed(1))
+    share = inputs["mask"].sum(1).double() / 64
+    assert share.min() == 1 / 64 and share.max() <= 1  # about 1% of the rows mask a single token
+    # exactly ceil(64 cos(pi/2 u)) tokens a row, u the first draw of the run's generator, and the rest as given
+    u = torch.rand(4000, generator=torch.Generator().manual_seed(1))
+    expected = torch.ceil(torch.cos(math.pi / 2 * u) * 64).clamp(min=1)
+    assert torch.equal(inputs["mask"].sum(1).double(), expected.double())
+    assert torch.equal(inputs["inputs"][~inputs["mask"]], tokens[~inputs["mask"]]) and (inputs["inputs"][inputs["mask"]] == 17).all()
+    assert abs(float((share < 0.5).double().mean()) - 1 / 3) < 0.03
+    assert abs(float(share.mean()) - 2 / math.pi) < 0.02
+
+
+def test_with_more_decoding_steps_than_tokens_each_step_decides_at_least_one():
+    """The schedule floor(S cos(pi/2 (k+1)/K)) would leave some steps deciding nothing: every step decides
+    at least one new token until none is left masked."""
+    steps = 80
+    parts, net = looped_net("masked", masked={"sampling_steps": steps})
+    net = net.float().eval()
+    seen, real = [], net.forward
+
+    def counting(tokens, labels, *args, **kwargs):
+        seen.append(int((tokens == 17).sum(1)[0]))
+        return real(tokens, labels, *args, **kwargs)
+
+    net.forward = counting
+    with torch.no_grad():
+        out = parts.generator.sample(net, torch.arange(1), loops=1, gen=torch.Generator().manual_seed(0))
+    expected, masked = [64], 64
+    for k in range(steps - 1):
+        masked = max(min(math.floor(64 * math.cos(math.pi / 2 * (k + 1) / steps)), masked - 1), 0)
+        expected.append(masked)
+    assert seen == expected and not (out == 17).any()
 
 
 # --- training ---------------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Mutation testing of the method and resume code (`make mutants`): mutmut 3 mutates the functions below
+# one change at a time and runs the unit tests that reach each one; a mutant the tests do not notice
+# "survives". benchmarks/mutants_report.py then writes results/mutants.md: every function's counts and
+# each survivor's diff with the reason it may survive (benchmarks/mutants_explained.yaml), and exits 1
+# on a survivor nobody explained. Where and with which tests: [tool.mutmut] in pyproject.toml.
+# About 40 minutes on 2 cores; not part of `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+FUNCTIONS=(
+  # ILSD: the loss, the student draw, lambda
+  "elt.ilsd.*"
+  # MaskGIT: training inputs, losses, decoding
+  "elt.masked.xǁMaskedGeneratorǁtraining_inputs__*" "elt.masked.xǁMaskedGeneratorǁgt_loss__*"
+  "elt.masked.xǁMaskedGeneratorǁdistill_loss__*" "elt.masked.xǁMaskedGeneratorǁguided_logits__*"
+  "elt.masked.xǁMaskedGeneratorǁsample__*"
+  # diffusion: schedule, forward process, losses, samplers
+  "elt.diffusion.x_logsnr_schedule__*" "elt.diffusion.x_alpha_sigma__*" "elt.diffusion.x_loss_weight__*"
+  "elt.diffusion.x_to_x0_eps__*" "elt.diffusion.x_sample_loop__*" "elt.diffusion.xǁDiffusionGeneratorǁtraining_inputs__*"
+  "elt.diffusion.xǁDiffusionGeneratorǁ_eps__*" "elt.diffusion.xǁDiffusionGeneratorǁ_weighted_mse__*"
+  "elt.diffusion.xǁDiffusionGeneratorǁgt_loss__*" "elt.diffusion.xǁDiffusionGeneratorǁdistill_loss__*"
+  "elt.diffusion.xǁDiffusionGeneratorǁsample__*"
+  # training resume: the saved state, its restoration, the schedule and EMA it carries
+  "elt.train.x_resume__*" "elt.train.x_save_checkpoint__*" "elt.train.x_learning_rate__*" "elt.train.xǁEMAǁupdate__*"
+  # the audit's verdicts and intervals
+  "elt.audit.xǁStatisticǁjudge__*" "elt.audit.x_log_interval__*" "elt.audit.x_median_interval__*" "elt.audit.x__judged__*"
+  "elt.audit.xǁComparisonǁratio__*" "elt.audit.xǁComparisonǁextreme_ratio__*" "elt.audit.xǁComparisonǁstatistic__*"
+  # the regression check's decision
+  "elt.check.x_check__*" "elt.check.x_per_row_test__*" "elt.check.x__holm__*" "elt.check.xǁCheckResultǁ*"
+)
+$BIN/python -c "import mutmut" 2>/dev/null || $BIN/python -m pip install -q mutmut==3.8.1
+$BIN/mutmut run "${FUNCTIONS[@]}"
+$BIN/python benchmarks/mutants_report.py "${FUNCTIONS[@]}"
