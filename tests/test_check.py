@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elt.check import (_holm, build_reference, changed_numbers, check, reference_from_table, seed_table, shifted, table_of,
-                       validate)
+from elt.check import (_holm, build_reference, changed_numbers, check, per_row_test, reference_from_table, seed_table, shifted,
+                       table_of, validate)
 from elt.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -254,3 +254,27 @@ def test_exact_repeat_lists_every_changed_number(reference, tmp_path):
     assert "bit-identical" in elt_check("--reference", tmp_path / "ref.json", tmp_path / "m.csv").stdout
     (tmp_path / "provenance.json").write_text(json.dumps({**provenance, "versions": {"torch": "3"}}))
     assert "differs in: versions" in elt_check("--reference", tmp_path / "ref.json", tmp_path / "m.csv").stdout
+
+
+def test_holm_rejects_at_equality_and_returns_a_boolean_mask():
+    """Holm (1979): reject the k-th smallest p while p(k) <= alpha / (m - k + 1), equality included."""
+    reject = _holm(np.array([0.05, 0.025]), 0.05)
+    assert reject.dtype == bool and reject.tolist() == [True, True]
+    assert _holm(np.array([0.05, 0.0250001]), 0.05).tolist() == [False, False]
+
+
+@pytest.mark.parametrize("direction, measured, status", [("lower", 12.0, "REGRESSED"), ("lower", 11.0, "ok"), ("lower", 8.0, "ok"),
+                                                          ("higher", 0.4, "REGRESSED"), ("higher", 0.45, "ok"), ("higher", 0.9, "ok")])
+def test_a_row_regresses_only_beyond_its_tolerance_in_its_metrics_worse_direction(direction, measured, status):
+    metric, mean, tolerance = ("fid", 10.0, 1.0) if direction == "lower" else ("class_accuracy", 0.5, 0.05)
+    reference = {"directions": {metric: direction}, "entries": {"r": {"2": {metric: {"mean": mean, "tolerance": tolerance}}}}}
+    rows = per_row_test(reference, pd.DataFrame([{"run": "r", "loops_eval": 2, metric: measured}]))
+    assert rows.to_dict("records") == [{"run": "r", "loops": 2, "metric": metric, "seed_mean": mean, "tolerance": tolerance,
+                                        "measured": measured, "status": status}]
+
+
+def test_an_empty_reference_gives_an_empty_table_with_the_columns_and_a_foreign_one_a_fix():
+    empty = per_row_test({"directions": {}, "entries": {}}, pd.DataFrame(columns=["run", "loops_eval"]))
+    assert empty.empty and list(empty.columns) == ["run", "loops", "metric", "seed_mean", "tolerance", "measured", "status"]
+    with pytest.raises(UserError, match="^the reference is not one 'elt reference' writes: rebuild it with 'make reference'$"):
+        check({"format": "something else"}, pd.DataFrame())

@@ -1,4 +1,5 @@
 """Training lowers the loss, and a resumed run equals an uninterrupted one."""
+import fractions
 import json
 import signal
 import subprocess
@@ -10,6 +11,8 @@ import torch
 
 from elt import train as train_mod
 from elt.errors import UserError
+from elt.model import build
+from elt.runs import assemble
 
 from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg
 
@@ -100,3 +103,37 @@ def test_learning_rate_warms_up_then_decays():
     lrs = [train_mod.learning_rate(s, cfg) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_resume_of_an_empty_folder_starts_at_step_zero(tmp_path):
+    cfg = tiny_cfg()
+    net = build(assemble(cfg).net_cfg)
+    opt = torch.optim.AdamW(net.parameters())
+    assert train_mod.resume(cfg, tmp_path, net, opt, None, torch.Generator(), "cpu", False) == (0, [], 0.0)
+
+
+def test_the_checkpoint_records_what_sampling_and_provenance_read(tmp_path):
+    train_mod.train(tiny_cfg(train={"steps": 3}), tmp_path, progress=False)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["classes"] == [str(c) for c in range(10)] and saved["data_shape"] == [1, 1, 8, 8]
+    assert saved["runtime"]["device"] == "cpu" and saved["step"] == 3 and len(saved["history"]) == 3
+
+
+def test_saved_states_that_are_not_this_runs_get_one_line_each(tmp_path, capsys):
+    """A corrupt file, a pickle that is not plain tensors (never unpickled: weights_only), a state without a
+    config, and one of another config: refused with the path and the fix, or set aside under its step."""
+    cfg, progress = tiny_cfg(train={"steps": 3}), tmp_path / "progress.pt"
+    progress.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match=f"^checkpoint '{progress}' is corrupt \\(UnpicklingError\\): delete it to start over$"):
+        train_mod.train(cfg, tmp_path, progress=False)
+    torch.save({"run_config": cfg.to_dict(), "step": 1, "payload": fractions.Fraction(1, 3)}, progress)
+    with pytest.raises(UserError, match="is corrupt \\(UnpicklingError\\)"):
+        train_mod.train(cfg, tmp_path, progress=False)
+    torch.save({"step": 2}, progress)
+    with pytest.raises(UserError, match=f"^'{tmp_path}' holds a checkpoint of a different config: use another --out or delete it$"):
+        train_mod.train(cfg, tmp_path, progress=False)
+    torch.save({"run_config": {}}, progress)  # no step recorded: set aside as step 0
+    capsys.readouterr()
+    record = train_mod.train(cfg, tmp_path, progress=False, set_aside_stale=True)
+    assert (tmp_path / "progress.stale-0.pt").exists() and record["steps"] == 3 and len(record["loss_history"]) == 3
+    assert f"{progress} was trained with another config: kept as progress.stale-0.pt, starting afresh" in capsys.readouterr().out
