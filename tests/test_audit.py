@@ -274,10 +274,12 @@ def test_log_interval_is_the_percentile_interval_of_the_log_draws_recentred_on_t
         np.testing.assert_allclose(audit.log_interval(0.5, draws, level), expected, rtol=1e-12)
 
 
-def test_median_interval_of_30_repeats_is_the_tabulated_one():
-    """The distribution-free 95% interval of a median of 30 values is [x(10), x(21)] (coverage 95.7%)."""
-    values = list(np.random.default_rng(1).permutation(np.arange(1.0, 31.0)))
-    assert audit.median_interval(values, 0.95) == (15.5, 10.0, 21.0)
+def test_median_interval_of_30_and_100_repeats_is_the_tabulated_one():
+    """The distribution-free 95% interval of a median: [x(10), x(21)] of 30 values (coverage 95.7%),
+    [x(40), x(61)] of 100 (96.5%)."""
+    for n, low, high in [(30, 10.0, 21.0), (100, 40.0, 61.0)]:
+        values = list(np.random.default_rng(1).permutation(np.arange(1.0, n + 1.0)))
+        assert audit.median_interval(values, 0.95) == ((n + 1) / 2, low, high)
 
 
 def test_the_worst_and_mildest_loop_counts_carry_their_own_interval():

@@ -293,6 +293,17 @@ def test_ddim_sampling_draws_only_the_initial_noise_and_ddpm_more():
         assert torch.equal(gen.get_state(), replay.get_state()), sampler
 
 
+def test_diffusion_training_inputs_and_loss_stay_on_the_batchs_device():
+    """Times and noise are drawn on the CPU (the same on every device) and moved to the batch's device."""
+    parts, net = looped_net("diffusion")
+    x = torch.zeros(4, 1, 1, 8, 8, device="meta")
+    inputs = parts.generator.training_inputs((x, torch.arange(4, device="meta")), torch.Generator().manual_seed(0))
+    assert {v.device.type for v in inputs.values()} == {"meta"}
+    outputs = parts.generator.forward(net.to("meta"), inputs, exits=[2, 4])  # (ilsd.loss logs with .item(): not on meta)
+    value = parts.generator.gt_loss(outputs[4], inputs) + parts.generator.distill_loss(outputs[2], outputs[4].detach(), inputs)
+    assert value.device.type == "meta"
+
+
 @pytest.mark.parametrize("sampler, guidance", [("ddim", 1.0), ("ddpm", 2.0)])
 def test_diffusion_sampling_keeps_every_tensor_on_the_networks_device(sampler, guidance):
     """On the meta device any tensor the sampler makes on the CPU and hands to the network (times, noise,

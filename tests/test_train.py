@@ -105,11 +105,14 @@ def test_learning_rate_warms_up_then_decays():
     assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=0.01)
 
 
-def test_resume_of_an_empty_folder_starts_at_step_zero(tmp_path):
+def test_resume_of_an_empty_folder_or_a_stale_state_starts_at_step_zero(tmp_path):
     cfg = tiny_cfg()
     net = build(assemble(cfg).net_cfg)
     opt = torch.optim.AdamW(net.parameters())
     assert train_mod.resume(cfg, tmp_path, net, opt, None, torch.Generator(), "cpu", False) == (0, [], 0.0)
+    torch.save({"run_config": {}, "step": 7, "history": [1.0], "wall_seconds": 9.0}, tmp_path / "progress.pt")
+    assert train_mod.resume(cfg, tmp_path, net, opt, None, torch.Generator(), "cpu", True) == (0, [], 0.0)  # set aside
+    assert (tmp_path / "progress.stale-7.pt").exists()
 
 
 def test_the_checkpoint_records_what_sampling_and_provenance_read(tmp_path):
