@@ -24,35 +24,35 @@ def tiny_cfg(**overrides) -> config.RunConfig:
     return config.from_dict(deep_update(TINY, overrides))
 
 
+def _on_each_step(monkeypatch, hook) -> dict:
+    """Wraps the training loop's loss (called once per step in one process): hook(n) before the n-th call."""
+    from elt import train as train_mod
+
+    real, calls = train_mod.ilsd.loss, {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        hook(calls["n"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod.ilsd, "loss", wrapped)
+    return calls
+
+
 def interrupt_training_at(monkeypatch, call: int) -> None:
     """A killed run: the training loop's loss raises KeyboardInterrupt at its call-th call (one call per
     step in one process); undo with monkeypatch.undo()."""
-    from elt import train as train_mod
 
-    real, calls = train_mod.ilsd.loss, {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == call:
+    def interrupt(n):
+        if n == call:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod.ilsd, "loss", interrupted)
+    _on_each_step(monkeypatch, interrupt)
 
 
 def count_steps(monkeypatch) -> dict:
-    """Counts the training steps a run computes (the loss is called once per step in one process): a
-    resumed run must compute only the steps after its saved state."""
-    from elt import train as train_mod
-
-    real, calls = train_mod.ilsd.loss, {"n": 0}
-
-    def counted(*args, **kwargs):
-        calls["n"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod.ilsd, "loss", counted)
-    return calls
+    """Counts the training steps a run computes: a resumed run must compute only the steps after its saved state."""
+    return _on_each_step(monkeypatch, lambda n: None)
 
 
 def assert_same_training_state(a: Path, b: Path, tolerance: float = 0.0) -> None:

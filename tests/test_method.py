@@ -3,11 +3,12 @@
 Each expected value here is built from the paper's and the reference recipes' own statements, not
 from the harness's helpers: the ILSD loss from separate forward passes at L_int and L_max (teacher
 stop-gradient, the student distilled against the teacher's full softmax, GT at both exits), the
-diffusion loss from its closed forms, MaskGIT decoding from a decoder written out here with
-hand-computed temperatures, re-masking noise scales and unmasking counts, and the label drop rate
-from what training actually feeds the network. Every test here failed on a deliberately broken copy
-(swapped GT terms, no stop-gradient, reversed distillation, temperature 1, no or mis-scaled Gumbel
-noise, no label drop) before it was trusted; `make mutants` keeps checking that.
+diffusion loss and the DDIM and DDPM samplers from their closed forms, MaskGIT's training mask and
+decoding from a decoder written out here with hand-computed temperatures, re-masking noise scales and
+unmasking counts, and the label drop rate from what training actually feeds the network. Every test
+here failed on a deliberately broken copy (swapped GT terms, no stop-gradient, reversed distillation,
+temperature 1, no or mis-scaled Gumbel noise, no label drop) before it was trusted; `make mutants`
+keeps checking that (results/mutants.md).
 """
 import math
 
