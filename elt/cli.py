@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from elt.errors import UserError
 
 
 def parse_loops(text: str) -> list[int]:
@@ -24,8 +24,8 @@ def parse_loops(text: str) -> list[int]:
 
 
 def cmd_train(args):
-    from . import config
-    from .train import train
+    from elt import config
+    from elt.train import train
 
     cfg = config.load(args.config)
     for key in ("device", "precision"):
@@ -36,8 +36,8 @@ def cmd_train(args):
 
 
 def cmd_encode(args):
-    from . import config
-    from .shards import encode
+    from elt import config
+    from elt.data.shards import encode
 
     cfg = config.load(args.config)
     for key in ("device", "precision"):
@@ -51,9 +51,9 @@ def cmd_encode(args):
 
 
 def cmd_paper_metrics(args):
-    from .protocol import evaluate
-    from .provenance import write_json
-    from .runtime import resolve_device
+    from elt.eval.paper import evaluate
+    from elt.provenance import write_json
+    from elt.runtime import resolve_device
 
     record = evaluate(args.samples, args.reference, args.inception_weights, resolve_device(args.device or "auto"))
     write_json(args.out, record)
@@ -61,12 +61,12 @@ def cmd_paper_metrics(args):
 
 
 def cmd_sample(args):
-    from .sample import sample
-    from .schedule import EarlyExit, parse_schedule
+    from elt.sample import sample
+    from elt.methods.schedule import EarlyExit, parse_schedule
 
     if args.early_exit is not None:
         if args.exit_range is None:
-            from .runs import load_checkpoint
+            from elt.runs import load_checkpoint
 
             args.exit_range = (1, load_checkpoint(args.checkpoint)[1].cfg.loops)
         plans = [EarlyExit(args.early_exit, *args.exit_range)]
@@ -89,10 +89,10 @@ def parse_exit_range(text: str) -> tuple[int, int]:
 def cmd_describe(args):
     import yaml
 
-    from . import config
-    from .accounting import describe, describe_profile
-    from .model import build
-    from .runs import assemble
+    from elt import config
+    from elt.eval.accounting import describe, describe_profile
+    from elt.models.looped import build
+    from elt.runs import assemble
 
     described = []
     for path in args.config:
@@ -104,8 +104,8 @@ def cmd_describe(args):
             profile = load_profile(path)
             rows = describe_profile(profile)
             if args.run_configs:
-                from .grid import expand
-                from .provenance import write_json
+                from elt.harness.grid import expand
+                from elt.provenance import write_json
 
                 for run, run_cfg in expand(profile).items():
                     write_json(Path(args.run_configs) / f"{run}.json", run_cfg)
@@ -127,7 +127,7 @@ def load_profile(path: str) -> dict:
     over it (mappings merge, lists and values replace)."""
     import yaml
 
-    from . import config
+    from elt import config
 
     default = Path(__file__).resolve().parents[1] / "config/default.yaml"
     try:
@@ -172,7 +172,7 @@ def _beside(metrics_file: str, name: str = "provenance.json"):
 
 
 def cmd_check(args):
-    from .check import FORMAT, changed_numbers, check, read_metrics, record_differences, run_record
+    from elt.harness.check import FORMAT, changed_numbers, check, read_metrics, record_differences, run_record
 
     reference = _read_json(args.reference, "reference", "build one with 'elt reference' or fix the path")
     df = read_metrics(args.metrics)
@@ -212,8 +212,8 @@ def cmd_check(args):
 
 
 def cmd_reference(args):
-    from .check import build_reference, run_record
-    from .provenance import provenance, write_json
+    from elt.harness.check import build_reference, run_record
+    from elt.provenance import provenance, write_json
 
     records = [run_record(_read_json(p, "provenance", "rerun the pipeline that wrote the metrics"))
                for p in map(_beside, args.metrics) if p]
@@ -238,7 +238,7 @@ def cmd_tokenizer(args):
 
     import yaml
 
-    from .tokenizer import tokenizer_step
+    from elt.codecs.tokenizer import tokenizer_step
 
     path = Path(args.config)
     if not path.is_file():
@@ -254,7 +254,7 @@ def cmd_tokenizer(args):
 
 
 def cmd_export_png(args):
-    from .sample import export_png
+    from elt.sample import export_png
 
     print(f"{export_png(args.samples, args.out)} PNG files in {args.out}")
 
@@ -263,8 +263,8 @@ def cmd_job_seconds(args):
     import os
     import platform
 
-    from .provenance import atomic_path, git_commit
-    from .workflow import job_seconds, job_seconds_by_part, training_speeds
+    from elt.provenance import atomic_path, git_commit
+    from elt.harness.snakemake_log import job_seconds, job_seconds_by_part, training_speeds
 
     def tally_markdown(table, key):
         return (f"| {key} | jobs | job-seconds | share |\n|---|---|---|---|\n"
@@ -300,9 +300,9 @@ def cmd_job_seconds(args):
 def cmd_bench(args):
     import re
 
-    from .bench import bench
-    from .provenance import write_json
-    from .runtime import RuntimeConfig
+    from elt.harness.bench import bench
+    from elt.provenance import write_json
+    from elt.runtime import RuntimeConfig
 
     result = bench(RuntimeConfig(device=args.device or "auto", precision=args.precision or "fp32", compile=args.compile),
                    args.scale, args.repeats)
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by 'elt train'")
     plan = p.add_mutually_exclusive_group(required=True)
     plan.add_argument("--loops", type=parse_loops, help="loop counts: 4, 1,2,4 or 1-6 (any L >= 1, beyond the trained L too)")
-    plan.add_argument("--schedule", help="a loop count per sampling step: 'linear 1->4', 'step 1@0.5,4' or 1,2,2,4 (elt.schedule)")
+    plan.add_argument("--schedule", help="a loop count per sampling step: 'linear 1->4', 'step 1@0.5,4' or 1,2,2,4 (elt.methods.schedule)")
     plan.add_argument("--early-exit", type=float, metavar="THRESHOLD",
                       help="stop looping each sample once its output moves less than THRESHOLD between loops (token "
                            "distribution JS divergence for masked, relative change of the prediction for diffusion)")
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reference)
 
     p = sub.add_parser("tokenizer", help="train a 3D VQ tokenizer on a dataset and pre-tokenize its training split")
-    p.add_argument("--config", required=True, help="YAML with data: (as in a run config) and tokenizer: (elt.tokenizer.TokenizerConfig)")
+    p.add_argument("--config", required=True, help="YAML with data: (as in a run config) and tokenizer: (elt.codecs.tokenizer.TokenizerConfig)")
     p.add_argument("--out", required=True, help="folder for tokenizer.pt, tokenizer.json (held-out error) and train_tokens.npz; "
                    "runs use them as codec.tokenizer and codec.tokens")
     p.set_defaults(func=cmd_tokenizer)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError
-from .runtime import RuntimeConfig, check as check_runtime
+from elt.errors import UserError
+from elt.runtime import RuntimeConfig, check as check_runtime
 
 GENERATORS = ("masked", "diffusion")
 ACTIVATIONS = ("gelu", "gelu_tanh")
@@ -49,7 +49,7 @@ class DataConfig:
 class ModelConfig:
     generator: str = "masked"  # masked (MaskGIT tokens) | diffusion (DiT denoiser)
     family: str = "elt"  # elt (ILSD) | looped (vanilla) | unshared (N*L layers) | shallow (N layers)
-    width: str = "XS"  # name in elt.registry.WIDTHS
+    width: str = "XS"  # name in elt.models.sizes.WIDTHS
     n_unique: int = 2  # N: unique layers in the looped block
     loops: int = 4  # L_max: loops in training (for unshared/shallow: the ELT run it is matched to)
     patch_size: int = 1  # diffusion: pixels per patch side
@@ -85,7 +85,7 @@ class CodecConfig:
     subfolder: str | None = None  # sd_vae: the VAE's sub-folder of `weights` (vae in a whole pipeline folder)
     latent_channels: int = 4  # sd_vae: latent channels and spatial downsampling (SD's), checked against the VAE's config
     downsampling: int = 8
-    vqgan: str = "maskgit"  # maskgit_vqgan: the layout (elt.vqgan.LAYOUTS) the weights must match
+    vqgan: str = "maskgit"  # maskgit_vqgan: the layout (elt.codecs.vqgan.LAYOUTS) the weights must match
     shards: str | None = None  # pre-encoded training data from 'elt encode' (streamed; any codec); null = encode at start
 
 
@@ -190,7 +190,7 @@ def _check_choice(value, choices, key):
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    from .registry import width
+    from elt.models.sizes import width
 
     m = cfg.model
     _check_choice(m.generator, GENERATORS, "model.generator")

@@ -8,12 +8,14 @@ import torch
 
 import baselines
 
-from . import codecs, config
-from .config import RunConfig
-from .diffusion import DiffusionGenerator
-from .errors import UserError
-from .masked import MaskedGenerator
-from .model import LoopedNetwork, NetConfig, build
+from elt import codecs
+
+from elt import config
+from elt.config import RunConfig
+from elt.methods.diffusion import DiffusionGenerator
+from elt.errors import UserError
+from elt.methods.masked import MaskedGenerator
+from elt.models.looped import LoopedNetwork, NetConfig, build
 
 CHECKPOINT_FORMAT = "elt-checkpoint-1"
 
@@ -38,7 +40,7 @@ def num_classes(cfg: RunConfig) -> int:
     if cfg.data.dataset in ("digits", "moving_digits"):
         return 10
     if cfg.data.dataset == "ucf101":
-        from .video import ucf101_index
+        from elt.data.video import ucf101_index
 
         return len(ucf101_index(cfg.data.path, "test", cfg.data.fold)[1])
     root = Path(cfg.data.path) / ("train" if cfg.data.dataset == "imagenet" else "")

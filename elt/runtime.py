@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import UserError
+from elt.errors import UserError
 
 DEVICES = "auto, cpu, cuda or cuda:N"
 PRECISIONS = ("fp32", "bf16")
@@ -139,7 +139,7 @@ class Runtime:
 def profile_device(profile: dict) -> str:
     """The resolved device of a pipeline profile's `runtime:` section (default auto), for the steps that
     are not a run (reference features, evaluations): they compute there at fp32."""
-    from .config import parse_section
+    from elt.config import parse_section
 
     return str(resolve_device(check(parse_section(RuntimeConfig, profile.get("runtime") or {}, "runtime.")).device))
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
-from .model import check_loops
-from .provenance import atomic_path, provenance
-from .runs import load_checkpoint
-from .runtime import Runtime, RuntimeConfig, out_of_memory
-from .schedule import plan_name
+from elt.errors import UserError
+from elt.models.looped import check_loops
+from elt.provenance import atomic_path, provenance
+from elt.runs import load_checkpoint
+from elt.runtime import Runtime, RuntimeConfig, out_of_memory
+from elt.methods.schedule import plan_name
 
 
 def out_paths(out: str, loops: list[int]) -> dict[int, Path]:
@@ -90,13 +90,13 @@ def shard_seed(seed: int, shard: int, shards: int) -> int:
 
 def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads: int = 1,
            runtime: dict | None = None, weights: str = "ema", shards: int = 1, only_shard: int | None = None) -> list[Path]:
-    """loops: loop counts (ints), or LoopSchedules / EarlyExit rules (elt.schedule), one file each.
+    """loops: loop counts (ints), or LoopSchedules / EarlyExit rules (elt.methods.schedule), one file each.
     runtime: settings that override the run's own runtime section (e.g. {"device": "cpu"});
     weights: ema or raw (elt.runs.load_checkpoint).
     shards > 1 splits the `num` samples (labels balanced over all of them) into that many files, each
     with its own seed; `out` then names them with {shard}. Under torchrun rank r writes shards r, r +
     ranks, ...; only_shard writes one."""
-    from .accounting import loop_plan_cost
+    from elt.eval.accounting import loop_plan_cost
 
     torch.set_num_threads(threads)
     for loop in loops:
@@ -146,7 +146,7 @@ def time_throughput(settings: dict[str, tuple[str, int]], batch_size: int, repea
 
     Each repeat times every setting once, in an order that rotates between repeats, after `warmup`
     untimed batches of each: drift of the machine (clock, caches, other load) falls on all settings
-    alike, and repeat r of two settings forms a pair (see elt.audit for the interval).
+    alike, and repeat r of two settings forms a pair (see elt.harness.audit for the interval).
     """
     torch.set_num_threads(threads)
     if repeats < 1 or batch_size < 1:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elt.check import (_holm, build_reference, changed_numbers, check, per_row_test, reference_from_table, seed_table, shifted,
+from elt.harness.check import (_holm, build_reference, changed_numbers, check, per_row_test, reference_from_table, seed_table, shifted,
                        table_of, validate)
 from elt.errors import UserError
 

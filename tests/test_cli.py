@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from elt import tokenizer
+from elt.codecs import tokenizer
 
 from .conftest import TINY, deep_update
 from .test_video import ucf  # noqa: F401 (the UCF-101-shaped folder fixture)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from elt import data
+from elt.data import datasets as data
 from elt.config import DataConfig
 from elt.errors import UserError
 

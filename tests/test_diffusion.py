@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from elt import diffusion
+from elt.methods import diffusion
 from elt.config import DiffusionConfig
-from elt.model import Block, build
+from elt.models.looped import Block, build
 from elt.runs import assemble
 
 from .conftest import tiny_cfg

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from elt import i3d, metrics
+from elt.eval import i3d
+
+from elt.eval import metrics
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures/i3d_reference.json").read_text())
 

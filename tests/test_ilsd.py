@@ -3,8 +3,8 @@ and the teacher's stop-gradient against a loss built by hand: tests/test_method.
 import pytest
 import torch
 
-from elt import ilsd
-from elt.model import build
+from elt.methods import ilsd
+from elt.models.looped import build
 from elt.runs import assemble
 
 from .conftest import tiny_cfg

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from elt import codecs, data
+from elt import codecs
+
+from elt.data import datasets as data
 from elt.config import DataConfig
-from elt.model import build
+from elt.models.looped import build
 from elt.runs import assemble
 from elt.sample import generate
 

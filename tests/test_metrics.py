@@ -5,7 +5,7 @@ import torch
 from cleanfid.fid import frechet_distance as cleanfid_fd
 from pytorch_fid.fid_score import calculate_frechet_distance as pytorch_fid_fd
 
-from elt import metrics
+from elt.eval import metrics
 
 
 def feature_sets(n1, n2, d, seed=0):

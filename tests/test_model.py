@@ -5,9 +5,9 @@ import functools
 import pytest
 import torch
 
-from elt.accounting import analytic_flops, measured_flops
+from elt.eval.accounting import analytic_flops, measured_flops
 from elt.errors import UserError
-from elt.model import build, count_params
+from elt.models.looped import build, count_params
 from elt.runs import assemble, layout
 
 from .conftest import deep_update, tiny_cfg
@@ -21,7 +21,7 @@ def vq_tokenizer_file() -> str:
     """An untrained 3D VQ tokenizer (4x4x4 tubelets): enough for shapes, parameters and FLOPs."""
     import tempfile
 
-    from elt import tokenizer
+    from elt.codecs import tokenizer
 
     path = f"{tempfile.mkdtemp()}/vq.pt"
     tokenizer.save(tokenizer.VQTokenizer(tokenizer.TokenizerConfig(patch=[4, 4, 4], hidden=8, code_dim=4, codebook=16)), path, {})
@@ -78,7 +78,7 @@ def test_analytic_flops_equal_torch_flop_counter(generator, loops):
 
 
 def inputs_for(net):
-    from elt.accounting import dummy_inputs
+    from elt.eval.accounting import dummy_inputs
 
     x, labels, t = dummy_inputs(net.cfg)
     if net.cfg.kind == "masked":
@@ -135,7 +135,7 @@ def test_output_shapes():
 def test_activation_is_recorded_and_old_checkpoints_keep_tanh():
     """The MLP nonlinearity is part of the network's config; a net_config saved before the field
     existed was trained with DiT's tanh approximation and must rebuild with it."""
-    from elt.model import NetConfig
+    from elt.models.looped import NetConfig
 
     net = network("diffusion", "elt")
     assert net.cfg.activation == "gelu" and net.stack.layers[0].mlp[1].approximate == "none"

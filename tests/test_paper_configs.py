@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from elt.accounting import describe_profile
+from elt.eval.accounting import describe_profile
 from elt.cli import load_profile
 
 from .conftest import ROOT, SNAKEMAKE, copy_repo

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from elt import vqgan
+from elt.codecs import vqgan
 
 from .conftest import SNAKEMAKE, copy_repo
 from .test_pretrained_codecs import tiny_vae

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from elt.report import COLUMNS
+from elt.harness.report import COLUMNS
 
 from tests.conftest import copy_repo, snakemake
 

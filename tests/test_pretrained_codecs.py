@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from elt import codecs, vae, vqgan
+from elt import codecs
+
+from elt.codecs import vae
+
+from elt.codecs import vqgan
 from elt.errors import UserError
 
 from .conftest import tiny_cfg

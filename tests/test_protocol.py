@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elt import metrics, protocol
+from elt.eval import metrics
+
+from elt.eval import paper as protocol
 from elt.errors import UserError
 from elt.sample import load_samples, sample, save_samples
 
@@ -125,14 +127,14 @@ def test_sharded_sampling_splits_the_labels_and_gives_each_shard_its_own_seed(tm
 @pytest.mark.slow
 def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
     from elt import config
-    from elt.i3d import i3d_features
-    from elt.video import moving_digits
+    from elt.eval.i3d import i3d_features
+    from elt.data.video import moving_digits
 
     data = config.from_dict({"data": {"dataset": "moving_digits", "image_size": 12, "frames": 9}}).data
     protocol.fvd_reference_features(data, 3, str(tmp_path / "ref.npz"), batch=2)
     with np.load(tmp_path / "ref.npz") as f:
         reference, clips = f["features"], int(f["clips"])
-    from elt.data import Stream
+    from elt.data.datasets import Stream
 
     stream = Stream(data, "train")
     assert clips == 3  # read in chunks of 2: the same features as all at once, to fp32 convolution order

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elt.report import pareto_mask
+from elt.harness.report import pareto_mask
 from elt.sample import export_png, save_samples
 
 

@@ -111,7 +111,7 @@ def test_a_run_resumes_under_another_runtime_and_records_the_new_one(tmp_path, m
 
 
 def test_bench_times_elt_against_its_unshared_baseline_and_counts_the_step(tmp_path):
-    from elt.bench import bench
+    from elt.harness.bench import bench
 
     result = bench(RuntimeConfig(device="cpu"), "test", repeats=2, warmup=1, matmul_n=64)
     (row,) = result["layouts"]
@@ -128,7 +128,7 @@ def test_bench_times_elt_against_its_unshared_baseline_and_counts_the_step(tmp_p
 @pytest.mark.slow
 def test_compiled_network_computes_what_the_eager_one_does():
     """runtime.compile: torch.compile (inductor, C++ on this CPU) of the looped network, same outputs to float rounding."""
-    from elt.model import build
+    from elt.models.looped import build
     from elt.runs import assemble
 
     net = build(assemble(tiny_cfg()).net_cfg).eval()

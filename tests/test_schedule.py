@@ -8,14 +8,14 @@ import pytest
 import torch
 import yaml
 
-from elt.accounting import describe, loop_plan_cost
+from elt.eval.accounting import describe, loop_plan_cost
 from elt.cli import main
 from elt.errors import UserError
-from elt.model import build
+from elt.models.looped import build
 from elt.runs import assemble
 from elt.sample import generate, load_samples
-from elt.grid import loop_plans
-from elt.schedule import EarlyExit, parse_plan, parse_schedule, plan_name
+from elt.harness.grid import loop_plans
+from elt.methods.schedule import EarlyExit, parse_plan, parse_schedule, plan_name
 
 from .conftest import tiny_cfg
 
@@ -131,10 +131,10 @@ def test_early_exit_in_between_stops_samples_at_different_loops(generator):
     labels = torch.arange(16) % 10
     if generator == "masked":
         inputs, t = torch.randint(0, net.cfg.vocab_size + 1, (16, net.cfg.seq_len)), None
-        from elt.masked import token_divergence as change
+        from elt.methods.masked import token_divergence as change
     else:
         inputs, t = torch.randn(16, 1, 1, 8, 8), torch.rand(16)
-        from elt.diffusion import relative_change as change
+        from elt.methods.diffusion import relative_change as change
     with torch.no_grad():
         at = {l: net(inputs, labels, t, loops=l) for l in (1, 2, 3)}
         moves = change(at[1], at[2])

@@ -9,7 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from elt import config, data, shards
+from elt import config
+
+from elt.data import datasets as data
+
+from elt.data import shards
 from elt import train as train_mod
 from elt.errors import UserError
 
@@ -196,7 +200,7 @@ def test_the_cli_encodes_into_the_configs_shard_folder_and_says_what_it_wrote(tm
 
 
 def test_ucf101_clips_stream_through_the_same_reader(ucf, tmp_path):
-    from elt.video import read_clip, ucf101_index
+    from elt.data.video import read_clip, ucf101_index
 
     cfg = config.from_dict({"data": {"dataset": "ucf101", "path": str(ucf), "channels": 3, "image_size": 8, "frames": 4},
                             "codec": {"shards": str(tmp_path / "shards")}})

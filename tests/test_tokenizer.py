@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from elt import tokenizer, video
+from elt.codecs import tokenizer
+
+from elt.data import video
 
 pytestmark = pytest.mark.slow  # its module fixture trains a tokenizer (about 20 s)
 
@@ -44,7 +46,7 @@ def test_codec_is_deterministic(trained):
 
 
 def test_pretokenized_data_round_trips_and_refuses_another_tokenizer(trained, tmp_path):
-    from elt.data import Dataset
+    from elt.data.datasets import Dataset
     from elt.errors import UserError
 
     path, held, _ = trained

@@ -11,7 +11,7 @@ import torch
 
 from elt import train as train_mod
 from elt.errors import UserError
-from elt.model import build
+from elt.models.looped import build
 from elt.runs import assemble
 
 from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg
@@ -90,7 +90,7 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 
 def test_nan_loss_stops_with_error_and_no_checkpoint(tmp_path, monkeypatch):
-    from elt.masked import MaskedGenerator
+    from elt.methods.masked import MaskedGenerator
 
     monkeypatch.setattr(MaskedGenerator, "gt_loss", lambda self, out, inputs: out.sum() * float("nan"))
     with pytest.raises(UserError, match="loss became nan at step 0.*lower train.lr"):

@@ -1,6 +1,6 @@
 # protocol: paper. The paper's metrics for every (run, loop count): training data pre-encoded once per
 # codec, samples generated in shards, FID (ADM's and clean resize) against ADM's reference batch and the
-# Inception Score for images (elt.protocol), FVD against the training split's clips for videos, and one
+# Inception Score for images (elt.eval.paper), FVD against the training split's clips for videos, and one
 # table beside the paper's reported numbers. Settings: the profile's paper_protocol section.
 from elt.config import VIDEO_DATASETS
 

@@ -2,10 +2,10 @@ import json
 
 import pandas as pd
 
-from elt.audit import audit, markdown
-from elt.evaluate import SavedFeatures
+from elt.harness.audit import audit, markdown
+from elt.eval.embedded import SavedFeatures
 from elt.provenance import atomic_path, provenance, write_json
-from elt.workflow import logged
+from elt.harness.snakemake_log import logged
 
 with logged(snakemake.log[0]):
     feature_files = {(run, int(loops)): path for (run, loops), path in zip(snakemake.params.targets, snakemake.input.features)}

@@ -1,8 +1,8 @@
 import torch
 
-from elt.evaluate import reference_features
+from elt.eval.embedded import reference_features
 from elt.runtime import profile_device
-from elt.workflow import logged
+from elt.harness.snakemake_log import logged
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

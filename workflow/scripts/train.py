@@ -3,7 +3,7 @@ import yaml
 from elt import config
 from elt.provenance import atomic_path
 from elt.train import launch
-from elt.workflow import logged
+from elt.harness.snakemake_log import logged
 
 with logged(snakemake.log[0]):
     cfg = config.from_dict(snakemake.params.run_config)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codecs import LoadsOnFirstUse
-from .errors import UserError
+from elt.codecs.base import LoadsOnFirstUse
+from elt.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class VQGANCodec(LoadsOnFirstUse):
         return load(self.weights, self.layout)
 
     def identity(self) -> dict:
-        from .provenance import file_sha
+        from elt.provenance import file_sha
 
         return {"codec": "maskgit_vqgan", "layout": self.layout, "weights_sha": file_sha(self.weights)}
 

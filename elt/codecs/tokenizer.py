@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .codecs import from_signal, to_signal
-from .errors import UserError
-from .provenance import atomic_path, file_sha, load_module, save_module
+from elt.codecs.base import from_signal, to_signal
+from elt.errors import UserError
+from elt.provenance import atomic_path, file_sha, load_module, save_module
 
 
 @dataclass
@@ -134,7 +134,7 @@ def load(path) -> VQTokenizer:
 
 
 def save_tokens(path, net: VQTokenizer, tokenizer_path, ds) -> None:
-    """Pre-tokenized training data (ds: an elt.data.Dataset): the masked generator then trains on
+    """Pre-tokenized training data (ds: an elt.data.datasets.Dataset): the masked generator then trains on
     it without reading or encoding any pixels."""
     tokens = encode_batched(net, ds.images).flatten(1).numpy().astype(np.int32)
     with atomic_path(path) as tmp:
@@ -186,8 +186,9 @@ class VQCodec:
 def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -> dict:
     """Train a dataset's tokenizer, record its held-out error, pre-tokenize the training split
     (the pipeline's train_tokenizer rule and 'elt tokenizer')."""
-    from . import config, data
-    from .provenance import provenance, write_json
+    from elt import config
+    from elt.data import datasets as data
+    from elt.provenance import provenance, write_json
 
     dcfg = config.from_dict({"data": data_cfg}).data
     train, held = data.load(dcfg, "train"), data.load(dcfg, "held_out")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .errors import UserError
+from elt.errors import UserError
 
 
 @dataclass
@@ -157,7 +157,7 @@ class LoopedNetwork(nn.Module):
         return {loop: self.head(h, c) for loop, h in self.stack(x, c, exits).items()}
 
     def early_exit(self, inputs, labels, t, rule, combine, change, copies: int = 1):
-        """Per-sample early exit (rule: elt.schedule.EarlyExit). The batch holds `copies` stacked copies of
+        """Per-sample early exit (rule: elt.methods.schedule.EarlyExit). The batch holds `copies` stacked copies of
         B samples (2 under classifier-free guidance); combine(head output (copies*A, ...)) -> per-sample
         output (A, ...); change(previous, current) -> (A,). Loops run only on samples still active; a
         sample leaves at the first L >= L_min whose output moved less than the threshold since L-1 (loop

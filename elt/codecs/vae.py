@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from .codecs import LoadsOnFirstUse, from_signal, to_signal
-from .errors import UserError
+from elt.codecs.base import LoadsOnFirstUse, from_signal, to_signal
+from elt.errors import UserError
 
 CONFIG = "config.json"
 

@@ -10,8 +10,8 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from .data import modality
-from .model import DiT, LoopedNetwork, NetConfig, count_params
+from elt.data.datasets import modality
+from elt.models.looped import DiT, LoopedNetwork, NetConfig, count_params
 
 
 def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -95,10 +95,10 @@ def describe_profile(profile: dict) -> list[dict]:
     """Every run of a pipeline profile's grid: layout, unique parameters, GFLOPs per sample at its
     trained L, and the paper's reported parameter count where the profile gives one. Networks are built
     on the meta device, so paper-scale grids take seconds and no memory, and no data or weights are read."""
-    from .config import from_dict
-    from .grid import expand, paper_rows
-    from .model import build
-    from .runs import assemble
+    from elt.config import from_dict
+    from elt.harness.grid import expand, paper_rows
+    from elt.models.looped import build
+    from elt.runs import assemble
 
     rows, paper = [], paper_rows(profile)
     for run, run_cfg in expand(profile).items():
@@ -121,9 +121,9 @@ def untrained_tokenizer(cfg, profile: dict):
     the profile's tokenizer settings will give (tokens per clip, codebook), built on the meta device."""
     from pathlib import Path
 
-    from .config import parse_section
-    from .runs import data_shape
-    from .tokenizer import TokenizerConfig, VQCodec, VQTokenizer
+    from elt.config import parse_section
+    from elt.runs import data_shape
+    from elt.codecs.tokenizer import TokenizerConfig, VQCodec, VQTokenizer
 
     if not cfg.codec.tokenizer or Path(cfg.codec.tokenizer).is_file():
         return None

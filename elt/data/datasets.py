@@ -3,10 +3,10 @@
 - digits: scikit-learn's 8x8 handwritten digits (ship with the package: no download), intensities
   0..16 stored as round(v * 255 / 16) so 17 token levels recover them exactly.
 - folder: a class-per-folder tree of PNG/JPEG/BMP images of any size, resized to data.image_size.
-- moving_digits: one clip per digit (elt.video), so the clips split exactly as the digits do.
-- ucf101: the official train/test lists of data.fold (elt.video); the test list is the held-out set.
+- moving_digits: one clip per digit (elt.data.video), so the clips split exactly as the digits do.
+- ucf101: the official train/test lists of data.fold (elt.data.video); the test list is the held-out set.
 - imagenet: train/ and val/ with one folder per class (val is the held-out set), ADM's center crop to
-  data.image_size; only ever streamed (`Stream`) into pre-encoded shards (elt.shards), never loaded whole.
+  data.image_size; only ever streamed (`Stream`) into pre-encoded shards (elt.data.shards), never loaded whole.
 The train/held-out split is stratified and seeded; its indices' hash goes into every run record.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DataConfig
-from .errors import UnreadableExample, UserError
+from elt.config import DataConfig
+from elt.errors import UnreadableExample, UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 SPLITS = ("train", "held_out")
@@ -76,7 +76,7 @@ def _folder(cfg: DataConfig):
 
 
 def _ucf101(cfg: DataConfig, split: str) -> Dataset:
-    from .video import read_ucf101, ucf101_index
+    from elt.data.video import read_ucf101, ucf101_index
 
     official = "train" if split == "train" else "test"
     clips, labels, classes = read_ucf101(cfg.path, official, cfg.fold, cfg.frames, cfg.frame_stride, cfg.image_size)
@@ -92,7 +92,7 @@ def listed_split_sha(root, held: list[tuple[Path, int]]) -> str:
 def load(cfg: DataConfig, split: str) -> Dataset:
     from sklearn.model_selection import train_test_split
 
-    from .video import moving_digits
+    from elt.data.video import moving_digits
 
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
@@ -169,7 +169,7 @@ class Stream:
                 listed, self.classes = _imagenet_index(Path(cfg.path), split)
                 held, _ = _imagenet_index(Path(cfg.path), "held_out")
             else:
-                from .video import ucf101_index
+                from elt.data.video import ucf101_index
 
                 listed, self.classes = ucf101_index(cfg.path, "train" if split == "train" else "test", cfg.fold)
                 held, _ = ucf101_index(cfg.path, "test", cfg.fold)
@@ -194,6 +194,6 @@ class Stream:
             return self._loaded.images[i]
         if self.cfg.dataset == "imagenet":
             return read_imagenet_image(self.items[i], self.cfg.image_size)
-        from .video import read_clip
+        from elt.data.video import read_clip
 
         return read_clip(self.items[i], self.cfg.frames, self.cfg.frame_stride, self.cfg.image_size)

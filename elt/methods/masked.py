@@ -2,7 +2,7 @@
 
 Tokens come from a codec (pixel levels on digits; a learned or pretrained tokenizer elsewhere).
 The network is looped inside every decoding step; the sampler itself is unchanged. Each step may run
-its own loop count (elt.schedule), or stop looping each sample early.
+its own loop count (elt.methods.schedule), or stop looping each sample early.
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import RunConfig
-from .model import NetConfig, guide
-from .registry import width
-from .schedule import EarlyExit, LoopSchedule
+from elt.config import RunConfig
+from elt.models.looped import NetConfig, guide
+from elt.models.sizes import width
+from elt.methods.schedule import EarlyExit, LoopSchedule
 
 
 def token_divergence(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:

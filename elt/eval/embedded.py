@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import classifier as clf
-from . import data, metrics
-from .config import DataConfig
-from .provenance import atomic_path, file_sha, provenance, write_json
-from .sample import load_samples
+from elt.eval import classifier as clf
+from elt.data import datasets as data
+from elt.eval import metrics
+from elt.config import DataConfig
+from elt.provenance import atomic_path, file_sha, provenance, write_json
+from elt.sample import load_samples
 
 
 def prepare_reference(data_cfg: dict, out_npz: str, manifest: str) -> None:
@@ -47,7 +48,7 @@ def pretrained_features(extractor: str, data: np.ndarray, device: str = "cpu") -
     """Features of the standard networks: Inception on images, I3D on clips."""
     if extractor == "inception":
         return metrics.inception_features(metrics.to_rgb_frames(data), device=device)
-    from .i3d import i3d_features
+    from elt.eval.i3d import i3d_features
 
     return i3d_features(data, device=device)
 
@@ -75,7 +76,7 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
     """All metrics of one (run, loop count). settings: the profile's `metrics` section. features_npz: where
     to keep the features each Frechet metric was computed from (by metric name), for the audit's bootstrap.
     device: where the feature networks run (resolved: cpu, cuda, cuda:N)."""
-    from .i3d import PROTOCOL_FVD
+    from elt.eval.i3d import PROTOCOL_FVD
 
     samples, labels, meta = load_samples(samples_npz)
     with np.load(reference_npz) as f:
@@ -98,7 +99,7 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
     protocol = {
         metric: {**(metrics.PROTOCOL_FID if kind == "image" else PROTOCOL_FVD), "n_samples": n_pretrained,
                  "n_reference": len(ref[f"{pretrained}_features"])},
-        domain_metric: {"extractor": "elt.classifier.DomainClassifier penultimate features (frames folded into channels)",
+        domain_metric: {"extractor": "elt.eval.classifier.DomainClassifier penultimate features (frames folded into channels)",
                         "n_samples": len(samples), "n_reference": len(ref["domain_features"])},
         "bootstrap": {"rounds": rounds, "seed": seed, "interval": "95%, bias-corrected percentile"},
         "reference_sha": str(ref["reference_sha"]), "clip_shape": list(samples.shape[1:]), "sampling": meta,

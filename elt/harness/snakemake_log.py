@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserError
+from elt.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,7 +64,7 @@ def job_seconds_by_part(jobs: pd.DataFrame) -> pd.DataFrame:
     """Per part of the grid (a grid group's runs, evaluations and throughput timing; a dataset's
     reference and classifier, shared by the groups on it; the whole grid's aggregation): jobs and
     job-seconds, what leaving that part out of a profile would save."""
-    from .grid import group_of
+    from elt.harness.grid import group_of
 
     def part(wildcards: str) -> str:
         fields = dict(item.split("=", 1) for item in wildcards.split(", ") if "=" in item)

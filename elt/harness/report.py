@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .accounting import describe
-from .grid import group_name
-from .provenance import atomic_path, write_json
-from .runs import load_checkpoint
+from elt.eval.accounting import describe
+from elt.harness.grid import group_name
+from elt.provenance import atomic_path, write_json
+from elt.runs import load_checkpoint
 
 # Quality metrics and their good direction. Image rows carry fid, fd_domain and kid; video rows fvd
 # and fvd_domain (the other modality's columns are empty); class_accuracy is measured on both.
@@ -58,7 +58,7 @@ PLAN_COLUMNS = [
 def plan_table(eval_files: list[str], run_configs: dict[str, dict]) -> pd.DataFrame:
     """loop_plans.csv from the evaluations eval/{run}/P_{plan name}.json: one row per (ELT run, loop
     plan), its GFLOPs per sample counted from the loops each sample actually ran
-    (elt.accounting.loop_plan_cost) and its metrics."""
+    (elt.eval.accounting.loop_plan_cost) and its metrics."""
     rows = []
     for path in eval_files:
         e = json.loads(Path(path).read_text())
@@ -206,7 +206,7 @@ def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .sample import clip_strip, load_samples
+    from elt.sample import clip_strip, load_samples
 
     loops = sorted(sample_files)
     loaded = {loop: load_samples(sample_files[loop]) for loop in loops}

@@ -9,7 +9,7 @@ denoising steps); a fixed L is the trivial schedule. Written compactly:
     1,2,2,4           one loop count per step (as many as the sampler's steps)
 
 An EarlyExit stops looping each sample, within each step, once its output changes less than a
-threshold between consecutive loops (elt.model.LoopedNetwork.early_exit), between L_min and L_max.
+threshold between consecutive loops (elt.models.looped.LoopedNetwork.early_exit), between L_min and L_max.
 A profile's `loop_plans` write it as `exit THRESHOLD` (L_min..L_max = 1..the trained L) or
 `exit THRESHOLD LMIN-LMAX`.
 """
@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .errors import UserError
+from elt.errors import UserError
 
 FORMS = "use 4, 'linear 1->4', 'step 1@0.5,4' or a list like 1,2,2,4"
 

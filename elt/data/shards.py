@@ -1,6 +1,6 @@
 """Pre-encoded training data in shards: each data set is read and encoded once per codec, then streamed.
 
-`encode` reads a split one example at a time (elt.data.Stream), encodes it with the run's codec
+`encode` reads a split one example at a time (elt.data.datasets.Stream), encodes it with the run's codec
 and writes shard k (examples k*S .. (k+1)*S - 1 of the split's fixed order) as two .npy files and a
 sidecar, each written atomically, the sidecar last. A killed encoding resumes at the first shard
 without a sidecar. Under torchrun rank r encodes shards r, r + ranks, ... on its own GPU; rank 0
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import RunConfig
-from .errors import UnreadableExample, UserError
-from .provenance import atomic_path, provenance, write_json
+from elt.config import RunConfig
+from elt.errors import UnreadableExample, UserError
+from elt.provenance import atomic_path, provenance, write_json
 
 FORMAT = "elt-shards-1"
 MANIFEST = "manifest.json"
@@ -63,10 +63,10 @@ def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: 
     """Encode a split of cfg's data set with cfg's codec into shard folder `out`; returns the manifest."""
     from tqdm import tqdm
 
-    from . import data
-    from .codecs import for_run
-    from .runs import data_shape
-    from .runtime import Runtime
+    from elt.data import datasets as data
+    from elt.codecs import for_run
+    from elt.runs import data_shape
+    from elt.runtime import Runtime
 
     if split not in data.SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(data.SPLITS)}")

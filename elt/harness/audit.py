@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import UserError
-from .metrics import frechet_resamples, frechet_to_reference
+from elt.errors import UserError
+from elt.eval.metrics import frechet_resamples, frechet_to_reference
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "fails", "inconclusive", "not measured"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)
@@ -37,7 +37,7 @@ THROUGHPUT_METHOD = "median of per-repeat speed ratios of interleaved timings, o
 
 
 class FeatureSource(Protocol):
-    """The features an evaluation measured, and its reference statistics (see elt.evaluate.SavedFeatures)."""
+    """The features an evaluation measured, and its reference statistics (see elt.eval.embedded.SavedFeatures)."""
 
     def samples(self, run: str, loops: int | str, metric: str) -> np.ndarray: ...  # str: a loop plan's file name
 
@@ -319,7 +319,7 @@ def comparison_name(group: str) -> str:
 def audit(df: pd.DataFrame, settings: dict, features: FeatureSource, timings: dict[str, dict] | None = None,
           l_min: int = 1, plans: pd.DataFrame | None = None) -> dict:
     """settings: the profile's `audit` section; timings: {grid group (with seed): time_throughput record};
-    plans: loop_plans.csv (elt.report.plan_table)."""
+    plans: loop_plans.csv (elt.harness.report.plan_table)."""
     metrics, timings = settings["primary_metric"], timings or {}
     claims, power = [], []
     df = df.assign(comparison=df["group"].map(comparison_name))
@@ -364,7 +364,7 @@ def markdown(result: dict, provenance: dict) -> str:
         "**not measured** when the grid lacks what the claim needs.",
         f"Intervals: {iv['method']}, {iv['rounds']} rounds, seed {iv['seed']}; throughput: {iv['throughput']}.", "",
         f"Commit {provenance.get('git_commit', '?')}; generated from metrics.csv, the evaluations' saved features and "
-        "the throughput timings by `elt.audit`.", "",
+        "the throughput timings by `elt.harness.audit`.", "",
         "| group | claim | statistic | estimate [interval] | region | verdict | why | to decide |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -12,11 +12,11 @@ import math
 
 import torch
 
-from .config import DiffusionConfig, RunConfig
-from .errors import UserError
-from .model import NetConfig, guide
-from .registry import width
-from .schedule import EarlyExit, LoopSchedule
+from elt.config import DiffusionConfig, RunConfig
+from elt.errors import UserError
+from elt.models.looped import NetConfig, guide
+from elt.models.sizes import width
+from elt.methods.schedule import EarlyExit, LoopSchedule
 
 
 def logsnr_schedule(t: torch.Tensor, dc: DiffusionConfig) -> torch.Tensor:

@@ -4,7 +4,7 @@ A run = (grid group, family, width, N, L_max, seed); a group names its dataset (
 profile's `datasets`) and the run settings its families share. ELT and vanilla looped models are
 sampled at every L from 1 to L_max plus the profile's extrapolation loop counts; the unlooped
 baselines (unshared N*L layers, shallow N layers) have a single depth. The profile's `loop_plans`
-(a list of {group, plans}: schedules and early-exit rules, elt.schedule) are sampled on the group's
+(a list of {group, plans}: schedules and early-exit rules, elt.methods.schedule) are sampled on the group's
 ELT runs too.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ import re
 
 import baselines
 
-from . import config
-from .errors import UserError
-from .schedule import parse_plan, plan_name
+from elt import config
+from elt.errors import UserError
+from elt.methods.schedule import parse_plan, plan_name
 
 
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")

@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import UserError
-from .grid import group_of
-from .report import QUALITY
+from elt.errors import UserError
+from elt.harness.grid import group_of
+from elt.harness.report import QUALITY
 
 SEED = re.compile(r"-s(\d+)$")
 POWER = 0.9  # a test "can detect" a shift it flags with this probability

@@ -1,0 +1,42 @@
+"""What every codec shares: the [-1, 1] signal layout and loading a pretrained network on first use."""
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import torch
+from einops import rearrange
+
+
+class LoadsOnFirstUse(abc.ABC):
+    """A pretrained codec's network: loaded from its local path when first needed (describing a run or
+    reading its shards needs only the codec's geometry), on the device the codec was moved to."""
+
+    _net, device = None, torch.device("cpu")
+
+    @abc.abstractmethod
+    def load(self) -> torch.nn.Module:
+        """The network, read from the codec's weights."""
+
+    @property
+    def net(self) -> torch.nn.Module:
+        if self._net is None:
+            self._net = self.load().to(self.device)
+        return self._net
+
+    def to(self, device) -> None:
+        """Code on `device` (the run's: sampling and pre-encoding on a GPU decode and encode there)."""
+        self.device = torch.device(device)
+        if self._net is not None:
+            self._net.to(self.device)
+
+
+def to_signal(data: np.ndarray) -> torch.Tensor:
+    """uint8 (N, T, C, H, W) -> float (N, C, T, H, W) in [-1, 1]."""
+    return rearrange(torch.from_numpy(data).float() / 127.5 - 1.0, "n t c h w -> n c t h w")
+
+
+def from_signal(x: torch.Tensor) -> np.ndarray:
+    """float (N, C, T, H, W), clipped to [-1, 1] -> uint8 (N, T, C, H, W)."""
+    x = rearrange(x.detach().cpu().float(), "n c t h w -> n t c h w")
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()

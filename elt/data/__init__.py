@@ -1,0 +1,1 @@
+"""Training and evaluation data: datasets as uint8 arrays, video clips, streams, pre-encoded shards."""

@@ -1,0 +1,1 @@
+"""Generative methods on a looped network: masked token modelling (MaskGIT), diffusion (DiT), ILSD, loop schedules."""
