@@ -1,10 +1,18 @@
-"""The `elt` command line: train, sample, describe (and the harness's evaluation commands)."""
+"""The `elt` command line: train, sample, describe (and the harness's evaluation commands).
+
+Each command imports the library inside its function: `elt --help` and argument errors then answer in
+0.04 s instead of the 2.5 s that importing torch takes."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import re
 import sys
 from pathlib import Path
+
+import yaml
 
 from elt.errors import UserError
 
@@ -52,7 +60,7 @@ def cmd_encode(args):
 
 def cmd_paper_metrics(args):
     from elt.eval.paper import evaluate
-    from elt.provenance import write_json
+    from elt.files import write_json
     from elt.runtime import resolve_device
 
     record = evaluate(args.samples, args.reference, args.inception_weights, resolve_device(args.device or "auto"))
@@ -61,8 +69,8 @@ def cmd_paper_metrics(args):
 
 
 def cmd_sample(args):
-    from elt.sample import sample
     from elt.methods.schedule import EarlyExit, parse_schedule
+    from elt.sample import sample
 
     if args.early_exit is not None:
         if args.exit_range is None:
@@ -87,8 +95,6 @@ def parse_exit_range(text: str) -> tuple[int, int]:
 
 
 def cmd_describe(args):
-    import yaml
-
     from elt import config
     from elt.eval.accounting import describe, describe_profile
     from elt.models.looped import build
@@ -104,8 +110,8 @@ def cmd_describe(args):
             profile = load_profile(path)
             rows = describe_profile(profile)
             if args.run_configs:
+                from elt.files import write_json
                 from elt.harness.grid import expand
-                from elt.provenance import write_json
 
                 for run, run_cfg in expand(profile).items():
                     write_json(Path(args.run_configs) / f"{run}.json", run_cfg)
@@ -125,8 +131,6 @@ def cmd_describe(args):
 def load_profile(path: str) -> dict:
     """A pipeline profile as Snakemake sees it: the harness's config/default.yaml with the file merged
     over it (mappings merge, lists and values replace)."""
-    import yaml
-
     from elt import config
 
     default = Path(__file__).resolve().parents[1] / "config/default.yaml"
@@ -154,8 +158,6 @@ def profile_table(path: str, rows: list[dict]) -> str:
 
 
 def _read_json(path: str, what: str, fix: str) -> dict:
-    from pathlib import Path
-
     if not Path(path).is_file():
         raise UserError(f"{what} {path!r} does not exist: {fix}")
     try:
@@ -165,8 +167,6 @@ def _read_json(path: str, what: str, fix: str) -> dict:
 
 
 def _beside(metrics_file: str, name: str = "provenance.json"):
-    from pathlib import Path
-
     path = Path(metrics_file).with_name(name)
     return str(path) if path.is_file() else None
 
@@ -212,8 +212,9 @@ def cmd_check(args):
 
 
 def cmd_reference(args):
+    from elt.files import write_json
     from elt.harness.check import build_reference, run_record
-    from elt.provenance import provenance, write_json
+    from elt.provenance import provenance
 
     records = [run_record(_read_json(p, "provenance", "rerun the pipeline that wrote the metrics"))
                for p in map(_beside, args.metrics) if p]
@@ -234,10 +235,6 @@ def cmd_reference(args):
 
 
 def cmd_tokenizer(args):
-    from pathlib import Path
-
-    import yaml
-
     from elt.codecs.tokenizer import tokenizer_step
 
     path = Path(args.config)
@@ -260,11 +257,9 @@ def cmd_export_png(args):
 
 
 def cmd_job_seconds(args):
-    import os
-    import platform
-
-    from elt.provenance import atomic_path, git_commit
-    from elt.harness.snakemake_log import job_seconds, job_seconds_by_part, training_speeds
+    from elt.files import atomic_path
+    from elt.harness.job_seconds import job_seconds, job_seconds_by_part, training_speeds
+    from elt.provenance import git_commit
 
     def tally_markdown(table, key):
         return (f"| {key} | jobs | job-seconds | share |\n|---|---|---|---|\n"
@@ -298,10 +293,8 @@ def cmd_job_seconds(args):
 
 
 def cmd_bench(args):
-    import re
-
+    from elt.files import write_json
     from elt.harness.bench import bench
-    from elt.provenance import write_json
     from elt.runtime import RuntimeConfig
 
     result = bench(RuntimeConfig(device=args.device or "auto", precision=args.precision or "fp32", compile=args.compile),

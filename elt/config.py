@@ -15,7 +15,9 @@ from pathlib import Path
 import yaml
 
 from elt.errors import UserError
-from elt.runtime import RuntimeConfig, check as check_runtime
+from elt.models.sizes import width
+from elt.runtime import RuntimeConfig, resolve_device
+from elt.runtime import check as check_runtime
 
 GENERATORS = ("masked", "diffusion")
 ACTIVATIONS = ("gelu", "gelu_tanh")
@@ -190,8 +192,6 @@ def _check_choice(value, choices, key):
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    from elt.models.sizes import width
-
     m = cfg.model
     _check_choice(m.generator, GENERATORS, "model.generator")
     _check_choice(m.family, FAMILIES, "model.family")
@@ -282,3 +282,9 @@ def merge(base: dict, overrides: dict) -> dict:
     for key, value in overrides.items():
         out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def profile_device(profile: dict) -> str:
+    """The resolved device of a pipeline profile's `runtime:` section (default auto), for the steps that
+    are not a run (reference features, evaluations): they compute there at fp32."""
+    return str(resolve_device(check_runtime(parse_section(RuntimeConfig, profile.get("runtime") or {}, "runtime.")).device))

@@ -7,13 +7,11 @@ from pathlib import Path
 import torch
 
 import baselines
-
-from elt import codecs
-
-from elt import config
+from elt import codecs, config
 from elt.config import RunConfig
-from elt.methods.diffusion import DiffusionGenerator
+from elt.data.video import ucf101_index
 from elt.errors import UserError
+from elt.methods.diffusion import DiffusionGenerator
 from elt.methods.masked import MaskedGenerator
 from elt.models.looped import LoopedNetwork, NetConfig, build
 
@@ -40,8 +38,6 @@ def num_classes(cfg: RunConfig) -> int:
     if cfg.data.dataset in ("digits", "moving_digits"):
         return 10
     if cfg.data.dataset == "ucf101":
-        from elt.data.video import ucf101_index
-
         return len(ucf101_index(cfg.data.path, "test", cfg.data.fold)[1])
     root = Path(cfg.data.path) / ("train" if cfg.data.dataset == "imagenet" else "")
     if not root.is_dir():

@@ -136,14 +136,6 @@ class Runtime:
                 **({"world_size": self.world_size, "grad_accum": self.cfg.grad_accum} if self.world_size > 1 or self.cfg.grad_accum > 1 else {})}
 
 
-def profile_device(profile: dict) -> str:
-    """The resolved device of a pipeline profile's `runtime:` section (default auto), for the steps that
-    are not a run (reference features, evaluations): they compute there at fp32."""
-    from elt.config import parse_section
-
-    return str(resolve_device(check(parse_section(RuntimeConfig, profile.get("runtime") or {}, "runtime.")).device))
-
-
 def out_of_memory(err: BaseException, knob: str) -> UserError:
     """CUDA out of memory as a one-line error naming the setting to lower."""
     return UserError(f"the GPU ran out of memory ({str(err).splitlines()[0][:80]}): lower {knob}")

@@ -14,13 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from elt.errors import UserError
+from elt.eval.accounting import loop_plan_cost
+from elt.files import atomic_path
+from elt.methods.schedule import plan_name
 from elt.models.looped import check_loops
-from elt.provenance import atomic_path, provenance
+from elt.provenance import provenance
 from elt.runs import load_checkpoint
 from elt.runtime import Runtime, RuntimeConfig, out_of_memory
-from elt.methods.schedule import plan_name
 
 
 def out_paths(out: str, loops: list[int]) -> dict[int, Path]:
@@ -96,8 +99,6 @@ def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads:
     shards > 1 splits the `num` samples (labels balanced over all of them) into that many files, each
     with its own seed; `out` then names them with {shard}. Under torchrun rank r writes shards r, r +
     ranks, ...; only_shard writes one."""
-    from elt.eval.accounting import loop_plan_cost
-
     torch.set_num_threads(threads)
     for loop in loops:
         if isinstance(loop, int):
@@ -182,8 +183,6 @@ def clip_strip(clip: np.ndarray) -> np.ndarray:
 
 def export_png(samples_npz: str, out_dir: str) -> int:
     """Lossless PNGs of a samples file, for an independent clean-fid or pytorch-fid run."""
-    from PIL import Image
-
     samples, labels, _ = load_samples(samples_npz)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

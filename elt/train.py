@@ -17,17 +17,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from elt import codecs
-
-from elt import config
-
-from elt.data import datasets as data
-
-from elt.methods import ilsd
+from elt import codecs, config
+from elt.codecs.tokenizer import load_tokens
 from elt.config import RunConfig
+from elt.data import datasets as data
+from elt.data.shards import ShardSet
 from elt.errors import UserError
+from elt.files import atomic_path, file_sha, write_json
+from elt.methods import ilsd
 from elt.models.looped import build, count_params
-from elt.provenance import atomic_path, file_sha, provenance, write_json
+from elt.provenance import provenance
 from elt.runs import CHECKPOINT_FORMAT, assemble, data_shape
 from elt.runtime import Runtime, out_of_memory
 
@@ -111,7 +110,6 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     torch.set_num_threads(cfg.train.threads)
     runtime = Runtime(cfg.runtime)
     if cfg.codec.shards:  # pre-encoded by 'elt encode': memory-mapped, nothing is read or encoded here
-        from elt.data.shards import ShardSet
 
         shape = data_shape(cfg)
         codec = codecs.for_run(cfg, shape)
@@ -119,7 +117,6 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         x_all, labels, classes, split_sha = shards, shards.labels, shards.classes, shards.split_sha
         parts = assemble(cfg, shape, len(classes), codec=codec)
     elif cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
-        from elt.codecs.tokenizer import load_tokens
 
         shape = data_shape(cfg)
         x_all, labels, classes, split_sha = load_tokens(cfg.codec.tokens, cfg.codec.tokenizer, shape)

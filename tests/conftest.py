@@ -9,7 +9,6 @@ import torch
 from elt import config
 from elt.config import merge as deep_update
 
-
 TINY = {
     "run": "tiny",
     "seed": 0,

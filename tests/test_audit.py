@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import linalg
 
-from elt.harness import audit
 from elt.errors import UserError
 from elt.eval.metrics import frechet_resamples, frechet_to_reference, mean_cov, resampled_frechet
+from elt.harness import audit
 
 SETTINGS = {"primary_metric": {"image": "fd_domain", "video": "fvd_domain"}, "parity_tolerance": 0.25, "anytime_max_ratio": 1.5,
             "collapse_min_ratio": 2.0, "throughput_tolerance": 0.2, "level": 0.95, "bootstrap_rounds": 300, "bootstrap_seed": 0}

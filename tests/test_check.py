@@ -8,9 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elt.harness.check import (_holm, build_reference, changed_numbers, check, per_row_test, reference_from_table, seed_table, shifted,
-                       table_of, validate)
 from elt.errors import UserError
+from elt.harness.check import (
+    _holm,
+    build_reference,
+    changed_numbers,
+    check,
+    per_row_test,
+    reference_from_table,
+    seed_table,
+    shifted,
+    table_of,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

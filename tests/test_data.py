@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from elt.data import datasets as data
 from elt.config import DataConfig
+from elt.data import datasets as data
 from elt.errors import UserError
 
 

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from elt.methods import diffusion
 from elt.config import DiffusionConfig
+from elt.methods import diffusion
 from elt.models.looped import Block, build
 from elt.runs import assemble
 

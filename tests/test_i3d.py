@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from elt.eval import i3d
-
-from elt.eval import metrics
+from elt.eval import i3d, metrics
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures/i3d_reference.json").read_text())
 

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from elt import codecs
-
-from elt.data import datasets as data
 from elt.config import DataConfig
+from elt.data import datasets as data
 from elt.models.looped import build
 from elt.runs import assemble
 from elt.sample import generate

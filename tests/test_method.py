@@ -16,8 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elt.methods import ilsd
 from elt import train as train_mod
+from elt.methods import ilsd
 from elt.models.looped import build
 from elt.runs import assemble
 
@@ -239,8 +239,8 @@ def point_mass(c: float):
 
 
 def test_sampling_clips_x0_to_the_data_range_by_default():
-    from elt.methods.diffusion import sample_loop
     from elt.config import DiffusionConfig
+    from elt.methods.diffusion import sample_loop
 
     def far_outside(z, t_b):  # predicts +3 for the first sample and -3 for the second
         x0 = torch.tensor([3.0, -3.0]).view(2, 1, 1, 1, 1).expand_as(z)
@@ -255,8 +255,8 @@ def test_sampling_clips_x0_to_the_data_range_by_default():
 def test_ddim_with_the_exact_denoiser_carries_its_initial_noise_to_the_end():
     """DDIM is deterministic given z_1: with the exact x0, eps_hat stays (z_1 - alpha_1 c) / sigma_1 at every
     step, so z_0 = alpha_0 c + sigma_0 (z_1 - alpha_1 c) / sigma_1."""
-    from elt.methods.diffusion import sample_loop
     from elt.config import DiffusionConfig
+    from elt.methods.diffusion import sample_loop
 
     c, shape = 0.3, (3, 1, 1, 4, 4)
     out = sample_loop(point_mass(c), shape, 7, "ddim", DiffusionConfig(), torch.Generator().manual_seed(0))
@@ -270,8 +270,8 @@ def test_ddpm_steps_draw_from_the_posterior_q_of_z_s_given_z_t_and_x0():
     mean = alpha_{t|s} sigma_s^2 / sigma_t^2 z_t + alpha_s sigma_{t|s}^2 / sigma_t^2 x0,
     variance = sigma_{t|s}^2 sigma_s^2 / sigma_t^2, with alpha_{t|s} = alpha_t / alpha_s and
     sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2; noise drawn in order from the one generator."""
-    from elt.methods.diffusion import sample_loop
     from elt.config import DiffusionConfig
+    from elt.methods.diffusion import sample_loop
 
     c, shape = -0.4, (3, 1, 1, 4, 4)
     out = sample_loop(point_mass(c), shape, 2, "ddpm", DiffusionConfig(), torch.Generator().manual_seed(0))

@@ -5,8 +5,8 @@ import functools
 import pytest
 import torch
 
-from elt.eval.accounting import analytic_flops, measured_flops
 from elt.errors import UserError
+from elt.eval.accounting import analytic_flops, measured_flops
 from elt.models.looped import build, count_params
 from elt.runs import assemble, layout
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from elt.eval.accounting import describe_profile
 from elt.cli import load_profile
+from elt.eval.accounting import describe_profile
 
 from .conftest import ROOT, SNAKEMAKE, copy_repo
 

@@ -8,7 +8,6 @@ import yaml
 from PIL import Image
 
 from elt.harness.report import COLUMNS
-
 from tests.conftest import copy_repo, snakemake
 
 pytestmark = pytest.mark.pipeline

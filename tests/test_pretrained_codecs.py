@@ -7,10 +7,7 @@ import pytest
 import torch
 
 from elt import codecs
-
-from elt.codecs import vae
-
-from elt.codecs import vqgan
+from elt.codecs import vae, vqgan
 from elt.errors import UserError
 
 from .conftest import tiny_cfg

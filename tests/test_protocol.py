@@ -9,10 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elt.eval import metrics
-
-from elt.eval import paper as protocol
 from elt.errors import UserError
+from elt.eval import metrics
+from elt.eval import paper as protocol
 from elt.sample import load_samples, sample, save_samples
 
 from .conftest import tiny_cfg
@@ -127,8 +126,8 @@ def test_sharded_sampling_splits_the_labels_and_gives_each_shard_its_own_seed(tm
 @pytest.mark.slow
 def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
     from elt import config
-    from elt.eval.i3d import i3d_features
     from elt.data.video import moving_digits
+    from elt.eval.i3d import i3d_features
 
     data = config.from_dict({"data": {"dataset": "moving_digits", "image_size": 12, "frames": 9}}).data
     protocol.fvd_reference_features(data, 3, str(tmp_path / "ref.npz"), batch=2)

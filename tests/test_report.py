@@ -1,7 +1,6 @@
 """Pareto frontier and PNG export, on data the tests make (the audit: tests/test_audit.py)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from elt.harness.report import pareto_mask

@@ -8,9 +8,10 @@ import torch
 
 from elt import train as train_mod
 from elt.cli import main
+from elt.config import profile_device
 from elt.errors import UserError
 from elt.runs import load_checkpoint
-from elt.runtime import Runtime, RuntimeConfig, profile_device
+from elt.runtime import Runtime, RuntimeConfig
 from elt.sample import load_samples, sample
 
 from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg

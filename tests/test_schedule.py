@@ -8,14 +8,14 @@ import pytest
 import torch
 import yaml
 
-from elt.eval.accounting import describe, loop_plan_cost
 from elt.cli import main
 from elt.errors import UserError
+from elt.eval.accounting import describe, loop_plan_cost
+from elt.harness.grid import loop_plans
+from elt.methods.schedule import EarlyExit, parse_plan, parse_schedule, plan_name
 from elt.models.looped import build
 from elt.runs import assemble
 from elt.sample import generate, load_samples
-from elt.harness.grid import loop_plans
-from elt.methods.schedule import EarlyExit, parse_plan, parse_schedule, plan_name
 
 from .conftest import tiny_cfg
 

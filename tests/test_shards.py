@@ -10,11 +10,9 @@ import torch
 from PIL import Image
 
 from elt import config
-
-from elt.data import datasets as data
-
-from elt.data import shards
 from elt import train as train_mod
+from elt.data import datasets as data
+from elt.data import shards
 from elt.errors import UserError
 
 from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from elt.codecs import tokenizer
-
 from elt.data import video
 
 pytestmark = pytest.mark.slow  # its module fixture trains a tokenizer (about 20 s)

@@ -3,10 +3,9 @@ import av
 import numpy as np
 import pytest
 
-from elt.data import datasets as data
-
-from elt.data import video
 from elt.config import DataConfig
+from elt.data import datasets as data
+from elt.data import video
 from elt.errors import UserError
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from elt.cli import main
 from elt.errors import UserError
-from elt.harness.snakemake_log import job_seconds, job_seconds_by_part
+from elt.harness.job_seconds import job_seconds, job_seconds_by_part
 
 LOG = """Building DAG of jobs...
 [Mon Nov 30 01:00:00 2026]

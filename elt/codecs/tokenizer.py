@@ -16,9 +16,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from elt import config
 from elt.codecs.base import from_signal, to_signal
+from elt.data import datasets as data
 from elt.errors import UserError
-from elt.provenance import atomic_path, file_sha, load_module, save_module
+from elt.files import atomic_path, file_sha, load_module, save_module, write_json
+from elt.provenance import provenance
 
 
 @dataclass
@@ -186,10 +189,6 @@ class VQCodec:
 def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -> dict:
     """Train a dataset's tokenizer, record its held-out error, pre-tokenize the training split
     (the pipeline's train_tokenizer rule and 'elt tokenizer')."""
-    from elt import config
-    from elt.data import datasets as data
-    from elt.provenance import provenance, write_json
-
     dcfg = config.from_dict({"data": data_cfg}).data
     train, held = data.load(dcfg, "train"), data.load(dcfg, "held_out")
     tcfg = config.parse_section(TokenizerConfig, {**settings, "in_channels": train.shape[1]}, "tokenizer.")

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from elt.codecs.base import LoadsOnFirstUse
 from elt.errors import UserError
+from elt.files import file_sha
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,6 @@ class VQGAN(nn.Module):
 
 def read_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(path)
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state.get("state_dict", state) if isinstance(state, dict) else state
@@ -207,8 +207,6 @@ class VQGANCodec(LoadsOnFirstUse):
         return load(self.weights, self.layout)
 
     def identity(self) -> dict:
-        from elt.provenance import file_sha
-
         return {"codec": "maskgit_vqgan", "layout": self.layout, "weights_sha": file_sha(self.weights)}
 
     def encode(self, data: np.ndarray) -> torch.Tensor:  # uint8 (N, 1, C, H, W) -> (N, h*w) long

@@ -19,10 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from elt.codecs import for_run
 from elt.config import RunConfig
+from elt.data import datasets as data
 from elt.errors import UnreadableExample, UserError
-from elt.provenance import atomic_path, provenance, write_json
+from elt.files import atomic_path, write_json
+from elt.provenance import provenance
+from elt.runs import data_shape
+from elt.runtime import Runtime
 
 FORMAT = "elt-shards-1"
 MANIFEST = "manifest.json"
@@ -61,13 +67,6 @@ def _describe_difference(found: dict, wanted: dict) -> str:
 
 def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: int = 64, progress: bool = True) -> dict:
     """Encode a split of cfg's data set with cfg's codec into shard folder `out`; returns the manifest."""
-    from tqdm import tqdm
-
-    from elt.data import datasets as data
-    from elt.codecs import for_run
-    from elt.runs import data_shape
-    from elt.runtime import Runtime
-
     if split not in data.SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(data.SPLITS)}")
     if shard_size < 1 or batch_size < 1:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
+from PIL import Image
 
 from elt.errors import UnreadableExample, UserError
 
@@ -67,9 +69,6 @@ def ucf101_index(root: str | Path, split: str, fold: int) -> tuple[list[tuple[Pa
 
 def read_clip(path: Path, frames: int, stride: int, size: int) -> np.ndarray:
     """uint8 (frames, 3, size, size) from the start of a video."""
-    import av
-    from PIL import Image
-
     if not path.is_file():
         raise UnreadableExample(f"video {str(path)!r} listed in the UCF-101 split is missing: restore it or fix data.path")
     picked = []

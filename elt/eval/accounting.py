@@ -6,12 +6,18 @@ classifier-free guidance (a conditional and an unconditional forward per step).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from elt.codecs.tokenizer import TokenizerConfig, VQCodec, VQTokenizer
+from elt.config import from_dict, parse_section
 from elt.data.datasets import modality
-from elt.models.looped import DiT, LoopedNetwork, NetConfig, count_params
+from elt.harness.grid import expand, paper_rows
+from elt.models.looped import DiT, LoopedNetwork, NetConfig, build, count_params
+from elt.runs import assemble, data_shape
 
 
 def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -95,11 +101,6 @@ def describe_profile(profile: dict) -> list[dict]:
     """Every run of a pipeline profile's grid: layout, unique parameters, GFLOPs per sample at its
     trained L, and the paper's reported parameter count where the profile gives one. Networks are built
     on the meta device, so paper-scale grids take seconds and no memory, and no data or weights are read."""
-    from elt.config import from_dict
-    from elt.harness.grid import expand, paper_rows
-    from elt.models.looped import build
-    from elt.runs import assemble
-
     rows, paper = [], paper_rows(profile)
     for run, run_cfg in expand(profile).items():
         cfg = from_dict(run_cfg)
@@ -119,12 +120,6 @@ def describe_profile(profile: dict) -> list[dict]:
 def untrained_tokenizer(cfg, profile: dict):
     """For a run on VQ codes whose tokenizer the pipeline has not trained yet: a codec of the geometry
     the profile's tokenizer settings will give (tokens per clip, codebook), built on the meta device."""
-    from pathlib import Path
-
-    from elt.config import parse_section
-    from elt.runs import data_shape
-    from elt.codecs.tokenizer import TokenizerConfig, VQCodec, VQTokenizer
-
     if not cfg.codec.tokenizer or Path(cfg.codec.tokenizer).is_file():
         return None
     dataset = next(name for name, d in profile["datasets"].items() if d.get("dataset") == cfg.data.dataset)

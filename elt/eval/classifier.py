@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elt.provenance import load_module, save_module
+from elt.files import load_module, save_module
 
 
 @dataclass

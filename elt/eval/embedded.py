@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from elt.eval import classifier as clf
-from elt.data import datasets as data
-from elt.eval import metrics
 from elt.config import DataConfig
-from elt.provenance import atomic_path, file_sha, provenance, write_json
+from elt.data import datasets as data
+from elt.eval import classifier as clf
+from elt.eval import metrics
+from elt.eval.i3d import PROTOCOL_FVD, i3d_features
+from elt.files import atomic_path, file_sha, write_json
+from elt.provenance import provenance
 from elt.sample import load_samples
 
 
@@ -48,7 +50,6 @@ def pretrained_features(extractor: str, data: np.ndarray, device: str = "cpu") -
     """Features of the standard networks: Inception on images, I3D on clips."""
     if extractor == "inception":
         return metrics.inception_features(metrics.to_rgb_frames(data), device=device)
-    from elt.eval.i3d import i3d_features
 
     return i3d_features(data, device=device)
 
@@ -76,8 +77,6 @@ def evaluate(samples_npz: str, reference_npz: str, classifier_pt: str, settings:
     """All metrics of one (run, loop count). settings: the profile's `metrics` section. features_npz: where
     to keep the features each Frechet metric was computed from (by metric name), for the audit's bootstrap.
     device: where the feature networks run (resolved: cpu, cuda, cuda:N)."""
-    from elt.eval.i3d import PROTOCOL_FVD
-
     samples, labels, meta = load_samples(samples_npz)
     with np.load(reference_npz) as f:
         ref = dict(f)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cleanfid.resize import build_resizer
 
 from elt.errors import UserError
 
@@ -205,8 +206,6 @@ def inception_features(images: np.ndarray, extractor: InceptionExtractor | None 
     Inception 15% faster per image at batch 8 than at 32: its activations stay in cache) or 50 on a
     GPU. Every batch is full, as in clean-fid's get_model_features: the last one wraps around to the
     first images and the surplus is dropped (a network's result may depend on the batch's size)."""
-    from cleanfid.resize import build_resizer
-
     resize = build_resizer("clean")  # (H, W, 3) float in [0, 255] -> (299, 299, 3)
     extractor = (extractor or InceptionExtractor()).to(device)
     n = len(images)

@@ -15,13 +15,21 @@ Samples come as shard files of `elt sample --shards`, read one at a time.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from elt.eval import metrics
+from elt.data.datasets import Stream
 from elt.errors import UserError
+from elt.eval import metrics
+from elt.eval.i3d import i3d_features, load_i3d
+from elt.files import atomic_path, file_sha
+from elt.harness.grid import expand, paper_rows
+from elt.provenance import provenance
+from elt.sample import load_samples
 
 INCEPTION_SIZE = 299
 IS_SPLIT = 5000  # ADM's evaluator: Inception Score over chunks of 5,000 samples, averaged
@@ -63,7 +71,7 @@ def adm_features(images: np.ndarray, extractor=None, batch_size: int = 50, devic
 # --- Inception Score -----------------------------------------------------------------------------
 def is_network() -> torch.nn.Module:
     """The TF Inception with its 1008-way classifier, in pytorch-fid's layout (randomly initialised)."""
-    from pytorch_fid import inception as pf
+    from pytorch_fid import inception as pf  # here: 1.4 s of start-up that only the Inception Score needs
 
     net = pf._inception_v3(num_classes=1008, aux_logits=False, weights=None)
     for name, block in [("Mixed_5b", pf.FIDInceptionA(192, pool_features=32)), ("Mixed_5c", pf.FIDInceptionA(256, pool_features=64)),
@@ -144,8 +152,6 @@ def reference_batch(path) -> dict:
 
 def read_sample_shards(paths: list[str]) -> tuple[np.ndarray, list[dict]]:
     """uint8 (N, T, C, H, W) samples of `elt sample` files, in order, and their metadata."""
-    from elt.sample import load_samples
-
     samples, metas = [], []
     for path in paths:
         part, _, meta = load_samples(path)
@@ -165,8 +171,6 @@ def evaluate(sample_paths: list[str], reference_path: str, inception_weights: st
              read: tuple[np.ndarray, list[dict]] | None = None) -> dict:
     """FID at ADM's and clean resize and the Inception Score of the samples in `sample_paths`
     (read: those files already read by read_sample_shards)."""
-    from elt.provenance import file_sha, provenance
-
     reference = reference_batch(reference_path)
     samples, metas = read or read_sample_shards(sample_paths)
     samples = rgb_images(samples, sample_paths)
@@ -199,10 +203,6 @@ def evaluate(sample_paths: list[str], reference_path: str, inception_weights: st
 # --- videos: FVD against the training split (MAGVIT's protocol) -----------------------------------
 def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int = 32, device=None) -> None:
     """I3D features of the first `clips` training clips (all when None), read a chunk at a time."""
-    from elt.data.datasets import Stream
-    from elt.eval.i3d import i3d_features, load_i3d
-    from elt.provenance import atomic_path
-
     stream = Stream(data_cfg, "train")
     count = len(stream) if clips is None else min(clips, len(stream))
     net, chunks = load_i3d(), []
@@ -215,9 +215,6 @@ def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int
 def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str | None = None, device="cpu") -> dict:
     """The paper's metrics of one (run, loop count) from its sample shards: images FID and IS (evaluate),
     videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting)."""
-    from elt.eval.i3d import i3d_features
-    from elt.provenance import provenance
-
     clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
     meta = metas[0]
     if clips.shape[1] == 1:
@@ -240,13 +237,6 @@ PAPER_TABLE_METRICS = ("fid_adm", "fid_clean", "inception_score", "fvd")
 
 def paper_table(record_paths: list[str], profile: dict, out_csv: str) -> None:
     """One row per (run, loop count) with the paper's reported row beside it at the run's trained L."""
-    import json
-
-    import pandas as pd
-
-    from elt.harness.grid import expand, paper_rows
-    from elt.provenance import atomic_path
-
     runs, reported = expand(profile), paper_rows(profile)
     rows = []
     for path in record_paths:

@@ -1,2 +1,2 @@
 """The pipeline around the library: the experiment grid, results table and plots, audit, regression check,
-Snakemake logs and job seconds, the benchmark."""
+Snakemake rule logs and job seconds, the benchmark."""

@@ -18,10 +18,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from elt import config
-
-from elt.methods import ilsd
-from elt.eval.accounting import CPU_ATTENTION
 from elt.codecs.pixels import PixelTokens
+from elt.eval.accounting import CPU_ATTENTION
+from elt.methods import ilsd
 from elt.methods.masked import MaskedGenerator
 from elt.models.looped import build, count_params
 from elt.provenance import provenance

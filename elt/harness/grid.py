@@ -14,11 +14,9 @@ import json
 import re
 
 import baselines
-
 from elt import config
 from elt.errors import UserError
 from elt.methods.schedule import parse_plan, plan_name
-
 
 GROUP_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 

@@ -8,13 +8,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from elt.eval.accounting import describe
+from elt.files import atomic_path, write_json
 from elt.harness.grid import group_name
-from elt.provenance import atomic_path, write_json
 from elt.runs import load_checkpoint
+from elt.sample import clip_strip, load_samples
 
 # Quality metrics and their good direction. Image rows carry fid, fd_domain and kid; video rows fvd
 # and fvd_domain (the other modality's columns are empty); class_accuracy is measured on both.
@@ -128,12 +133,7 @@ def plot_pareto(df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path, pl
     """One panel per (generator, modality): the modality's primary metric against x, frontier marked;
     plans (loop_plans.csv rows) add the loop schedules and early-exit rules as stars beside the fixed-L
     points (on the frontier's x = GFLOPs per sample; they are not part of the frontier)."""
-    import matplotlib
-    import matplotlib.ticker
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     table = _frontier_table(df, x, metrics)
     if plans is not None and not plans.empty:
@@ -167,12 +167,7 @@ def plot_pareto(df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path, pl
 
 def plot_anytime(df: pd.DataFrame, metrics: dict[str, str], png: Path) -> None:
     """One panel per comparison group: quality against loops at inference, baselines as lines."""
-    import matplotlib
-    import matplotlib.ticker
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     table = primary(df, metrics)[["run", "group", "generator", "modality", "family", "loops_train", "loops_eval", "metric",
                                   "value", "ci_low", "ci_high"]]
@@ -201,12 +196,8 @@ def plot_anytime(df: pd.DataFrame, metrics: dict[str, str], png: Path) -> None:
 
 def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -> None:
     """One column per loop count, one row per class (the first sample of each), as the paper's Fig. 1."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from elt.sample import clip_strip, load_samples
 
     loops = sorted(sample_files)
     loaded = {loop: load_samples(sample_files[loop]) for loop in loops}

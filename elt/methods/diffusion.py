@@ -14,9 +14,9 @@ import torch
 
 from elt.config import DiffusionConfig, RunConfig
 from elt.errors import UserError
+from elt.methods.schedule import EarlyExit, LoopSchedule
 from elt.models.looped import NetConfig, guide
 from elt.models.sizes import width
-from elt.methods.schedule import EarlyExit, LoopSchedule
 
 
 def logsnr_schedule(t: torch.Tensor, dc: DiffusionConfig) -> torch.Tensor:

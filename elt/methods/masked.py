@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from elt.config import RunConfig
+from elt.methods.schedule import EarlyExit, LoopSchedule
 from elt.models.looped import NetConfig, guide
 from elt.models.sizes import width
-from elt.methods.schedule import EarlyExit, LoopSchedule
 
 
 def token_divergence(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
-from elt.provenance import provenance
 from elt.harness.report import aggregate, write_table
-from elt.harness.snakemake_log import logged
+from elt.harness.rule_log import logged
+from elt.provenance import provenance
 
 with logged(snakemake.log[0]):
     checkpoints = dict(zip(snakemake.params.runs, snakemake.input.checkpoints))

@@ -2,10 +2,11 @@ import json
 
 import pandas as pd
 
-from elt.harness.audit import audit, markdown
 from elt.eval.embedded import SavedFeatures
-from elt.provenance import atomic_path, provenance, write_json
-from elt.harness.snakemake_log import logged
+from elt.files import atomic_path, write_json
+from elt.harness.audit import audit, markdown
+from elt.harness.rule_log import logged
+from elt.provenance import provenance
 
 with logged(snakemake.log[0]):
     feature_files = {(run, int(loops)): path for (run, loops), path in zip(snakemake.params.targets, snakemake.input.features)}

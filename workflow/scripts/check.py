@@ -2,8 +2,8 @@ import contextlib
 import io
 
 from elt.cli import main
-from elt.provenance import atomic_path
-from elt.harness.snakemake_log import logged
+from elt.files import atomic_path
+from elt.harness.rule_log import logged
 
 # The same command users run: `elt check`. Its table always goes to the log (a failed job says
 # which rows regressed); the output is written only when the check passes.

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from elt import config
 from elt.data.shards import encode
-from elt.harness.snakemake_log import logged
+from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
     encode(config.from_dict(snakemake.params.run_config), "train", Path(snakemake.output[0]).parent, snakemake.params.shard_size,

@@ -1,9 +1,9 @@
+from elt.config import profile_device
 from elt.eval.embedded import evaluate
-from elt.provenance import write_json
-from elt.runtime import profile_device
-from elt.sample import sample
+from elt.files import write_json
+from elt.harness.rule_log import logged
 from elt.methods.schedule import parse_plan
-from elt.harness.snakemake_log import logged
+from elt.sample import sample
 
 with logged(snakemake.log[0]):
     params, out = snakemake.params, snakemake.output

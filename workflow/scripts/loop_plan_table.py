@@ -1,6 +1,6 @@
-from elt.provenance import atomic_path
+from elt.files import atomic_path
 from elt.harness.report import plan_table
-from elt.harness.snakemake_log import logged
+from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
     with atomic_path(snakemake.output[0]) as tmp:

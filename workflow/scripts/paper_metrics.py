@@ -1,7 +1,7 @@
+from elt.config import profile_device
 from elt.eval.paper import evaluate_run
-from elt.provenance import write_json
-from elt.runtime import profile_device
-from elt.harness.snakemake_log import logged
+from elt.files import write_json
+from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
     write_json(snakemake.output[0], evaluate_run(list(snakemake.input.shards), snakemake.params.settings,

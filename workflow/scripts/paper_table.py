@@ -1,5 +1,5 @@
 from elt.eval.paper import paper_table
-from elt.harness.snakemake_log import logged
+from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
     paper_table(list(snakemake.input.records), snakemake.config, snakemake.output[0])

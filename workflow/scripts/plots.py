@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 
 from elt.harness.report import plot_anytime, plot_pareto, sample_grid
-from elt.harness.snakemake_log import logged
+from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
     df, plans, metrics, out = pd.read_csv(snakemake.input.metrics), pd.read_csv(snakemake.input.plans), snakemake.params.metrics, snakemake.output

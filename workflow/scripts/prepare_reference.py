@@ -1,5 +1,5 @@
 from elt.eval.embedded import prepare_reference
-from elt.harness.snakemake_log import logged
+from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
     prepare_reference(snakemake.params.data, snakemake.output.images, snakemake.output.manifest)

@@ -1,8 +1,8 @@
 import torch
 
+from elt.config import profile_device
 from elt.eval.embedded import reference_features
-from elt.runtime import profile_device
-from elt.harness.snakemake_log import logged
+from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

@@ -1,5 +1,5 @@
+from elt.harness.rule_log import logged
 from elt.sample import sample
-from elt.harness.snakemake_log import logged
 
 with logged(snakemake.log[0]):
     shard = snakemake.wildcards.shard

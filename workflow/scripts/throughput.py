@@ -1,6 +1,6 @@
-from elt.provenance import write_json
+from elt.files import write_json
+from elt.harness.rule_log import logged
 from elt.sample import time_throughput
-from elt.harness.snakemake_log import logged
 
 # ELT at its L_max and its unshared baseline (one depth), timed back to back on the whole machine.
 with logged(snakemake.log[0]):

@@ -1,9 +1,9 @@
 import yaml
 
 from elt import config
-from elt.provenance import atomic_path
+from elt.files import atomic_path
+from elt.harness.rule_log import logged
 from elt.train import launch
-from elt.harness.snakemake_log import logged
 
 with logged(snakemake.log[0]):
     cfg = config.from_dict(snakemake.params.run_config)

@@ -1,7 +1,7 @@
 import torch
 
 from elt.eval.embedded import train_domain_classifier
-from elt.harness.snakemake_log import logged
+from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

@@ -1,37 +1,17 @@
-"""Glue for the Snakemake scripts in workflow/scripts: logging into the rule's log file; and where a
-run's time went, from Snakemake's own log."""
+"""Where a pipeline run's time went, from Snakemake's own log: job-seconds per rule and per part of the
+grid, and the training speed of the machine during the run."""
 from __future__ import annotations
 
-import contextlib
+import json
 import re
-import sys
-import traceback
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from elt.errors import UserError
+from elt.harness.grid import group_of
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-
-@contextlib.contextmanager
-def logged(log_path: str):
-    """Send stdout/stderr to the rule's log; a UserError is one line there and a failed job."""
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        try:
-            yield
-        except UserError as err:
-            print(f"error: {err}", file=log)
-            sys.exit(1)
-        except Exception:
-            traceback.print_exc(file=log)
-            raise
-
-
-# --- where a run's time goes --------------------------------------------------------------------
 _STAMP = r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]"
 _START = re.compile(_STAMP + r"\n(?:local)?rule (\w+):\n((?:    .*\n?)*)")
 _FINISH = re.compile(_STAMP + r"\nFinished jobid: (\d+) \(Rule: (\w+)\)")
@@ -41,8 +21,6 @@ def job_seconds(log_text: str) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """From a Snakemake log (.snakemake/log/*.snakemake.log): (per rule: jobs, job-seconds, share),
     (per job: rule, wildcards, start, seconds; longest first), and the wall time from the first job's
     start to the last job's end. Snakemake stamps whole seconds."""
-    import pandas as pd  # here, not at the top: every pipeline job imports this module (0.35 s of start-up)
-
     def parse(stamp):
         return datetime.strptime(" ".join(stamp.split()), "%a %b %d %H:%M:%S %Y")
     started = {}
@@ -64,8 +42,6 @@ def job_seconds_by_part(jobs: pd.DataFrame) -> pd.DataFrame:
     """Per part of the grid (a grid group's runs, evaluations and throughput timing; a dataset's
     reference and classifier, shared by the groups on it; the whole grid's aggregation): jobs and
     job-seconds, what leaving that part out of a profile would save."""
-    from elt.harness.grid import group_of
-
     def part(wildcards: str) -> str:
         fields = dict(item.split("=", 1) for item in wildcards.split(", ") if "=" in item)
         if "run" in fields or "group" in fields:  # run and group names both start with the grid group
@@ -85,8 +61,6 @@ def training_speeds(work: str | Path) -> list[tuple[str, float]]:
     """(run, training steps/s) of every finished run under a work folder (its runs/*/train.json): this
     machine's speed during a pipeline run, which varies by 2x between days here; the job-seconds of two
     runs compare only in proportion to it."""
-    import json
-
     speeds = []
     for record in sorted(Path(work).glob("runs/*/train.json")):
         value = json.loads(record.read_text()).get("steps_per_second")
