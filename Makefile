@@ -47,5 +47,9 @@ mutants: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not (pipeline or cluster or distributed or slow)"
 
+# Style: ruff's rules and formatting (pyproject.toml [tool.ruff]) and Snakemake's own lint of the workflow.
+LINTED := elt baselines tests workflow benchmarks
 lint: setup
-	$(BIN)/snakemake --lint
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	workflow/lint.sh $(BIN)/snakemake

@@ -6,6 +6,7 @@ lossless PNGs and read back by clean-fid's file loader (mode "clean"). Appends o
 results/fid_vs_clean_fid.txt.
     .venv/bin/python benchmarks/fid_vs_clean_fid.py RUN LOOPS [WORK]     (WORK: default work/default)
 """
+
 import json
 import sys
 import tempfile
@@ -35,15 +36,25 @@ with np.load(work / f"data/{dataset}/reference.npz") as f:
     reference = f["images"]
 with tempfile.TemporaryDirectory() as scratch:
     folder = Path(scratch)
-    for name, clips in (("samples", samples[:record["n_fid"]]), ("reference", reference)):
+    for name, clips in (("samples", samples[: record["n_fid"]]), ("reference", reference)):
         (folder / name).mkdir()
         for i, clip in enumerate(clips):  # in sample order: clean-fid reads a folder sorted by name
             Image.fromarray(clip_strip(clip)).save(folder / name / f"{i:05d}.png")
-    theirs = fid.compute_fid(str(folder / "samples"), str(folder / "reference"), mode="clean",
-                             custom_feat_extractor=metrics.InceptionExtractor(), num_workers=0, batch_size=8,
-                             device=torch.device("cpu"), verbose=False)
-line = (f"{run} L={loops}: pipeline FID {record['fid']:.7f}, clean-fid compute_fid {theirs:.7f}, relative difference "
-        f"{abs(theirs - record['fid']) / theirs:.1e} ({record['n_fid']} samples, {len(reference)} reference images; commit {git_commit()})")
+    theirs = fid.compute_fid(
+        str(folder / "samples"),
+        str(folder / "reference"),
+        mode="clean",
+        custom_feat_extractor=metrics.InceptionExtractor(),
+        num_workers=0,
+        batch_size=8,
+        device=torch.device("cpu"),
+        verbose=False,
+    )
+line = (
+    f"{run} L={loops}: pipeline FID {record['fid']:.7f}, clean-fid compute_fid {theirs:.7f}, relative difference "
+    f"{abs(theirs - record['fid']) / theirs:.1e} ({record['n_fid']} samples, {len(reference)} reference images; "
+    f"commit {git_commit()})"
+)
 print(line)
 Path("results").mkdir(exist_ok=True)
 with open("results/fid_vs_clean_fid.txt", "a") as out:

@@ -4,6 +4,7 @@ Exits 1 when a survivor (or a mutant no test reached) has no reason: kill it wit
 
 usage: python benchmarks/mutants_report.py GLOB [GLOB ...]   (the mutant names mutants.sh ran)
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -18,8 +19,19 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout", 24: "timeout", -24: "timeout",
-          152: "timeout", 255: "timeout", None: "not checked"}
+STATUS = {
+    1: "killed",
+    3: "killed",
+    0: "survived",
+    5: "no tests",
+    33: "no tests",
+    36: "timeout",
+    24: "timeout",
+    -24: "timeout",
+    152: "timeout",
+    255: "timeout",
+    None: "not checked",
+}
 NEEDS_REASON = ("survived", "no tests", "not checked", "other")
 
 
@@ -34,8 +46,12 @@ def results(globs: list[str]) -> dict[str, str]:
 
 
 def diff(name: str) -> str:
-    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=ROOT, capture_output=True, text=True).stdout
-    return "\n".join(line for line in shown.splitlines() if line.startswith(("-", "+")) and not line.startswith(("---", "+++")))
+    shown = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", name], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    return "\n".join(
+        line for line in shown.splitlines() if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))
+    )
 
 
 def function_of(name: str) -> str:
@@ -51,31 +67,57 @@ def main(globs: list[str]) -> int:
     per_function: dict[str, Counter] = defaultdict(Counter)
     for name, s in status.items():
         per_function[function_of(name)][s] += 1
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     total = Counter(status.values())
-    lines = ["# Mutation testing of the method and resume code", "",
-             f"`make mutants` (benchmarks/mutants.sh) at commit {commit}, mutmut {version('mutmut')}: each mutant is one small "
-             "change to one function (an operator, a constant, a removed argument...), run against the unit tests that reach "
-             "that function (`[tool.mutmut]` in pyproject.toml). A survivor is a change no test noticed; each one below is "
-             "explained (an equivalent mutant, or a difference no observable behaviour depends on) in "
-             "benchmarks/mutants_explained.yaml, or the report fails.", "",
-             f"Mutants: {len(status)}; " + ", ".join(f"{k} {v}" for k, v in sorted(total.items())), "",
-             "| function | mutants | killed | survived | other |", "|---|---|---|---|---|"]
+    lines = [
+        "# Mutation testing of the method and resume code",
+        "",
+        f"`make mutants` (benchmarks/mutants.sh) at commit {commit}, mutmut {version('mutmut')}: each mutant is one "
+        "small "
+        "change to one function (an operator, a constant, a removed argument...), run against the unit tests that "
+        "reach "
+        "that function (`[tool.mutmut]` in pyproject.toml). A survivor is a change no test noticed; each one below is "
+        "explained (an equivalent mutant, or a difference no observable behaviour depends on) in "
+        "benchmarks/mutants_explained.yaml, or the report fails.",
+        "",
+        f"Mutants: {len(status)}; " + ", ".join(f"{k} {v}" for k, v in sorted(total.items())),
+        "",
+        "| function | mutants | killed | survived | other |",
+        "|---|---|---|---|---|",
+    ]
     for function, counts in sorted(per_function.items()):
         other = sum(v for k, v in counts.items() if k not in ("killed", "survived"))
-        lines.append(f"| {function} | {sum(counts.values())} | {counts['killed']} | {counts['survived']} | {other or ''} |")
+        lines.append(
+            f"| {function} | {sum(counts.values())} | {counts['killed']} | {counts['survived']} | {other or ''} |"
+        )
     lines += ["", "## Survivors", ""]
     unexplained = []
-    for name, s in sorted(status.items(), key=lambda kv: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", kv[0])]):
+    for name, s in sorted(
+        status.items(), key=lambda kv: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", kv[0])]
+    ):
         if s not in NEEDS_REASON:
             continue
         reason = explained.get(name)
         if not reason:
             unexplained.append(name)
-        lines += [f"### {name} ({s})", "", "```diff", diff(name), "```", "", f"Why it may survive: {reason or '**UNEXPLAINED**'}", ""]
+        lines += [
+            f"### {name} ({s})",
+            "",
+            "```diff",
+            diff(name),
+            "```",
+            "",
+            f"Why it may survive: {reason or '**UNEXPLAINED**'}",
+            "",
+        ]
     (ROOT / "results/mutants.md").write_text("\n".join(lines))
-    print(f"results/mutants.md: {len(status)} mutants, " + ", ".join(f"{k} {v}" for k, v in sorted(total.items()))
-          + f"; {len(unexplained)} unexplained")
+    print(
+        f"results/mutants.md: {len(status)} mutants, "
+        + ", ".join(f"{k} {v}" for k, v in sorted(total.items()))
+        + f"; {len(unexplained)} unexplained"
+    )
     for name in unexplained:
         print(f"unexplained: {name}", file=sys.stderr)
     return 1 if unexplained else 0

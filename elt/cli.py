@@ -2,6 +2,7 @@
 
 Each command imports the library inside its function: `elt --help` and argument errors then answer in
 0.04 s instead of the 2.5 s that importing torch takes."""
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,9 @@ def cmd_train(args):
         if getattr(args, key):
             setattr(cfg.runtime, key, getattr(args, key))
     record = train(config.validate(cfg), args.out, progress=not args.quiet, set_aside_stale=args.set_aside_stale)
-    print(json.dumps({k: record[k] for k in ("run", "steps", "wall_seconds", "loss_first", "loss_last", "unique_params")}))
+    print(
+        json.dumps({k: record[k] for k in ("run", "steps", "wall_seconds", "loss_first", "loss_last", "unique_params")})
+    )
 
 
 def cmd_encode(args):
@@ -55,7 +58,12 @@ def cmd_encode(args):
     if not out:
         raise UserError("no shard folder: pass --out or set codec.shards in the run config")
     manifest = encode(config.validate(cfg), args.split, out, args.shard_size, args.batch_size, progress=not args.quiet)
-    print(json.dumps({k: manifest[k] for k in ("total", "shard_size", "codec")} | {"skipped": len(manifest["skipped"]), "out": str(out)}))
+    print(
+        json.dumps(
+            {k: manifest[k] for k in ("total", "shard_size", "codec")}
+            | {"skipped": len(manifest["skipped"]), "out": str(out)}
+        )
+    )
 
 
 def cmd_paper_metrics(args):
@@ -83,7 +91,18 @@ def cmd_sample(args):
     else:
         plans = args.loops
     runtime = {key: getattr(args, key) for key in ("device", "precision") if getattr(args, key)}
-    for path in sample(args.checkpoint, plans, args.num, args.seed, args.out, args.threads, runtime, args.weights, args.shards, args.shard):
+    for path in sample(
+        args.checkpoint,
+        plans,
+        args.num,
+        args.seed,
+        args.out,
+        args.threads,
+        runtime,
+        args.weights,
+        args.shards,
+        args.shard,
+    ):
         print(path)
 
 
@@ -143,8 +162,12 @@ def load_profile(path: str) -> dict:
 
 def profile_table(path: str, rows: list[dict]) -> str:
     """Markdown: one line per run, with the paper's parameter count beside the harness's where known."""
-    lines = [f"{path}: {len(rows)} runs", "", "| run | family | N x L | width | unique params | GFLOPs/sample | paper params | vs paper |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{path}: {len(rows)} runs",
+        "",
+        "| run | family | N x L | width | unique params | GFLOPs/sample | paper params | vs paper |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
 
     def count(n: float) -> str:
         return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
@@ -152,8 +175,10 @@ def profile_table(path: str, rows: list[dict]) -> str:
     for r in rows:
         paper = count(r["paper_params"]) if r["paper_params"] else "-"
         versus = f"{r['params_vs_paper']:+.1%}" if r["params_vs_paper"] is not None else "-"
-        lines.append(f"| {r['run']} | {r['family']} | {r['layout']} | {r['width']} (d={r['dim']}) | {count(r['unique_params'])} "
-                     f"| {r['gflops_per_sample']:,.{1 if r['gflops_per_sample'] >= 10 else 3}f} | {paper} | {versus} |")
+        lines.append(
+            f"| {r['run']} | {r['family']} | {r['layout']} | {r['width']} (d={r['dim']}) | {count(r['unique_params'])} "
+            f"| {r['gflops_per_sample']:,.{1 if r['gflops_per_sample'] >= 10 else 3}f} | {paper} | {versus} |"
+        )
     return "\n".join(lines)
 
 
@@ -180,33 +205,64 @@ def cmd_check(args):
     show = dict(index=False, float_format=lambda v: f"{v:.4g}")
     if reference.get("format") != FORMAT:
         print(result.rows.rename(columns={"seed_mean": "reference"}).to_string(**show))
-        print(f"Per-row test only, against a reference without per-seed values (the baseline seed's value, tolerance "
-              f"{reference['k']:g} seed deviations): rebuild it with 'make reference' for the calibrated per-row and aggregate tests")
+        print(
+            f"Per-row test only, against a reference without per-seed values (the baseline seed's value, tolerance "
+            f"{reference['k']:g} seed deviations): rebuild it with 'make reference' for the calibrated per-row and "
+            "aggregate tests"
+        )
     else:
-        print(f"Per-row test: each (run, L, metric) against the seed mean, tolerance {reference['k']:.2f} predictive seed standard deviations")
+        print(
+            f"Per-row test: each (run, L, metric) against the seed mean, tolerance {reference['k']:.2f} predictive "
+            "seed standard deviations"
+        )
         print(result.rows.to_string(**show))
-        print(f"\nAggregate test: mean log ratio to the seed mean per metric and group, one-sided t test, Holm at a "
-              f"false-alarm rate of {reference['false_alarm_rate']:g}; shift > 0 is worse; detectable = the uniform shift "
-              f"flagged with {reference['detectable_shift']['power']:.0%} probability")
+        print(
+            f"\nAggregate test: mean log ratio to the seed mean per metric and group, one-sided t test, Holm at a "
+            f"false-alarm rate of {reference['false_alarm_rate']:g}; shift > 0 is worse; detectable = the uniform "
+            "shift "
+            f"flagged with {reference['detectable_shift']['power']:.0%} probability"
+        )
         print(result.aggregate.to_string(**show))
-        per_row = ", ".join(f"{m} {'none' if s is None else format(s, '.1%')}" for m, s in reference["detectable_shift"]["per_row"].items())
+        per_row = ", ".join(
+            f"{m} {'none' if s is None else format(s, '.1%')}"
+            for m, s in reference["detectable_shift"]["per_row"].items()
+        )
         print(f"\nThe per-row test flags a uniform shift from: {per_row}")
         provenance_file = args.provenance or _beside(args.metrics)
         if provenance_file:
-            measured = _read_json(provenance_file, "provenance", "pass the provenance.json the pipeline wrote beside the metrics")
+            measured = _read_json(
+                provenance_file, "provenance", "pass the provenance.json the pipeline wrote beside the metrics"
+            )
             differences = record_differences(reference.get("record", {}), run_record(measured))
             if differences:
-                print(f"Not an exact repeat of the reference's set-up (differs in: {', '.join(differences)}): no bit-level comparison")
+                print(
+                    f"Not an exact repeat of the reference's set-up (differs in: {', '.join(differences)}): no "
+                    "bit-level comparison"
+                )
             else:
                 changed = changed_numbers(reference, df)
-                print(f"Same set-up as the reference (config, seeds, device, machine, versions): {len(changed)} number(s) differ at all"
-                      + (" (information, not a failure)\n" + changed.to_string(**show) if len(changed) else ": bit-identical"))
+                print(
+                    f"Same set-up as the reference (config, seeds, device, machine, versions): {len(changed)} "
+                    "number(s) differ at all"
+                    + (
+                        " (information, not a failure)\n" + changed.to_string(**show)
+                        if len(changed)
+                        else ": bit-identical"
+                    )
+                )
     bad_rows, bad_tests = result.bad_rows, result.bad_tests
-    print(f"{'PASSED' if result.passed else 'FAILED'}: per-row test {len(result.rows) - len(bad_rows)} ok, {len(bad_rows)} regressed or missing"
-          + (f" ({', '.join(sorted(set(bad_rows['metric'])))})" if len(bad_rows) else "")
-          + f"; aggregate test {len(result.aggregate) - len(bad_tests)} ok, {len(bad_tests)} regressed"
-          + (" (" + ", ".join(f"{t.metric}/{t.scope} {t.shift:+.1%}" for t in bad_tests.itertuples()) + ")" if len(bad_tests) else "")
-          + f"; against {args.reference}")
+    print(
+        f"{'PASSED' if result.passed else 'FAILED'}: per-row test {len(result.rows) - len(bad_rows)} ok, "
+        f"{len(bad_rows)} regressed or missing"
+        + (f" ({', '.join(sorted(set(bad_rows['metric'])))})" if len(bad_rows) else "")
+        + f"; aggregate test {len(result.aggregate) - len(bad_tests)} ok, {len(bad_tests)} regressed"
+        + (
+            " (" + ", ".join(f"{t.metric}/{t.scope} {t.shift:+.1%}" for t in bad_tests.itertuples()) + ")"
+            if len(bad_tests)
+            else ""
+        )
+        + f"; against {args.reference}"
+    )
     if not result.passed:
         sys.exit(1)
 
@@ -216,22 +272,36 @@ def cmd_reference(args):
     from elt.harness.check import build_reference, run_record
     from elt.provenance import provenance
 
-    records = [run_record(_read_json(p, "provenance", "rerun the pipeline that wrote the metrics"))
-               for p in map(_beside, args.metrics) if p]
+    records = [
+        run_record(_read_json(p, "provenance", "rerun the pipeline that wrote the metrics"))
+        for p in map(_beside, args.metrics)
+        if p
+    ]
     # the set-up a check compares with for a bit-level report; none when the sources disagree or lack one
     record = records[0] if len(records) == len(args.metrics) and all(r == records[0] for r in records) else {}
     sources = {"metrics_files": [str(m) for m in args.metrics]}  # which runs the tolerances were measured on
-    reference = build_reference(args.metrics, args.baseline_seed, args.k, args.profile, {**provenance(), **sources},
-                                args.false_alarm_rate, record)
+    reference = build_reference(
+        args.metrics,
+        args.baseline_seed,
+        args.k,
+        args.profile,
+        {**provenance(), **sources},
+        args.false_alarm_rate,
+        record,
+    )
     write_json(args.out, reference)
     print(args.out)
     for run in reference["validation"]:
         clean, uniform = run["clean"], run["uniform_shift"]
         missed = [m for m, planted in run["detectable_shift_planted"].items() if not planted["flagged"]]
-        print(f"leave seed {run['left_out_seed']} out: clean {clean['rows_flagged']} row(s) and {len(clean['aggregate_flagged'])} "
-              f"aggregate test(s) flagged; each metric at its detectable shift: {'all flagged' if not missed else 'missed ' + ', '.join(missed)}; "
-              f"uniform {uniform['shift']:.0%}: {'flagged' if uniform['flagged'] else 'NOT flagged'} "
-              f"({uniform['rows_flagged']} rows, aggregate {', '.join(uniform['aggregate_flagged']) or 'none'})")
+        print(
+            f"leave seed {run['left_out_seed']} out: clean {clean['rows_flagged']} row(s) and "
+            f"{len(clean['aggregate_flagged'])} "
+            "aggregate test(s) flagged; each metric at its detectable shift: "
+            f"{'all flagged' if not missed else 'missed ' + ', '.join(missed)}; "
+            f"uniform {uniform['shift']:.0%}: {'flagged' if uniform['flagged'] else 'NOT flagged'} "
+            f"({uniform['rows_flagged']} rows, aggregate {', '.join(uniform['aggregate_flagged']) or 'none'})"
+        )
 
 
 def cmd_tokenizer(args):
@@ -239,15 +309,26 @@ def cmd_tokenizer(args):
 
     path = Path(args.config)
     if not path.is_file():
-        raise UserError(f"config file {args.config!r} does not exist: pass a YAML file with data: and tokenizer: sections")
+        raise UserError(
+            f"config file {args.config!r} does not exist: pass a YAML file with data: and tokenizer: sections"
+        )
     settings = yaml.safe_load(path.read_text()) or {}
     unknown = sorted(set(settings) - {"data", "tokenizer"})
     if unknown or "data" not in settings:
-        raise UserError(f"config file {args.config!r} needs a data: section and optionally tokenizer:, not {unknown or 'nothing'}")
+        raise UserError(
+            f"config file {args.config!r} needs a data: section and optionally tokenizer:, not {unknown or 'nothing'}"
+        )
     out = Path(args.out)
-    summary = tokenizer_step(settings["data"], settings.get("tokenizer") or {}, out / "tokenizer.pt", out / "tokenizer.json",
-                             out / "train_tokens.npz")
-    print(json.dumps({"held_out_error": summary["held_out_error"], "token_grid": summary["token_grid"], "out": str(out)}))
+    summary = tokenizer_step(
+        settings["data"],
+        settings.get("tokenizer") or {},
+        out / "tokenizer.pt",
+        out / "tokenizer.json",
+        out / "train_tokens.npz",
+    )
+    print(
+        json.dumps({"held_out_error": summary["held_out_error"], "token_grid": summary["token_grid"], "out": str(out)})
+    )
 
 
 def cmd_export_png(args):
@@ -262,30 +343,40 @@ def cmd_job_seconds(args):
     from elt.provenance import git_commit
 
     def tally_markdown(table, key):
-        return (f"| {key} | jobs | job-seconds | share |\n|---|---|---|---|\n"
-                + "".join(f"| {r[key]} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for _, r in table.iterrows()))
+        return f"| {key} | jobs | job-seconds | share |\n|---|---|---|---|\n" + "".join(
+            f"| {r[key]} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for _, r in table.iterrows()
+        )
 
     logs = sorted(Path(".snakemake/log").glob("*.snakemake.log")) if args.log is None else [Path(args.log)]
     if not logs or not logs[-1].is_file():
         raise UserError(f"no Snakemake log at {args.log or '.snakemake/log/'}: run the pipeline first, or pass its log")
     table, jobs, wall = job_seconds(logs[-1].read_text())
     first_start = jobs["start"].min()
-    text = (f"# Job-seconds per rule\n\nFrom `{logs[-1]}` (commit {git_commit()}, host {platform.node()}, {os.cpu_count()} CPUs): "
-            f"{int(table['jobs'].sum())} jobs, {table['job_seconds'].sum():.0f} job-seconds, "
-            f"{wall:.0f} s from the first start to the last finish.\n\n"
-            + tally_markdown(table, "rule")
-            + "\nPer part of the grid (what leaving it out of the profile would save):\n\n"
-            + tally_markdown(job_seconds_by_part(jobs), "part")
-            + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
-            + "".join(f"| {r.rule} | {r.wildcards} | {(r.start - first_start).total_seconds():.0f} s | {r.seconds:.0f} |\n"
-                      for r in jobs.head(args.longest).itertuples()))
+    text = (
+        f"# Job-seconds per rule\n\nFrom `{logs[-1]}` (commit {git_commit()}, host {platform.node()}, "
+        f"{os.cpu_count()} CPUs): "
+        f"{int(table['jobs'].sum())} jobs, {table['job_seconds'].sum():.0f} job-seconds, "
+        f"{wall:.0f} s from the first start to the last finish.\n\n"
+        + tally_markdown(table, "rule")
+        + "\nPer part of the grid (what leaving it out of the profile would save):\n\n"
+        + tally_markdown(job_seconds_by_part(jobs), "part")
+        + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
+        + "".join(
+            f"| {r.rule} | {r.wildcards} | {(r.start - first_start).total_seconds():.0f} s | {r.seconds:.0f} |\n"
+            for r in jobs.head(args.longest).itertuples()
+        )
+    )
     if args.work:
         speeds = training_speeds(args.work)
         if not speeds:
-            raise UserError(f"no finished training run under {args.work!r} (runs/*/train.json): pass the run's work folder")
-        text += ("\nMachine speed during the run: training steps/s of each run (its train.json). This machine's speed "
-                 "varies by up to 2x between days: compare job-seconds of two runs in proportion to these.\n\n"
-                 "| run | steps/s |\n|---|---|\n" + "".join(f"| {run} | {value:.2f} |\n" for run, value in speeds))
+            raise UserError(
+                f"no finished training run under {args.work!r} (runs/*/train.json): pass the run's work folder"
+            )
+        text += (
+            "\nMachine speed during the run: training steps/s of each run (its train.json). This machine's speed "
+            "varies by up to 2x between days: compare job-seconds of two runs in proportion to these.\n\n"
+            "| run | steps/s |\n|---|---|\n" + "".join(f"| {run} | {value:.2f} |\n" for run, value in speeds)
+        )
     print(text)
     if args.out:
         with atomic_path(args.out) as tmp:
@@ -297,15 +388,24 @@ def cmd_bench(args):
     from elt.harness.bench import bench
     from elt.runtime import RuntimeConfig
 
-    result = bench(RuntimeConfig(device=args.device or "auto", precision=args.precision or "fp32", compile=args.compile),
-                   args.scale, args.repeats)
-    out = args.out or f"results/bench/{re.sub(r'[^A-Za-z0-9]+', '-', result['device_name']).strip('-').lower()}-{args.scale}.json"
+    result = bench(
+        RuntimeConfig(device=args.device or "auto", precision=args.precision or "fp32", compile=args.compile),
+        args.scale,
+        args.repeats,
+    )
+    out = (
+        args.out
+        or f"results/bench/{re.sub(r'[^A-Za-z0-9]+', '-', result['device_name']).strip('-').lower()}-{args.scale}.json"
+    )
     write_json(out, result)
     for row in result["layouts"]:
         train = row["train"]
-        print(f"{row['layout']['name']}: train step {train['elt']['median_ms']:.1f} ms ({train['elt']['mfu']:.0%} MFU) vs "
-              f"unshared {train['unshared']['median_ms']:.1f} ms; sampling ELT/unshared speed at L_max: "
-              + ", ".join(f"batch {s['batch']} {s['elt_over_unshared_speed']:.2f}x" for s in row["sampling_forward"]))
+        print(
+            f"{row['layout']['name']}: train step {train['elt']['median_ms']:.1f} ms ({train['elt']['mfu']:.0%} MFU) "
+            "vs "
+            f"unshared {train['unshared']['median_ms']:.1f} ms; sampling ELT/unshared speed at L_max: "
+            + ", ".join(f"batch {s['batch']} {s['elt_over_unshared_speed']:.2f}x" for s in row["sampling_forward"])
+        )
     print(out)
 
 
@@ -322,85 +422,169 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="elt", description="Elastic Looped Transformers: train, sample and audit looped generators.")
+    parser = OneLineParser(
+        prog="elt", description="Elastic Looped Transformers: train, sample and audit looped generators."
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("train", help="train one run; resumes from DIR/checkpoint.pt if present")
     p.add_argument("--config", required=True, help="run config (YAML or JSON; see config/runs/*.yaml)")
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt and train.json are written here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set-aside-stale", action="store_true",
-                   help="keep a state of another config as <name>.stale-<step>.pt and start afresh (the pipeline does)")
+    p.add_argument(
+        "--set-aside-stale",
+        action="store_true",
+        help="keep a state of another config as <name>.stale-<step>.pt and start afresh (the pipeline does)",
+    )
     add_runtime_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample a checkpoint at one or more loop counts")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by 'elt train'")
     plan = p.add_mutually_exclusive_group(required=True)
-    plan.add_argument("--loops", type=parse_loops, help="loop counts: 4, 1,2,4 or 1-6 (any L >= 1, beyond the trained L too)")
-    plan.add_argument("--schedule", help="a loop count per sampling step: 'linear 1->4', 'step 1@0.5,4' or 1,2,2,4 (elt.methods.schedule)")
-    plan.add_argument("--early-exit", type=float, metavar="THRESHOLD",
-                      help="stop looping each sample once its output moves less than THRESHOLD between loops (token "
-                           "distribution JS divergence for masked, relative change of the prediction for diffusion)")
-    p.add_argument("--exit-range", type=parse_exit_range, default=None, metavar="LMIN-LMAX",
-                   help="with --early-exit: the loops each sample may use (default 1 to the trained L)")
-    p.add_argument("--num", "--num-samples", dest="num", type=int, default=100,
-                   help="samples per loop count, labels cycling through the classes (default 100); under torchrun write "
-                        "--num-samples (torchrun takes --num for its own --numa-binding)")
+    plan.add_argument(
+        "--loops", type=parse_loops, help="loop counts: 4, 1,2,4 or 1-6 (any L >= 1, beyond the trained L too)"
+    )
+    plan.add_argument(
+        "--schedule",
+        help="a loop count per sampling step: 'linear 1->4', 'step 1@0.5,4' or 1,2,2,4 (elt.methods.schedule)",
+    )
+    plan.add_argument(
+        "--early-exit",
+        type=float,
+        metavar="THRESHOLD",
+        help="stop looping each sample once its output moves less than THRESHOLD between loops (token "
+        "distribution JS divergence for masked, relative change of the prediction for diffusion)",
+    )
+    p.add_argument(
+        "--exit-range",
+        type=parse_exit_range,
+        default=None,
+        metavar="LMIN-LMAX",
+        help="with --early-exit: the loops each sample may use (default 1 to the trained L)",
+    )
+    p.add_argument(
+        "--num",
+        "--num-samples",
+        dest="num",
+        type=int,
+        default=100,
+        help="samples per loop count, labels cycling through the classes (default 100); under torchrun write "
+        "--num-samples (torchrun takes --num for its own --numa-binding)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed, the same for every loop count (default 0)")
     p.add_argument("--out", required=True, help="output .npz; with several loop counts put {loops} in the name")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--weights", choices=("ema", "raw"), default="ema",
-                   help="ema: the run's EMA weights when it kept them (default); raw: the optimised weights")
-    p.add_argument("--shards", type=int, default=1, help="split --num into this many files, {shard} in --out, each with its own "
-                   "seed; under torchrun the ranks share them out (default 1)")
+    p.add_argument(
+        "--weights",
+        choices=("ema", "raw"),
+        default="ema",
+        help="ema: the run's EMA weights when it kept them (default); raw: the optimised weights",
+    )
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="split --num into this many files, {shard} in --out, each with its own "
+        "seed; under torchrun the ranks share them out (default 1)",
+    )
     p.add_argument("--shard", type=int, help="with --shards: write only this shard (0-based)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("bench", help="time training steps (MFU against a measured matmul peak) and sampling forwards, ELT vs unshared")
-    p.add_argument("--scale", choices=("tiny", "paper"), default="tiny", help="tiny widths (CPU) or the paper's ELT-L/XL (GPU)")
+    p = sub.add_parser(
+        "bench", help="time training steps (MFU against a measured matmul peak) and sampling forwards, ELT vs unshared"
+    )
+    p.add_argument(
+        "--scale", choices=("tiny", "paper"), default="tiny", help="tiny widths (CPU) or the paper's ELT-L/XL (GPU)"
+    )
     p.add_argument("--repeats", type=int, default=7, help="interleaved timed repeats per setting (default 7)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--out", help="JSON to write (default results/bench/<device>-<scale>.json)")
     add_runtime_options(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("describe", help="parameters and FLOPs: per loop count of run configs (JSON), or every run of a profile (table)")
-    p.add_argument("--config", required=True, nargs="+", help="run configs, or pipeline profiles (config/*.yaml, config/paper/*.yaml: "
-                   "merged over config/default.yaml as Snakemake does)")
+    p = sub.add_parser(
+        "describe", help="parameters and FLOPs: per loop count of run configs (JSON), or every run of a profile (table)"
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        nargs="+",
+        help="run configs, or pipeline profiles (config/*.yaml, config/paper/*.yaml: "
+        "merged over config/default.yaml as Snakemake does)",
+    )
     p.add_argument("--json", action="store_true", help="profiles: JSON rows instead of the table")
-    p.add_argument("--run-configs", metavar="DIR", help="profiles: also write each run's config to DIR/<run>.json (for elt encode / elt train)")
+    p.add_argument(
+        "--run-configs",
+        metavar="DIR",
+        help="profiles: also write each run's config to DIR/<run>.json (for elt encode / elt train)",
+    )
     p.add_argument("--loops", type=parse_loops, help="loop counts to report (default 1..L_max of each run)")
     p.set_defaults(func=cmd_describe)
-    p = sub.add_parser("check", help="compare a metrics.csv with a committed reference (per-row and aggregate tests); exit 1 on regression")
+    p = sub.add_parser(
+        "check",
+        help="compare a metrics.csv with a committed reference (per-row and aggregate tests); exit 1 on regression",
+    )
     p.add_argument("--reference", required=True, help="reference JSON, e.g. results/reference/default.json")
     p.add_argument("metrics", help="metrics.csv written by the pipeline")
-    p.add_argument("--provenance", help="provenance.json of the run (default: the one beside the metrics file); "
-                   "when the set-up equals the reference's, every number that moved is listed")
+    p.add_argument(
+        "--provenance",
+        help="provenance.json of the run (default: the one beside the metrics file); "
+        "when the set-up equals the reference's, every number that moved is listed",
+    )
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("reference", help="build a regression reference from multi-seed metrics: per-seed values, tolerances, detectable shifts, validation")
+    p = sub.add_parser(
+        "reference",
+        help="build a regression reference from multi-seed metrics: per-seed values, tolerances, detectable shifts, "
+        "validation",
+    )
     p.add_argument("--metrics", required=True, nargs="+", help="metrics.csv files covering two or more training seeds")
-    p.add_argument("--baseline-seed", type=int, default=0,
-                   help="seed whose run names key the reference and whose numbers an exact repeat is compared with (default 0)")
-    p.add_argument("--k", type=float, default=None, help="per-row tolerance in predictive seed standard deviations (default: the "
-                   "Student's t quantile that holds the per-row test's family-wise false-alarm rate over its rows)")
-    p.add_argument("--false-alarm-rate", type=float, default=0.01,
-                   help="family-wise false-alarm rate of each test: per-row (Bonferroni over rows, unless --k) and aggregate "
-                   "(Holm over its tests) (default 0.01)")
+    p.add_argument(
+        "--baseline-seed",
+        type=int,
+        default=0,
+        help="seed whose run names key the reference and whose numbers an exact repeat is compared with (default 0)",
+    )
+    p.add_argument(
+        "--k",
+        type=float,
+        default=None,
+        help="per-row tolerance in predictive seed standard deviations (default: the "
+        "Student's t quantile that holds the per-row test's family-wise false-alarm rate over its rows)",
+    )
+    p.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=0.01,
+        help="family-wise false-alarm rate of each test: per-row (Bonferroni over rows, unless --k) and aggregate "
+        "(Holm over its tests) (default 0.01)",
+    )
     p.add_argument("--profile", default="default", help="profile name recorded in the file")
     p.add_argument("--out", required=True, help="output JSON, e.g. results/reference/default.json")
     p.set_defaults(func=cmd_reference)
 
     p = sub.add_parser("tokenizer", help="train a 3D VQ tokenizer on a dataset and pre-tokenize its training split")
-    p.add_argument("--config", required=True, help="YAML with data: (as in a run config) and tokenizer: (elt.codecs.tokenizer.TokenizerConfig)")
-    p.add_argument("--out", required=True, help="folder for tokenizer.pt, tokenizer.json (held-out error) and train_tokens.npz; "
-                   "runs use them as codec.tokenizer and codec.tokens")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="YAML with data: (as in a run config) and tokenizer: (elt.codecs.tokenizer.TokenizerConfig)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for tokenizer.pt, tokenizer.json (held-out error) and train_tokens.npz; "
+        "runs use them as codec.tokenizer and codec.tokens",
+    )
     p.set_defaults(func=cmd_tokenizer)
 
-    p = sub.add_parser("encode", help="pre-encode a data split with a run's codec into resumable shards (torchrun: over GPUs)")
-    p.add_argument("--config", required=True, help="run config: its data: and codec: sections say what to read and how to encode")
+    p = sub.add_parser(
+        "encode", help="pre-encode a data split with a run's codec into resumable shards (torchrun: over GPUs)"
+    )
+    p.add_argument(
+        "--config", required=True, help="run config: its data: and codec: sections say what to read and how to encode"
+    )
     p.add_argument("--split", default="train", help="train (default) or held_out")
     p.add_argument("--out", help="shard folder (default: the config's codec.shards)")
     p.add_argument("--shard-size", type=int, default=1024, help="examples per shard (default 1024)")
@@ -409,10 +593,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(p)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("paper-metrics", help="FID (ADM's and clean resize) and Inception Score of image samples at the paper's protocol")
-    p.add_argument("--samples", required=True, nargs="+", help="sample files of 'elt sample' (e.g. its --shards files; 50,000 in all for the paper)")
+    p = sub.add_parser(
+        "paper-metrics",
+        help="FID (ADM's and clean resize) and Inception Score of image samples at the paper's protocol",
+    )
+    p.add_argument(
+        "--samples",
+        required=True,
+        nargs="+",
+        help="sample files of 'elt sample' (e.g. its --shards files; 50,000 in all for the paper)",
+    )
     p.add_argument("--reference", required=True, help="ADM's reference batch .npz (arr_0 images and/or mu, sigma)")
-    p.add_argument("--inception-weights", help="pytorch-fid's pt_inception-2015-12-05 .pth for the Inception Score (default: not measured)")
+    p.add_argument(
+        "--inception-weights",
+        help="pytorch-fid's pt_inception-2015-12-05 .pth for the Inception Score (default: not measured)",
+    )
     p.add_argument("--out", required=True, help="the JSON record to write")
     p.add_argument("--device", help="where the Inception runs: auto (default), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_paper_metrics)
@@ -422,11 +617,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the PNG files (named <index>_class<label>.png)")
     p.set_defaults(func=cmd_export_png)
 
-    p = sub.add_parser("job-seconds", help="per rule: jobs, job-seconds and share of a pipeline run, from Snakemake's log")
+    p = sub.add_parser(
+        "job-seconds", help="per rule: jobs, job-seconds and share of a pipeline run, from Snakemake's log"
+    )
     p.add_argument("log", nargs="?", help="a .snakemake/log/*.snakemake.log (default: the newest)")
     p.add_argument("--out", help="also write the table here (markdown), e.g. results/job_seconds.md")
     p.add_argument("--longest", type=int, default=15, help="how many of the longest jobs to list (default 15)")
-    p.add_argument("--work", help="the run's work folder (e.g. work/default): also list its training speeds, the machine's speed during the run")
+    p.add_argument(
+        "--work",
+        help="the run's work folder (e.g. work/default): also list its training speeds, the machine's speed during "
+        "the run",
+    )
     p.set_defaults(func=cmd_job_seconds)
     return parser
 

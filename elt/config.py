@@ -3,6 +3,7 @@
 Every value the paper leaves open (L_min, norm placement, the diffusion target, sampler settings,
 guidance) is a field here, so it lands in every checkpoint and result record.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,12 @@ VIDEO_DATASETS = ("moving_digits", "ucf101")
 @dataclass
 class DataConfig:
     dataset: str = "digits"  # digits | folder (class-per-folder images) | moving_digits | ucf101 (videos) | imagenet
-    path: str | None = None  # folder: root with one sub-folder per class; ucf101: the UCF-101 root; imagenet: train/ and val/
-    image_size: int = 8  # folder, ucf101: frames resized to this (square); imagenet: ADM center crop; moving_digits: canvas side
+    path: str | None = (
+        None  # folder: root with one sub-folder per class; ucf101: the UCF-101 root; imagenet: train/ and val/
+    )
+    image_size: int = (
+        8  # folder, ucf101: frames resized to this (square); imagenet: ADM center crop; moving_digits: canvas side
+    )
     channels: int = 1  # 1 = grayscale, 3 = RGB (ucf101)
     held_out_fraction: float = 0.25  # stratified split; the held-out part is the metrics' reference
     split_seed: int = 0  # also seeds the moving-digit trajectories
@@ -39,7 +44,9 @@ class DataConfig:
     frames: int = 16  # video datasets: frames per clip
     frame_stride: int = 1  # ucf101: keep every k-th decoded frame
     fold: int = 1  # ucf101: official split 1, 2 or 3 (trainlist/testlist); held_out_fraction is unused
-    num_classes: int | None = None  # classes of a data set that may not be here yet (dry runs, describe); checked when read
+    num_classes: int | None = (
+        None  # classes of a data set that may not be here yet (dry runs, describe); checked when read
+    )
     on_bad_file: str = "stop"  # pre-encoding a file that cannot be read: stop | skip (listed in the shards' manifest)
 
     @property
@@ -85,10 +92,14 @@ class CodecConfig:
     pretrained: str | None = None  # sd_vae (diffusers AutoencoderKL) | maskgit_vqgan; null = none
     weights: str | None = None  # pretrained: the VAE's diffusers folder, or the VQGAN's state dict file
     subfolder: str | None = None  # sd_vae: the VAE's sub-folder of `weights` (vae in a whole pipeline folder)
-    latent_channels: int = 4  # sd_vae: latent channels and spatial downsampling (SD's), checked against the VAE's config
+    latent_channels: int = (
+        4  # sd_vae: latent channels and spatial downsampling (SD's), checked against the VAE's config
+    )
     downsampling: int = 8
     vqgan: str = "maskgit"  # maskgit_vqgan: the layout (elt.codecs.vqgan.LAYOUTS) the weights must match
-    shards: str | None = None  # pre-encoded training data from 'elt encode' (streamed; any codec); null = encode at start
+    shards: str | None = (
+        None  # pre-encoded training data from 'elt encode' (streamed; any codec); null = encode at start
+    )
 
 
 @dataclass
@@ -174,7 +185,8 @@ def parse_section(cls, data, prefix: str = ""):
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(
-            f"unknown config key {prefix + unknown[0]!r}: known keys here are {', '.join(sorted(names))}; fix the spelling"
+            f"unknown config key {prefix + unknown[0]!r}: known keys here are {', '.join(sorted(names))}; fix the "
+            "spelling"
         )
     kwargs = {}
     for name, value in data.items():
@@ -200,26 +212,43 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check_choice(cfg.diffusion.target, ("x0", "eps", "v"), "diffusion.target")
     _check_choice(cfg.diffusion.sampler, ("ddim", "ddpm"), "diffusion.sampler")
     width(m.width)
-    for key, value in [("model.n_unique", m.n_unique), ("model.loops", m.loops), ("train.steps", cfg.train.steps),
-                       ("train.batch_size", cfg.train.batch_size), ("masked.sampling_steps", cfg.masked.sampling_steps),
-                       ("diffusion.sampling_steps", cfg.diffusion.sampling_steps), ("train.l_min", cfg.train.l_min),
-                       ("data.frames", cfg.data.frames), ("data.frame_stride", cfg.data.frame_stride),
-                       ("model.patch_size", m.patch_size), ("model.patch_time", m.patch_time)]:
+    for key, value in [
+        ("model.n_unique", m.n_unique),
+        ("model.loops", m.loops),
+        ("train.steps", cfg.train.steps),
+        ("train.batch_size", cfg.train.batch_size),
+        ("masked.sampling_steps", cfg.masked.sampling_steps),
+        ("diffusion.sampling_steps", cfg.diffusion.sampling_steps),
+        ("train.l_min", cfg.train.l_min),
+        ("data.frames", cfg.data.frames),
+        ("data.frame_stride", cfg.data.frame_stride),
+        ("model.patch_size", m.patch_size),
+        ("model.patch_time", m.patch_time),
+    ]:
         if value < 1:
             raise UserError(f"config key {key!r} is {value}: it must be at least 1")
     if m.family == "elt" and m.loops > 1 and not cfg.train.l_min < m.loops:
         raise UserError(f"train.l_min={cfg.train.l_min} must be below model.loops={m.loops} for ILSD: lower l_min")
     if cfg.data.dataset == "folder" and not cfg.data.path:
-        raise UserError("data.dataset is 'folder' but data.path is empty: set data.path to a class-per-folder image root")
+        raise UserError(
+            "data.dataset is 'folder' but data.path is empty: set data.path to a class-per-folder image root"
+        )
     if cfg.data.dataset in ("ucf101", "imagenet") and not cfg.data.path:
-        raise UserError(f"data.dataset is {cfg.data.dataset!r} but data.path is empty: set data.path to the UCF-101 root "
-                        "(class folders and ucfTrainTestlist/) or the ImageNet root (train/ and val/)")
+        raise UserError(
+            f"data.dataset is {cfg.data.dataset!r} but data.path is empty: set data.path to the UCF-101 root "
+            "(class folders and ucfTrainTestlist/) or the ImageNet root (train/ and val/)"
+        )
     if cfg.data.dataset == "imagenet" and cfg.data.channels != 3:
         raise UserError(f"imagenet needs data.channels 3 (got {cfg.data.channels}): fix it")
     if cfg.data.dataset == "ucf101" and (cfg.data.channels != 3 or cfg.data.fold not in (1, 2, 3)):
-        raise UserError(f"ucf101 needs data.channels 3 and data.fold 1, 2 or 3 (got {cfg.data.channels}, {cfg.data.fold}): fix them")
+        raise UserError(
+            f"ucf101 needs data.channels 3 and data.fold 1, 2 or 3 (got {cfg.data.channels}, {cfg.data.fold}): fix them"
+        )
     if cfg.codec.tokens and not cfg.codec.tokenizer:
-        raise UserError("codec.tokens is set but codec.tokenizer is not: name the tokenizer that made the tokens (sampling decodes with it)")
+        raise UserError(
+            "codec.tokens is set but codec.tokenizer is not: name the tokenizer that made the tokens (sampling "
+            "decodes with it)"
+        )
     if cfg.codec.tokenizer and m.generator != "masked":
         raise UserError("codec.tokenizer is for the masked generator: remove it, or set model.generator to masked")
     _check_codec(cfg)
@@ -242,18 +271,28 @@ def _check_codec(cfg: RunConfig) -> None:
     if c.pretrained is not None:
         _check_choice(c.pretrained, tuple(PRETRAINED_CODECS), "codec.pretrained")
         if PRETRAINED_CODECS[c.pretrained] != generator:
-            raise UserError(f"codec.pretrained {c.pretrained} serves the {PRETRAINED_CODECS[c.pretrained]} generator, not {generator}: "
-                            "change one of them")
+            raise UserError(
+                f"codec.pretrained {c.pretrained} serves the {PRETRAINED_CODECS[c.pretrained]} generator, not "
+                f"{generator}: "
+                "change one of them"
+            )
         if not c.weights:
-            raise UserError(f"codec.pretrained is {c.pretrained} but codec.weights is empty: set it to the local weights path")
+            raise UserError(
+                f"codec.pretrained is {c.pretrained} but codec.weights is empty: set it to the local weights path"
+            )
         if c.tokenizer:
             raise UserError("codec.tokenizer and codec.pretrained both name a codec: keep one")
     elif c.weights or c.subfolder:
-        raise UserError("codec.weights is set but codec.pretrained is not: name the codec (sd_vae or maskgit_vqgan) or remove the weights")
+        raise UserError(
+            "codec.weights is set but codec.pretrained is not: name the codec (sd_vae or maskgit_vqgan) or remove "
+            "the weights"
+        )
     if c.shards and c.tokens:
         raise UserError("codec.shards and codec.tokens both name pre-encoded training data: keep one")
     if cfg.data.dataset == "imagenet" and not c.shards:
-        raise UserError("data.dataset imagenet trains from pre-encoded shards: run 'elt encode' and set codec.shards to its folder")
+        raise UserError(
+            "data.dataset imagenet trains from pre-encoded shards: run 'elt encode' and set codec.shards to its folder"
+        )
 
 
 def from_dict(data: dict) -> RunConfig:
@@ -287,4 +326,6 @@ def merge(base: dict, overrides: dict) -> dict:
 def profile_device(profile: dict) -> str:
     """The resolved device of a pipeline profile's `runtime:` section (default auto), for the steps that
     are not a run (reference features, evaluations): they compute there at fp32."""
-    return str(resolve_device(check_runtime(parse_section(RuntimeConfig, profile.get("runtime") or {}, "runtime.")).device))
+    return str(
+        resolve_device(check_runtime(parse_section(RuntimeConfig, profile.get("runtime") or {}, "runtime.")).device)
+    )

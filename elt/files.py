@@ -1,4 +1,5 @@
 """Files written whole or not at all (atomic replace), content hashes, small networks saved with their config."""
+
 from __future__ import annotations
 
 import dataclasses

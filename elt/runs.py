@@ -1,4 +1,5 @@
 """From a run config to its pieces: codec, generator, network layout; checkpoints in and out."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ def num_classes(cfg: RunConfig) -> int:
         return len(ucf101_index(cfg.data.path, "test", cfg.data.fold)[1])
     root = Path(cfg.data.path) / ("train" if cfg.data.dataset == "imagenet" else "")
     if not root.is_dir():
-        raise UserError(f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class")
+        raise UserError(
+            f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class"
+        )
     return sum(1 for d in root.iterdir() if d.is_dir())
 
 
@@ -69,7 +72,9 @@ def load_checkpoint(path: str | Path, weights: str = "ema") -> tuple[Parts, Loop
     """Rebuild the network (on the CPU) from a checkpoint; a missing or corrupt file is a one-line UserError.
     weights: ema (the run's EMA weights when it kept them, else its weights) or raw (the optimised weights)."""
     if weights not in WEIGHTS:
-        raise UserError(f"weights {weights!r} is unknown: use ema (the default; a run without EMA gives its weights) or raw")
+        raise UserError(
+            f"weights {weights!r} is unknown: use ema (the default; a run without EMA gives its weights) or raw"
+        )
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist: run 'elt train' first or fix the path")
@@ -85,6 +90,8 @@ def load_checkpoint(path: str | Path, weights: str = "ema") -> tuple[Parts, Loop
         raise
     except Exception as err:  # torch raises many types for a damaged file
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise UserError(f"checkpoint {str(path)!r} is corrupt or not an ELT checkpoint ({reason}): delete it and re-run 'elt train'") from None
+        raise UserError(
+            f"checkpoint {str(path)!r} is corrupt or not an ELT checkpoint ({reason}): delete it and re-run 'elt train'"
+        ) from None
     net.eval()
     return parts, net, ckpt

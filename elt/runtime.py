@@ -10,6 +10,7 @@ Under torchrun (WORLD_SIZE > 1) training joins the process group (NCCL on GPUs, 
 each rank on its own GPU (LOCAL_RANK), and says how the global batch splits: train.batch_size =
 per-rank micro-batch x ranks x runtime.grad_accum.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,10 +57,14 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"runtime.device is {name!r} but this machine has no CUDA GPU: set runtime.device to cpu or auto")
+            raise UserError(
+                f"runtime.device is {name!r} but this machine has no CUDA GPU: set runtime.device to cpu or auto"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"runtime.device is {name!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
-                            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            raise UserError(
+                f"runtime.device is {name!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s): "
+                f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
     return device
 
 
@@ -83,8 +88,10 @@ class Runtime:
         """The per-rank micro-batch of a global batch; it must split evenly."""
         parts = self.world_size * self.cfg.grad_accum
         if batch_size % parts:
-            raise UserError(f"train.batch_size {batch_size} does not split into {self.world_size} rank(s) x {self.cfg.grad_accum} "
-                            f"accumulation step(s): make it a multiple of {parts}, or change runtime.grad_accum or the GPU count")
+            raise UserError(
+                f"train.batch_size {batch_size} does not split into {self.world_size} rank(s) x {self.cfg.grad_accum} "
+                f"accumulation step(s): make it a multiple of {parts}, or change runtime.grad_accum or the GPU count"
+            )
         return batch_size // parts
 
     def average(self, value: float) -> float:
@@ -124,16 +131,27 @@ class Runtime:
         model = torch.compile(net) if self.cfg.compile else net
         if train and self.world_size > 1:
             self.join()
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
         return model
 
     def describe(self) -> dict:
         """What a record says about where its numbers were computed."""
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return {"device": str(self.device), "device_name": name, "precision": self.cfg.precision,
-                "tf32": self.cfg.tf32 and self.device.type == "cuda", "compile": self.cfg.compile,
-                "sample_batch_size": self.cfg.sample_batch_size,
-                **({"world_size": self.world_size, "grad_accum": self.cfg.grad_accum} if self.world_size > 1 or self.cfg.grad_accum > 1 else {})}
+        return {
+            "device": str(self.device),
+            "device_name": name,
+            "precision": self.cfg.precision,
+            "tf32": self.cfg.tf32 and self.device.type == "cuda",
+            "compile": self.cfg.compile,
+            "sample_batch_size": self.cfg.sample_batch_size,
+            **(
+                {"world_size": self.world_size, "grad_accum": self.cfg.grad_accum}
+                if self.world_size > 1 or self.cfg.grad_accum > 1
+                else {}
+            ),
+        }
 
 
 def out_of_memory(err: BaseException, knob: str) -> UserError:

@@ -5,6 +5,7 @@ draws. Throughput (samples/s at that loop count, on this machine) is measured an
 network runs where the run's runtime says (elt.runtime; overridable per call), from its EMA
 weights when it kept them unless weights="raw".
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,10 @@ from elt.runtime import Runtime, RuntimeConfig, out_of_memory
 
 def out_paths(out: str, loops: list[int]) -> dict[int, Path]:
     if len(loops) > 1 and "{loops}" not in out:
-        raise UserError(f"--out {out!r} names one file for {len(loops)} loop counts: put '{{loops}}' in it, e.g. samples_L{{loops}}.npz")
+        raise UserError(
+            f"--out {out!r} names one file for {len(loops)} loop counts: put '{{loops}}' in it, e.g. "
+            f"samples_L{{loops}}.npz"
+        )
     if not out.endswith(".npz"):
         raise UserError(f"--out {out!r} must end in .npz")
     return {loop: Path(out.replace("{loops}", str(loop))) for loop in loops}
@@ -38,8 +42,16 @@ def balanced_labels(num: int, classes: int) -> torch.Tensor:
     return torch.arange(num) % classes
 
 
-def generate(parts, net, loops, labels: torch.Tensor, seed: int, batch_size: int | None = None,
-             loops_used: list | None = None, runtime: Runtime | None = None) -> np.ndarray:
+def generate(
+    parts,
+    net,
+    loops,
+    labels: torch.Tensor,
+    seed: int,
+    batch_size: int | None = None,
+    loops_used: list | None = None,
+    runtime: Runtime | None = None,
+) -> np.ndarray:
     """uint8 (N, T, C, H, W) samples for the given labels. loops: an int, a LoopSchedule or an EarlyExit
     rule; loops_used, when given, receives a (N, steps) tensor of the loops each sample ran at each step.
     net must already be on the runtime's device (Runtime.prepare); runtime defaults to the CPU at fp32."""
@@ -51,7 +63,7 @@ def generate(parts, net, loops, labels: torch.Tensor, seed: int, batch_size: int
         per_step = []
         try:
             with runtime.autocast():
-                out = parts.generator.sample(net, runtime.to(labels[start:start + batch_size]), loops, gen, per_step)
+                out = parts.generator.sample(net, runtime.to(labels[start : start + batch_size]), loops, gen, per_step)
         except torch.OutOfMemoryError as err:
             raise out_of_memory(err, "runtime.sample_batch_size") from None
         chunks.append(parts.codec.decode(out))
@@ -65,9 +77,8 @@ def save_samples(path: Path, samples: np.ndarray, labels: np.ndarray, meta: dict
     """Images are stored (N, C, H, W), videos (N, T, C, H, W); meta is a JSON string."""
     if samples.shape[1] == 1:
         samples = samples[:, 0]
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, samples=samples, labels=labels, meta=np.array(json.dumps(meta)))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, samples=samples, labels=labels, meta=np.array(json.dumps(meta)))
 
 
 def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -91,8 +102,18 @@ def shard_seed(seed: int, shard: int, shards: int) -> int:
     return seed if shards == 1 else int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
 
 
-def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads: int = 1,
-           runtime: dict | None = None, weights: str = "ema", shards: int = 1, only_shard: int | None = None) -> list[Path]:
+def sample(
+    checkpoint: str,
+    loops: list,
+    num: int,
+    seed: int,
+    out: str,
+    threads: int = 1,
+    runtime: dict | None = None,
+    weights: str = "ema",
+    shards: int = 1,
+    only_shard: int | None = None,
+) -> list[Path]:
     """loops: loop counts (ints), or LoopSchedules / EarlyExit rules (elt.methods.schedule), one file each.
     runtime: settings that override the run's own runtime section (e.g. {"device": "cpu"});
     weights: ema or raw (elt.runs.load_checkpoint).
@@ -106,9 +127,14 @@ def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads:
     if num < 1:
         raise UserError(f"--num {num} is invalid: ask for at least 1 sample")
     if not 1 <= shards <= num or (only_shard is not None and not 0 <= only_shard < shards):
-        raise UserError(f"--shards {shards} / --shard {only_shard} do not fit {num} samples: use 1 <= shards <= num and 0 <= shard < shards")
+        raise UserError(
+            f"--shards {shards} / --shard {only_shard} do not fit {num} samples: use 1 <= shards <= num and 0 <= "
+            "shard < shards"
+        )
     if shards > 1 and "{shard}" not in out:
-        raise UserError(f"--out {out!r} names one file for {shards} shards: put '{{shard}}' in it, e.g. samples_{{shard}}.npz")
+        raise UserError(
+            f"--out {out!r} names one file for {shards} shards: put '{{shard}}' in it, e.g. samples_{{shard}}.npz"
+        )
     out_paths(out, [plan_name(loop) for loop in loops])  # a bad --out fails before any work
     parts, net, ckpt = load_checkpoint(checkpoint, weights)
     runtime = Runtime(dataclasses.replace(parts.cfg.runtime, **(runtime or {})))
@@ -123,26 +149,43 @@ def sample(checkpoint: str, loops: list, num: int, seed: int, out: str, threads:
         labels, shard_seed_value = every_label[first:end], shard_seed(seed, shard, shards)
         paths = out_paths(out.replace("{shard}", f"{shard:05d}"), [plan_name(loop) for loop in loops])
         for loop, path in zip(loops, paths.values()):
-            generate(parts, model, loop, labels[:2], shard_seed_value, runtime=runtime)  # warm-up, so the timing below is steady-state
+            generate(
+                parts, model, loop, labels[:2], shard_seed_value, runtime=runtime
+            )  # warm-up, so the timing below is steady-state
             started, used = time.perf_counter(), []
-            samples = generate(parts, model, loop, labels, shard_seed_value, loops_used=used, runtime=runtime)  # ends on the CPU
+            samples = generate(
+                parts, model, loop, labels, shard_seed_value, loops_used=used, runtime=runtime
+            )  # ends on the CPU
             seconds = time.perf_counter() - started
             meta = {
-                "run": parts.cfg.run, "checkpoint": str(checkpoint), "checkpoint_step": ckpt["step"],
+                "run": parts.cfg.run,
+                "checkpoint": str(checkpoint),
+                "checkpoint_step": ckpt["step"],
                 "loops": loop if isinstance(loop, int) else loop.text,
-                "num": len(labels), "seed": shard_seed_value, "sampling_steps": parts.cfg.sampling_steps, "guidance": parts.cfg.guidance,
-                "seconds": seconds, "samples_per_second": len(labels) / seconds, "threads": threads,
+                "num": len(labels),
+                "seed": shard_seed_value,
+                "sampling_steps": parts.cfg.sampling_steps,
+                "guidance": parts.cfg.guidance,
+                "seconds": seconds,
+                "samples_per_second": len(labels) / seconds,
+                "threads": threads,
                 "weights": "ema" if weights == "ema" and "ema" in ckpt else "raw",
-                **({"shard": shard, "shards": shards, "first": first, "num_total": num, "run_seed": seed} if shards > 1 else {}),
-                **({} if isinstance(loop, int) else loop_plan_cost(net, used[0], parts.cfg.guidance)), **provenance(runtime),
+                **(
+                    {"shard": shard, "shards": shards, "first": first, "num_total": num, "run_seed": seed}
+                    if shards > 1
+                    else {}
+                ),
+                **({} if isinstance(loop, int) else loop_plan_cost(net, used[0], parts.cfg.guidance)),
+                **provenance(runtime),
             }
             save_samples(path, samples, labels.numpy(), meta)
             written.append(path)
     return written
 
 
-def time_throughput(settings: dict[str, tuple[str, int]], batch_size: int, repeats: int, warmup: int, seed: int,
-                    threads: int) -> dict:
+def time_throughput(
+    settings: dict[str, tuple[str, int]], batch_size: int, repeats: int, warmup: int, seed: int, threads: int
+) -> dict:
     """Samples per second of named (checkpoint, loop count) settings, timed back to back.
 
     Each repeat times every setting once, in an order that rotates between repeats, after `warmup`
@@ -151,26 +194,47 @@ def time_throughput(settings: dict[str, tuple[str, int]], batch_size: int, repea
     """
     torch.set_num_threads(threads)
     if repeats < 1 or batch_size < 1:
-        raise UserError(f"throughput needs repeats >= 1 and batch_size >= 1, got {repeats} and {batch_size}: fix audit.throughput")
+        raise UserError(
+            f"throughput needs repeats >= 1 and batch_size >= 1, got {repeats} and {batch_size}: fix audit.throughput"
+        )
     models = {}
     for name, (path, loops) in settings.items():
         parts, net, _ = load_checkpoint(path)
         runtime = Runtime(parts.cfg.runtime)
-        models[name] = (parts, runtime.prepare(net), check_loops(loops), balanced_labels(batch_size, net.cfg.num_classes), runtime)
+        models[name] = (
+            parts,
+            runtime.prepare(net),
+            check_loops(loops),
+            balanced_labels(batch_size, net.cfg.num_classes),
+            runtime,
+        )
     for parts, net, loops, labels, runtime in models.values():
         for w in range(warmup):
             generate(parts, net, loops, labels, seed - 1 - w, batch_size, runtime=runtime)
     names, seconds = list(models), {name: [] for name in models}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             parts, net, loops, labels, runtime = models[name]
             started = time.perf_counter()
-            generate(parts, net, loops, labels, seed + r, batch_size, runtime=runtime)  # ends on the CPU: timed to completion
+            generate(
+                parts, net, loops, labels, seed + r, batch_size, runtime=runtime
+            )  # ends on the CPU: timed to completion
             seconds[name].append(time.perf_counter() - started)
     return {
-        "batch_size": batch_size, "repeats": repeats, "warmup": warmup, "threads": threads, "order": "interleaved, rotating",
-        "settings": {name: {"checkpoint": str(settings[name][0]), "loops": settings[name][1], "seconds": seconds[name],
-                            "samples_per_second": [batch_size / s for s in seconds[name]]} for name in names},
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "warmup": warmup,
+        "threads": threads,
+        "order": "interleaved, rotating",
+        "settings": {
+            name: {
+                "checkpoint": str(settings[name][0]),
+                "loops": settings[name][1],
+                "seconds": seconds[name],
+                "samples_per_second": [batch_size / s for s in seconds[name]],
+            }
+            for name in names
+        },
         **provenance(runtime),
     }
 

@@ -5,6 +5,7 @@ the model and optimiser, so an interrupted run resumed on the CPU gives the same
 never stopped. The network computes where the run's runtime says (elt.runtime); the generator and
 the data stay on the CPU and each batch moves to the device.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,19 +62,31 @@ class EMA:
                     self.shadow[key].copy_(value)
 
 
-def save_checkpoint(path: Path, parts, net, opt, gen, step, history, wall, shape, classes, ema: EMA | None, runtime: dict):
+def save_checkpoint(
+    path: Path, parts, net, opt, gen, step, history, wall, shape, classes, ema: EMA | None, runtime: dict
+):
     state = {
-        "format": CHECKPOINT_FORMAT, "run_config": parts.cfg.to_dict(), "net_config": net.cfg.to_dict(),
-        "data_shape": list(shape), "classes": classes, "model": net.state_dict(), "optimizer": opt.state_dict(),
-        "rng": gen.get_state(), "step": step, "history": history, "wall_seconds": wall, "runtime": runtime,
+        "format": CHECKPOINT_FORMAT,
+        "run_config": parts.cfg.to_dict(),
+        "net_config": net.cfg.to_dict(),
+        "data_shape": list(shape),
+        "classes": classes,
+        "model": net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": gen.get_state(),
+        "step": step,
+        "history": history,
+        "wall_seconds": wall,
+        "runtime": runtime,
         **({"ema": ema.shadow} if ema else {}),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def resume(cfg: RunConfig, out: Path, net, opt, ema: EMA | None, gen: torch.Generator, device,
-           set_aside_stale: bool) -> tuple[int, list[float], float]:
+def resume(
+    cfg: RunConfig, out: Path, net, opt, ema: EMA | None, gen: torch.Generator, device, set_aside_stale: bool
+) -> tuple[int, list[float], float]:
     """Restore the run's saved state in `out` (its checkpoint, else its progress file) into net, opt, ema
     and gen -> (step, loss history, wall seconds); (0, [], 0.0) when there is none.
 
@@ -87,7 +100,9 @@ def resume(cfg: RunConfig, out: Path, net, opt, ema: EMA | None, gen: torch.Gene
     try:
         ckpt = torch.load(resume_from, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"checkpoint {str(resume_from)!r} is corrupt ({type(err).__name__}): delete it to start over") from None
+        raise UserError(
+            f"checkpoint {str(resume_from)!r} is corrupt ({type(err).__name__}): delete it to start over"
+        ) from None
     if config.identity(ckpt.get("run_config", {})) == cfg.identity():
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -110,14 +125,12 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     torch.set_num_threads(cfg.train.threads)
     runtime = Runtime(cfg.runtime)
     if cfg.codec.shards:  # pre-encoded by 'elt encode': memory-mapped, nothing is read or encoded here
-
         shape = data_shape(cfg)
         codec = codecs.for_run(cfg, shape)
         shards = ShardSet(cfg.codec.shards, cfg, codec)
         x_all, labels, classes, split_sha = shards, shards.labels, shards.classes, shards.split_sha
         parts = assemble(cfg, shape, len(classes), codec=codec)
     elif cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
-
         shape = data_shape(cfg)
         x_all, labels, classes, split_sha = load_tokens(cfg.codec.tokens, cfg.codec.tokenizer, shape)
         parts = assemble(cfg, shape, len(classes))
@@ -127,7 +140,10 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         parts = assemble(cfg, shape, len(classes))
         x_all, labels = parts.codec.encode(ds.images), ds.labels
     if cfg.data.num_classes and cfg.data.num_classes != len(classes):
-        raise UserError(f"data.num_classes is {cfg.data.num_classes} but the data has {len(classes)} classes: fix data.num_classes or data.path")
+        raise UserError(
+            f"data.num_classes is {cfg.data.num_classes} but the data has {len(classes)} classes: fix "
+            "data.num_classes or data.path"
+        )
     y_all = torch.from_numpy(labels)
     torch.manual_seed(cfg.seed)
     net = build(parts.net_cfg)  # initialised on the CPU: the same weights on every device
@@ -152,23 +168,34 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
             group["lr"] = learning_rate(step, cfg)
         # Every rank draws the whole global batch's randomness (same generator state everywhere) and
         # computes on its own micro-batches: rank r takes micro-batches r, r + ranks, ...
-        inputs, l_int = ilsd.draw(parts.generator, runtime.to(x_all[idx], labels), cfg.model.family, tc.l_min, net.cfg.loops, gen)
+        inputs, l_int = ilsd.draw(
+            parts.generator, runtime.to(x_all[idx], labels), cfg.model.family, tc.l_min, net.cfg.loops, gen
+        )
         slices = list(range(runtime.rank, runtime.world_size * runtime.cfg.grad_accum, runtime.world_size))
         opt.zero_grad(set_to_none=True)
         losses = []
         try:
             for k, part in enumerate(slices):
-                micro_inputs = {key: value[part * micro:(part + 1) * micro] for key, value in inputs.items()}
+                micro_inputs = {key: value[part * micro : (part + 1) * micro] for key, value in inputs.items()}
                 last = k == len(slices) - 1
-                with (contextlib.nullcontext() if last or runtime.world_size == 1 else model.no_sync()), runtime.autocast():
-                    loss, parts_log = ilsd.loss(parts.generator, model, micro_inputs, l_int, net.cfg.loops, ilsd.lam(step, tc.steps))
+                with (
+                    contextlib.nullcontext() if last or runtime.world_size == 1 else model.no_sync(),
+                    runtime.autocast(),
+                ):
+                    loss, parts_log = ilsd.loss(
+                        parts.generator, model, micro_inputs, l_int, net.cfg.loops, ilsd.lam(step, tc.steps)
+                    )
                 (loss / len(slices) if len(slices) > 1 else loss).backward()
                 losses.append(parts_log["loss"])
         except torch.OutOfMemoryError as err:
-            raise out_of_memory(err, "the per-rank micro-batch: raise runtime.grad_accum, or use runtime.precision bf16") from None
+            raise out_of_memory(
+                err, "the per-rank micro-batch: raise runtime.grad_accum, or use runtime.precision bf16"
+            ) from None
         step_loss = runtime.average(sum(losses) / len(losses))
         if not math.isfinite(step_loss):
-            raise UserError(f"loss became {step_loss} at step {step} of run {cfg.run!r}: lower train.lr or raise train.warmup_steps")
+            raise UserError(
+                f"loss became {step_loss} at step {step} of run {cfg.run!r}: lower train.lr or raise train.warmup_steps"
+            )
         torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
         opt.step()
         if ema:
@@ -188,12 +215,23 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     else:
         progress_path.unlink(missing_ok=True)
     record = {
-        "run": cfg.run, "config": cfg.to_dict(), "net_config": net.cfg.to_dict(), "seed": cfg.seed, "steps": step,
-        "wall_seconds": wall, "steps_per_second": step / wall if wall else None,
-        "loss_first": sum(history[:20]) / len(history[:20]), "loss_last": sum(history[-20:]) / len(history[-20:]),
-        "loss_history": history, "n_train": len(y_all), "split_sha": split_sha, "tokens": cfg.codec.tokens and file_sha(cfg.codec.tokens),
-        "shards": cfg.codec.shards and {k: x_all.manifest[k] for k in ("total", "skipped")}, **count_params(net),
-        "runtime": runtime.describe(), **provenance(),
+        "run": cfg.run,
+        "config": cfg.to_dict(),
+        "net_config": net.cfg.to_dict(),
+        "seed": cfg.seed,
+        "steps": step,
+        "wall_seconds": wall,
+        "steps_per_second": step / wall if wall else None,
+        "loss_first": sum(history[:20]) / len(history[:20]),
+        "loss_last": sum(history[-20:]) / len(history[-20:]),
+        "loss_history": history,
+        "n_train": len(y_all),
+        "split_sha": split_sha,
+        "tokens": cfg.codec.tokens and file_sha(cfg.codec.tokens),
+        "shards": cfg.codec.shards and {k: x_all.manifest[k] for k in ("total", "skipped")},
+        **count_params(net),
+        "runtime": runtime.describe(),
+        **provenance(),
     }
     if runtime.is_main:
         write_json(out / RECORD, record)
@@ -210,12 +248,29 @@ def launch(cfg: RunConfig, out: str | Path, processes: int, set_aside_stale: boo
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "launch_config.json"
     write_json(config_file, cfg.to_dict())
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "elt.cli", "train", "--config", str(config_file), "--out", str(out), "--quiet",
-               *(["--set-aside-stale"] if set_aside_stale else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "elt.cli",
+        "train",
+        "--config",
+        str(config_file),
+        "--out",
+        str(out),
+        "--quiet",
+        *(["--set-aside-stale"] if set_aside_stale else []),
+    ]
     print(" ".join(command), flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
     print(done.stdout + done.stderr, end="")
     if done.returncode:
-        lines = [line for line in done.stderr.splitlines() if "error:" in line] or done.stderr.splitlines()[-1:] or ["no output"]
+        lines = (
+            [line for line in done.stderr.splitlines() if "error:" in line]
+            or done.stderr.splitlines()[-1:]
+            or ["no output"]
+        )
         raise UserError(f"torchrun with {processes} ranks failed ({lines[0].strip()[:200]}): see the log above")

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 
@@ -67,8 +69,11 @@ def assert_same_training_state(a: Path, b: Path, tolerance: float = 0.0) -> None
         assert x["history"] == y["history"]
     pairs = [(f"model.{k}", v, y["model"][k]) for k, v in x["model"].items()]
     pairs += [(f"ema.{k}", v, y["ema"][k]) for k, v in x.get("ema", {}).items()]
-    pairs += [(f"optimizer.{i}.{k}", v, y["optimizer"]["state"][i][k]) for i, state in x["optimizer"]["state"].items()
-              for k, v in state.items()]
+    pairs += [
+        (f"optimizer.{i}.{k}", v, y["optimizer"]["state"][i][k])
+        for i, state in x["optimizer"]["state"].items()
+        for k, v in state.items()
+    ]
     assert len(x["optimizer"]["state"]) == len(y["optimizer"]["state"]) > 0
     for name, u, v in pairs:
         if tolerance:
@@ -111,3 +116,35 @@ def smoke(tmp_path_factory):
     result = snakemake(repo, "--configfile", "config/smoke.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     return repo
+
+
+def write_avi(path, frames, size=(40, 32), seed=0):
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for _ in range(frames):
+            img = np.full((size[1], size[0], 3), rng.integers(0, 255), np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture
+def ucf(tmp_path):
+    root = tmp_path / "UCF-101"
+    names = {"ApplyEyeMakeup": 1, "Basketball": 2}
+    train, test = [], []
+    for name, idx in names.items():
+        for g in (1, 2):
+            rel = f"{name}/v_{name}_g{g:02d}_c01.avi"
+            write_avi(root / rel, frames=12, seed=idx * 10 + g)
+            (train if g == 1 else test).append(rel)
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir()
+    (lists / "classInd.txt").write_text("".join(f"{i} {n}\n" for n, i in names.items()))
+    (lists / "trainlist01.txt").write_text("".join(f"{r} {names[r.split('/')[0]]}\n" for r in train))
+    (lists / "testlist01.txt").write_text("".join(f"{r}\n" for r in test))
+    return root

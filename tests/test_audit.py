@@ -1,5 +1,6 @@
 """The audit on synthetic features with known answers: ratio intervals, verdicts by interval alone,
 'not measured', hierarchical seeds, the throughput interval, and what would decide an open claim."""
+
 import math
 
 import numpy as np
@@ -11,8 +12,16 @@ from elt.errors import UserError
 from elt.eval.metrics import frechet_resamples, frechet_to_reference, mean_cov, resampled_frechet
 from elt.harness import audit
 
-SETTINGS = {"primary_metric": {"image": "fd_domain", "video": "fvd_domain"}, "parity_tolerance": 0.25, "anytime_max_ratio": 1.5,
-            "collapse_min_ratio": 2.0, "throughput_tolerance": 0.2, "level": 0.95, "bootstrap_rounds": 300, "bootstrap_seed": 0}
+SETTINGS = {
+    "primary_metric": {"image": "fd_domain", "video": "fvd_domain"},
+    "parity_tolerance": 0.25,
+    "anytime_max_ratio": 1.5,
+    "collapse_min_ratio": 2.0,
+    "throughput_tolerance": 0.2,
+    "level": 0.95,
+    "bootstrap_rounds": 300,
+    "bootstrap_seed": 0,
+}
 D = 8
 
 
@@ -36,34 +45,71 @@ class Synthetic:
         return self.mu, self.sigma
 
 
-def frame(source: Synthetic, families: dict[str, dict[int, float]], seeds=(0,), l_max: int = 3, group: str = "g-XS-2x3") -> pd.DataFrame:
+def frame(
+    source: Synthetic, families: dict[str, dict[int, float]], seeds=(0,), l_max: int = 3, group: str = "g-XS-2x3"
+) -> pd.DataFrame:
     """families: {family: {loops: target distance}}; a seed adds its index to every distance (training noise)."""
     rows = []
     for seed in seeds:
         for family, values in families.items():
             run = f"{group}-{family}-s{seed}"
             for loops, target in values.items():
-                rows.append({"run": run, "group": f"{group}-s{seed}", "family": family, "modality": "image", "seed": seed,
-                             "loops_train": l_max, "loops_eval": loops, "n_samples": source.n, "unique_params": 10 if family != "unshared" else 30,
-                             "gflops_per_sample": loops if family in ("elt", "looped") else (l_max if family == "unshared" else 1),
-                             "fd_domain": source.add(run, loops, target * (1 + 0.3 * seed))})
+                rows.append(
+                    {
+                        "run": run,
+                        "group": f"{group}-s{seed}",
+                        "family": family,
+                        "modality": "image",
+                        "seed": seed,
+                        "loops_train": l_max,
+                        "loops_eval": loops,
+                        "n_samples": source.n,
+                        "unique_params": 10 if family != "unshared" else 30,
+                        "gflops_per_sample": loops
+                        if family in ("elt", "looped")
+                        else (l_max if family == "unshared" else 1),
+                        "fd_domain": source.add(run, loops, target * (1 + 0.3 * seed)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def plan_frame(source: Synthetic, plans: dict[str, tuple[float, float]], group: str = "g-XS-2x3", n: int | None = None) -> pd.DataFrame:
-    """loop_plans.csv rows of the seed-0 ELT run: {plan name: (GFLOPs per sample, target distance)}, paired with its fixed L."""
+def plan_frame(
+    source: Synthetic, plans: dict[str, tuple[float, float]], group: str = "g-XS-2x3", n: int | None = None
+) -> pd.DataFrame:
+    """loop_plans.csv rows of the seed-0 ELT run: {plan name: (GFLOPs per sample, target distance)},
+    paired with its fixed L."""
     run, rows = f"{group}-elt-s0", []
     for name, (gflops, target) in plans.items():
-        rows.append({"run": run, "group": f"{group}-s0", "family": "elt", "modality": "image", "seed": 0, "plan": f"plan {name}",
-                     "plan_name": name, "gflops_per_sample": gflops, "loops_used_mean": gflops, "n_samples": n or source.n,
-                     "fd_domain": source.add(run, name, target)})
+        rows.append(
+            {
+                "run": run,
+                "group": f"{group}-s0",
+                "family": "elt",
+                "modality": "image",
+                "seed": 0,
+                "plan": f"plan {name}",
+                "plan_name": name,
+                "gflops_per_sample": gflops,
+                "loops_used_mean": gflops,
+                "n_samples": n or source.n,
+                "fd_domain": source.add(run, name, target),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def timings(elt_seconds, unshared_seconds, group="g-XS-2x3-s0"):
     def setting(seconds):
         return {"seconds": seconds, "samples_per_second": [8 / s for s in seconds]}
-    return {group: {"batch_size": 8, "threads": 2, "settings": {"elt": setting(elt_seconds), "unshared": setting(unshared_seconds)}}}
+
+    return {
+        group: {
+            "batch_size": 8,
+            "threads": 2,
+            "settings": {"elt": setting(elt_seconds), "unshared": setting(unshared_seconds)},
+        }
+    }
 
 
 def claims(df, source, timing=None, settings=SETTINGS, plans=None):
@@ -91,8 +137,15 @@ def test_identical_sets_give_a_ratio_interval_around_one():
 
 def test_well_separated_sets_decide_every_claim_the_papers_way():
     source = Synthetic()
-    df = frame(source, {"elt": {1: 11, 2: 10.5, 3: 10, 4: 10.3}, "looped": {1: 60, 2: 45, 3: 10, 4: 30},
-                        "unshared": {1: 9.5}, "shallow": {1: 25}})
+    df = frame(
+        source,
+        {
+            "elt": {1: 11, 2: 10.5, 3: 10, 4: 10.3},
+            "looped": {1: 60, 2: 45, 3: 10, 4: 30},
+            "unshared": {1: 9.5},
+            "shallow": {1: 25},
+        },
+    )
     c = claims(df, source, timings([1.0] * 9, [1.02] * 9), plans=plan_frame(source, {"cheap": (2.5, 7.0)}))
     assert {k: v["verdict"] for k, v in c.items()} == dict.fromkeys(audit.CLAIMS, audit.HOLDS)
     assert all(v["to_decide"] is None for v in c.values())
@@ -101,8 +154,15 @@ def test_well_separated_sets_decide_every_claim_the_papers_way():
 
 def test_well_separated_sets_against_the_paper_fail_every_claim():
     source = Synthetic()
-    df = frame(source, {"elt": {1: 40, 2: 30, 3: 10, 4: 30}, "looped": {1: 11, 2: 10.5, 3: 10, 4: 10},
-                        "unshared": {1: 5}, "shallow": {1: 5}})
+    df = frame(
+        source,
+        {
+            "elt": {1: 40, 2: 30, 3: 10, 4: 30},
+            "looped": {1: 11, 2: 10.5, 3: 10, 4: 10},
+            "unshared": {1: 5},
+            "shallow": {1: 5},
+        },
+    )
     c = claims(df, source, timings([2.0] * 9, [1.0] * 9), plans=plan_frame(source, {"costly": (3.5, 20.0)}))
     assert {k: v["verdict"] for k, v in c.items()} == dict.fromkeys(audit.CLAIMS, audit.FAILS)
 
@@ -122,7 +182,12 @@ def test_claims_the_grid_cannot_test_read_not_measured():
     source = Synthetic()
     df = frame(source, {"elt": {1: 11, 2: 10.5, 3: 10}, "unshared": {1: 9.5}})
     c = claims(df, source)
-    assert c["vanilla_collapse"]["verdict"] == c["looping_helps"]["verdict"] == c["extrapolation"]["verdict"] == audit.NOT_MEASURED
+    assert (
+        c["vanilla_collapse"]["verdict"]
+        == c["looping_helps"]["verdict"]
+        == c["extrapolation"]["verdict"]
+        == audit.NOT_MEASURED
+    )
     assert c["throughput"]["verdict"] == audit.NOT_MEASURED and c["throughput"]["interval"] is None
     assert c["loop_plans"]["verdict"] == audit.NOT_MEASURED and "loop_plans" in c["loop_plans"]["reason"]
     assert c["iso_compute_parity"]["verdict"] != audit.NOT_MEASURED
@@ -138,7 +203,9 @@ def test_a_loop_plan_is_judged_against_the_best_fixed_l_it_can_afford():
     mid = c["evidence"]["plans"]["plan mid"]
     assert c["verdict"] == audit.HOLDS and c["evidence"]["best"] == "plan mid" and mid["fixed_l_compared"] == 2
     assert c["estimate"] == pytest.approx(mid["estimate"]) and mid["estimate"] == pytest.approx(0.8, rel=0.1)
-    assert c["interval"][1] > mid["interval"][1] - 1e-12  # the best-of-two draws are no narrower at the top than one plan's
+    assert (
+        c["interval"][1] > mid["interval"][1] - 1e-12
+    )  # the best-of-two draws are no narrower at the top than one plan's
     assert c["evidence"]["plans"]["plan worse"]["estimate"] > 1.2
 
 
@@ -244,25 +311,38 @@ def test_intervals_cover_the_true_ratio_in_about_95_percent_of_repeated_draws():
         assert 0.87 <= hits / repeats <= 0.99, (claim, hits / repeats)
 
 
-@pytest.mark.parametrize("stat, threshold, at_most, verdict", [
-    ((1.1, 0.9, 1.25), 1.25, True, audit.HOLDS),          # the top end on the threshold: still inside "<= 1.25"
-    ((1.4, 1.25, 1.5), 1.25, True, audit.INCONCLUSIVE),   # the bottom end on it: not wholly outside
-    ((1.3, 1.2500001, 1.5), 1.25, True, audit.FAILS),
-    ((2.5, 2.0, 3.0), 2.0, False, audit.HOLDS),           # ">= 2": the bottom end on the threshold is inside
-    ((1.5, 1.0, 2.0), 2.0, False, audit.INCONCLUSIVE),    # the top end on it: not wholly outside
-    ((1.5, 1.0, 1.9999999), 2.0, False, audit.FAILS),
-])
-def test_a_verdict_counts_an_interval_end_on_the_threshold_as_inside_the_claims_region(stat, threshold, at_most, verdict):
+@pytest.mark.parametrize(
+    "stat, threshold, at_most, verdict",
+    [
+        ((1.1, 0.9, 1.25), 1.25, True, audit.HOLDS),  # the top end on the threshold: still inside "<= 1.25"
+        ((1.4, 1.25, 1.5), 1.25, True, audit.INCONCLUSIVE),  # the bottom end on it: not wholly outside
+        ((1.3, 1.2500001, 1.5), 1.25, True, audit.FAILS),
+        ((2.5, 2.0, 3.0), 2.0, False, audit.HOLDS),  # ">= 2": the bottom end on the threshold is inside
+        ((1.5, 1.0, 2.0), 2.0, False, audit.INCONCLUSIVE),  # the top end on it: not wholly outside
+        ((1.5, 1.0, 1.9999999), 2.0, False, audit.FAILS),
+    ],
+)
+def test_a_verdict_counts_an_interval_end_on_the_threshold_as_inside_the_claims_region(
+    stat, threshold, at_most, verdict
+):
     assert audit.Statistic(*stat, 100, "samples").judge(threshold, at_most)[0] == verdict
 
 
 def test_what_would_decide_an_open_claim_uses_the_end_that_crosses_the_threshold():
     above = audit.Statistic(1.5, 1.1, 2.0, 100, "samples per (run, L)")  # estimate above 1.25: the low end crosses
     needed = math.ceil(100 * (math.log(1.5 / 1.1) / math.log(1.5 / 1.25)) ** 2)
-    assert above.judge(1.25, True) == (audit.INCONCLUSIVE, f"about {needed} samples per (run, L) (now 100) would decide it at this estimate")
+    assert above.judge(1.25, True) == (
+        audit.INCONCLUSIVE,
+        f"about {needed} samples per (run, L) (now 100) would decide it at this estimate",
+    )
     for estimate in (1.25, 0.0):  # on the threshold, or no estimate at all: no count decides it
-        verdict, to_decide = audit.Statistic(estimate, 0.0 if estimate == 0 else 1.0, 2.0, 100, "seeds").judge(1.25, True)
-        assert verdict == audit.INCONCLUSIVE and to_decide == "the estimate sits on the threshold: no seeds count decides it"
+        verdict, to_decide = audit.Statistic(estimate, 0.0 if estimate == 0 else 1.0, 2.0, 100, "seeds").judge(
+            1.25, True
+        )
+        assert (
+            verdict == audit.INCONCLUSIVE
+            and to_decide == "the estimate sits on the threshold: no seeds count decides it"
+        )
 
 
 def test_log_interval_is_the_percentile_interval_of_the_log_draws_recentred_on_the_estimate():
@@ -286,7 +366,9 @@ def test_the_worst_and_mildest_loop_counts_carry_their_own_interval():
     """any-time takes the worst L, collapse the mildest: the claim's interval is that loop count's own
     ratio interval, round for round, when it dominates every bootstrap round."""
     source = Synthetic()
-    df = frame(source, {"elt": {1: 30.0, 2: 10.5, 3: 10.0}, "looped": {1: 40.0, 2: 12.0, 3: 10.0}, "unshared": {1: 9.5}})
+    df = frame(
+        source, {"elt": {1: 30.0, 2: 10.5, 3: 10.0}, "looped": {1: 40.0, 2: 12.0, 3: 10.0}, "unshared": {1: 9.5}}
+    )
     found = claims(df, source)
     anytime, collapse = found["anytime_elt"], found["vanilla_collapse"]
     assert anytime["evidence"]["worst_at"] == 1 and collapse["evidence"]["mildest_at"] == 2
@@ -315,15 +397,29 @@ def test_two_seeds_are_counted_as_seeds():
 
 def test_each_verdict_states_its_region_and_where_the_interval_lies():
     source = Synthetic()
-    df = frame(source, {"elt": {1: 10.2, 2: 10.1, 3: 10.0, 4: 60.0}, "looped": {1: 100.0, 3: 10.0}, "unshared": {1: 10.0}})
+    df = frame(
+        source, {"elt": {1: 10.2, 2: 10.1, 3: 10.0, 4: 60.0}, "looped": {1: 100.0, 3: 10.0}, "unshared": {1: 10.0}}
+    )
     found = claims(df, source)
-    for claim, region, where in [("anytime_elt", "<= 1.5", "inside"), ("extrapolation", "<= 1.25", "wholly outside"),
-                                 ("vanilla_collapse", ">= 2", "inside"), ("iso_compute_parity", "<= 1.25", None)]:
+    for claim, region, where in [
+        ("anytime_elt", "<= 1.5", "inside"),
+        ("extrapolation", "<= 1.25", "wholly outside"),
+        ("vanilla_collapse", ">= 2", "inside"),
+        ("iso_compute_parity", "<= 1.25", None),
+    ]:
         c = found[claim]
         low, high = c["interval"]
         assert c["region"] == region and c["statement"] and c["statistic"]
         if where:
             assert c["reason"] == f"interval [{low:.3g}, {high:.3g}] lies {where} the region {region}"
-    inconclusive = audit._judged(audit.Comparison("g-XS-2x3", df, "fd_domain", source, SETTINGS), "c", "s", "t",
-                                 audit.Statistic(1.2, 1.1, 1.4, 100, "samples"), 1.25, True, {})
+    inconclusive = audit._judged(
+        audit.Comparison("g-XS-2x3", df, "fd_domain", source, SETTINGS),
+        "c",
+        "s",
+        "t",
+        audit.Statistic(1.2, 1.1, 1.4, 100, "samples"),
+        1.25,
+        True,
+        {},
+    )
     assert inconclusive["reason"] == "interval [1.1, 1.4] lies across the edge of the region <= 1.25"

@@ -1,4 +1,5 @@
 """The command line: help, describe, train/sample round trip, and one-line errors for bad input."""
+
 import json
 import subprocess
 import sys
@@ -11,7 +12,6 @@ import yaml
 from elt.codecs import tokenizer
 
 from .conftest import TINY, deep_update
-from .test_video import ucf  # noqa: F401 (the UCF-101-shaped folder fixture)
 
 
 def elt(*args, cwd=None):
@@ -41,25 +41,49 @@ def test_help_explains_every_subcommand():
 
 
 def test_describe_reports_exact_accounting(tmp_path):
-    cfgs = [write_cfg(tmp_path / f"{fam}.yaml", run=fam, model={"family": fam, "n_unique": 2, "loops": 3})
-            for fam in ("elt", "unshared")]
+    cfgs = [
+        write_cfg(tmp_path / f"{fam}.yaml", run=fam, model={"family": fam, "n_unique": 2, "loops": 3})
+        for fam in ("elt", "unshared")
+    ]
     result = elt("describe", "--config", *cfgs)
     assert result.returncode == 0, result.stderr
     elt_d, unshared_d = json.loads(result.stdout)
-    for key in ("run", "family", "generator", "width", "n_unique", "loops_train", "unique_params", "total_params",
-                "gflops_per_forward", "gflops_per_sample"):
+    for key in (
+        "run",
+        "family",
+        "generator",
+        "width",
+        "n_unique",
+        "loops_train",
+        "unique_params",
+        "total_params",
+        "gflops_per_forward",
+        "gflops_per_sample",
+    ):
         assert key in elt_d
     assert elt_d["generator"] == "masked" and elt_d["family"] == "elt"
     assert list(elt_d["gflops_per_forward"]) == ["1", "2", "3"] and list(unshared_d["gflops_per_forward"]) == ["1"]
     assert elt_d["gflops_per_forward"]["3"] == pytest.approx(unshared_d["gflops_per_forward"]["1"])
-    assert elt_d["gflops_per_sample"]["3"] == pytest.approx(4 * elt_d["gflops_per_forward"]["3"])  # 4 steps, no guidance
+    assert elt_d["gflops_per_sample"]["3"] == pytest.approx(
+        4 * elt_d["gflops_per_forward"]["3"]
+    )  # 4 steps, no guidance
     assert elt_d["total_params"] == unshared_d["unique_params"]
 
 
 def test_train_then_sample_several_loop_counts(tmp_path):
     cfg = write_cfg(tmp_path / "c.yaml", train={"steps": 5})
     assert elt("train", "--config", cfg, "--out", tmp_path / "run", "--quiet").returncode == 0
-    result = elt("sample", "--checkpoint", tmp_path / "run/checkpoint.pt", "--loops", "1,4", "--num", 6, "--out", tmp_path / "s_L{loops}.npz")
+    result = elt(
+        "sample",
+        "--checkpoint",
+        tmp_path / "run/checkpoint.pt",
+        "--loops",
+        "1,4",
+        "--num",
+        6,
+        "--out",
+        tmp_path / "s_L{loops}.npz",
+    )
     assert result.returncode == 0, result.stderr
     with np.load(tmp_path / "s_L4.npz") as f:
         assert f["samples"].shape == (6, 1, 8, 8) and f["samples"].dtype == np.uint8
@@ -67,22 +91,30 @@ def test_train_then_sample_several_loop_counts(tmp_path):
         assert json.loads(str(f["meta"]))["loops"] == 4
 
 
-@pytest.mark.parametrize("overrides, fragments", [
-    ({"model": {"widht": "XS"}}, ["unknown config key 'model.widht'", "fix the spelling"]),
-    ({"train": {"steps": "many"}}, ["'train.steps' must be int"]),
-    ({"model": {"loops": 0}}, ["'model.loops' is 0", "at least 1"]),
-    ({"model": {"family": "recurrent"}}, ["'model.family'", "use one of"]),
-    ({"model": {"activation": "relu"}}, ["'model.activation'", "use one of"]),
-    ({"data": {"dataset": "folder", "path": "/nonexistent"}}, ["does not exist", "data.path"]),
-    ({"data": {"dataset": "ucf101"}}, ["'ucf101' but data.path is empty", "UCF-101 root"]),
-    ({"data": {"dataset": "ucf101", "path": "/nonexistent", "channels": 3}}, ["classInd.txt", "is missing"]),
-    ({"data": {"dataset": "moving_digits", "image_size": 6}}, ["image_size=6 is smaller", "use at least 8"]),
-    ({"data": {"dataset": "moving_digits", "frames": 0}}, ["'data.frames' is 0", "at least 1"]),
-    ({"codec": {"tokens": "t.npz"}}, ["codec.tokenizer is not", "name the tokenizer"]),
-    ({"codec": {"tokenizer": "/nonexistent.pt"}}, ["tokenizer '/nonexistent.pt' does not exist", "elt tokenizer"]),
-    ({"model": {"generator": "diffusion", "patch_size": 4, "patch_time": 3}, "data": {"dataset": "moving_digits", "image_size": 12}},
-     ["does not divide the 16x12x12 input", "model.patch_time"]),
-])
+@pytest.mark.parametrize(
+    "overrides, fragments",
+    [
+        ({"model": {"widht": "XS"}}, ["unknown config key 'model.widht'", "fix the spelling"]),
+        ({"train": {"steps": "many"}}, ["'train.steps' must be int"]),
+        ({"model": {"loops": 0}}, ["'model.loops' is 0", "at least 1"]),
+        ({"model": {"family": "recurrent"}}, ["'model.family'", "use one of"]),
+        ({"model": {"activation": "relu"}}, ["'model.activation'", "use one of"]),
+        ({"data": {"dataset": "folder", "path": "/nonexistent"}}, ["does not exist", "data.path"]),
+        ({"data": {"dataset": "ucf101"}}, ["'ucf101' but data.path is empty", "UCF-101 root"]),
+        ({"data": {"dataset": "ucf101", "path": "/nonexistent", "channels": 3}}, ["classInd.txt", "is missing"]),
+        ({"data": {"dataset": "moving_digits", "image_size": 6}}, ["image_size=6 is smaller", "use at least 8"]),
+        ({"data": {"dataset": "moving_digits", "frames": 0}}, ["'data.frames' is 0", "at least 1"]),
+        ({"codec": {"tokens": "t.npz"}}, ["codec.tokenizer is not", "name the tokenizer"]),
+        ({"codec": {"tokenizer": "/nonexistent.pt"}}, ["tokenizer '/nonexistent.pt' does not exist", "elt tokenizer"]),
+        (
+            {
+                "model": {"generator": "diffusion", "patch_size": 4, "patch_time": 3},
+                "data": {"dataset": "moving_digits", "image_size": 12},
+            },
+            ["does not divide the 16x12x12 input", "model.patch_time"],
+        ),
+    ],
+)
 def test_bad_config_gets_one_line_error(tmp_path, overrides, fragments):
     cfg = write_cfg(tmp_path / "c.yaml", **overrides)
     result = elt("train", "--config", cfg, "--out", tmp_path / "run", "--quiet")
@@ -120,15 +152,38 @@ def test_bad_loop_counts(tmp_path):
 def test_pretokenized_video_path_from_tokenizer_to_samples(tmp_path):
     """A user's path at any scale: train a tokenizer once, then masked runs on its saved tokens."""
     data = {"dataset": "moving_digits", "image_size": 12, "frames": 16}
-    (tmp_path / "tok.yaml").write_text(yaml.safe_dump({"data": data, "tokenizer": {"patch": [4, 4, 4], "hidden": 8, "code_dim": 4,
-                                                                                     "codebook": 16, "steps": 5, "batch_size": 4}}))
+    (tmp_path / "tok.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": data,
+                "tokenizer": {
+                    "patch": [4, 4, 4],
+                    "hidden": 8,
+                    "code_dim": 4,
+                    "codebook": 16,
+                    "steps": 5,
+                    "batch_size": 4,
+                },
+            }
+        )
+    )
     result = elt("tokenizer", "--config", tmp_path / "tok.yaml", "--out", tmp_path / "tok")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["token_grid"] == [4, 3, 3]
     codec = {"tokenizer": str(tmp_path / "tok/tokenizer.pt"), "tokens": str(tmp_path / "tok/train_tokens.npz")}
     cfg = write_cfg(tmp_path / "c.yaml", data=data, codec=codec, train={"steps": 3})
     assert elt("train", "--config", cfg, "--out", tmp_path / "run", "--quiet").returncode == 0
-    result = elt("sample", "--checkpoint", tmp_path / "run/checkpoint.pt", "--loops", "1,3", "--num", "4", "--out", tmp_path / "s{loops}.npz")
+    result = elt(
+        "sample",
+        "--checkpoint",
+        tmp_path / "run/checkpoint.pt",
+        "--loops",
+        "1,3",
+        "--num",
+        "4",
+        "--out",
+        tmp_path / "s{loops}.npz",
+    )
     assert result.returncode == 0, result.stderr
     with np.load(tmp_path / "s3.npz") as f:
         assert f["samples"].shape == (4, 16, 1, 12, 12)
@@ -137,11 +192,15 @@ def test_pretokenized_video_path_from_tokenizer_to_samples(tmp_path):
     other = tmp_path / "other_tokenizer.pt"  # a tokenizer of the same layout that did not make these tokens
     tokenizer.save(tokenizer.VQTokenizer(tokenizer.load(tmp_path / "tok/tokenizer.pt").cfg), other, {})
     stranger = write_cfg(tmp_path / "o.yaml", data=data, codec=dict(codec, tokenizer=str(other)), train={"steps": 3})
-    assert_one_line_error(elt("train", "--config", stranger, "--out", tmp_path / "run3", "--quiet"), "another tokenizer")
+    assert_one_line_error(
+        elt("train", "--config", stranger, "--out", tmp_path / "run3", "--quiet"), "another tokenizer"
+    )
     assert not (tmp_path / "run2").exists() and not (tmp_path / "run3").exists()
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("config/examples/elt_*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).parent.parent.glob("config/examples/elt_*.yaml")), ids=lambda p: p.stem
+)
 def test_example_run_configs_are_valid(path):
     from elt import config
     from elt.runs import assemble
@@ -159,8 +218,11 @@ def test_a_loss_that_becomes_nan_stops_training_with_one_line_and_no_state(tmp_p
 
 def ucf_cfg(tmp_path, root, **data):
     """A tiny video DiT on a UCF-101-shaped folder."""
-    return write_cfg(tmp_path / "ucf.yaml", model={"generator": "diffusion", "patch_size": 4, "patch_time": 2},
-                     data={"dataset": "ucf101", "path": str(root), "channels": 3, "image_size": 16, "frames": 4, **data})
+    return write_cfg(
+        tmp_path / "ucf.yaml",
+        model={"generator": "diffusion", "patch_size": 4, "patch_time": 2},
+        data={"dataset": "ucf101", "path": str(root), "channels": 3, "image_size": 16, "frames": 4, **data},
+    )
 
 
 def test_unreadable_or_short_videos_get_one_line_naming_the_file(tmp_path, ucf):

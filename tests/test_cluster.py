@@ -1,4 +1,5 @@
 """Cluster execution and restarts: the submission path through a scheduler, and runs killed mid-way."""
+
 import ast
 import json
 import os
@@ -26,11 +27,21 @@ def test_smoke_profile_runs_through_a_scheduler(smoke, tmp_path):
     add more of the same jobs), compared with its rows of the local smoke run."""
     repo = copy_repo(tmp_path / "repo")
     cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
-    cfg.update(grid=[dict(cfg["grid"][0], families=["elt", "unshared"])], reference=None, results="results/sched", work="work/sched")
+    cfg.update(
+        grid=[dict(cfg["grid"][0], families=["elt", "unshared"])],
+        reference=None,
+        results="results/sched",
+        work="work/sched",
+    )
     (repo / "config/sched.yaml").write_text(yaml.safe_dump(cfg))
     spool = tmp_path / "spool"
-    result = subprocess.run([SNAKEMAKE, "--profile", LOCAL_CLUSTER, "--configfile", "config/sched.yaml"], cwd=repo,
-                            capture_output=True, text=True, env={**os.environ, "ELT_LOCAL_CLUSTER_SPOOL": str(spool)})
+    result = subprocess.run(
+        [SNAKEMAKE, "--profile", LOCAL_CLUSTER, "--configfile", "config/sched.yaml"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ELT_LOCAL_CLUSTER_SPOOL": str(spool)},
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "with external jobid" in result.stdout + result.stderr
     jobs = sorted(spool.glob("job.*"))
@@ -42,7 +53,9 @@ def test_smoke_profile_runs_through_a_scheduler(smoke, tmp_path):
     local = local[local.run.isin(scheduled.run)].reset_index(drop=True)
     assert len(scheduled) == len(local) > 0
     # dtypes aside: the local run's video rows leave n_fid empty, which makes that column float there
-    pd.testing.assert_frame_equal(scheduled.drop(columns="samples_per_second"), local.drop(columns="samples_per_second"), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        scheduled.drop(columns="samples_per_second"), local.drop(columns="samples_per_second"), check_dtype=False
+    )
 
 
 def long_training_profile(repo: Path) -> str:
@@ -95,7 +108,9 @@ def test_make_run_restarts_after_kill_9_without_manual_steps(tmp_path, uninterru
     repo = copy_repo(tmp_path / "repo")
     profile = long_training_profile(repo)
     command = [str(ROOT / "workflow/run.sh"), SNAKEMAKE, "--cores", "2", "--configfile", profile]
-    run = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    run = subprocess.Popen(
+        command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     wait_for(repo / "work/long/runs/masked-elt-T-1x2-s0/progress.pt", run)
     os.killpg(run.pid, signal.SIGKILL)  # the head and its jobs, as a power loss or an OOM kill would
     run.wait()
@@ -117,8 +132,12 @@ def test_two_runs_in_one_directory_are_refused(tmp_path):
         holder = subprocess.Popen(["flock", "-n", str(lock.name), "sleep", "30"], cwd=repo)
         try:
             time.sleep(0.5)
-            result = subprocess.run([str(ROOT / "workflow/run.sh"), SNAKEMAKE, "--cores", "1", "-n"], cwd=repo,
-                                    capture_output=True, text=True)
+            result = subprocess.run(
+                [str(ROOT / "workflow/run.sh"), SNAKEMAKE, "--cores", "1", "-n"],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+            )
         finally:
             holder.kill()
     assert result.returncode == 2 and "another run of the pipeline" in result.stderr
@@ -131,15 +150,23 @@ def test_a_preempted_job_on_the_scheduler_is_retried_and_resumes(tmp_path, unint
     repo = copy_repo(tmp_path / "repo")
     profile = long_training_profile(repo)
     spool = tmp_path / "spool"
-    run = subprocess.Popen([SNAKEMAKE, "--profile", LOCAL_CLUSTER, "--configfile", profile], cwd=repo, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, env={**os.environ, "ELT_LOCAL_CLUSTER_SPOOL": str(spool)})
+    run = subprocess.Popen(
+        [SNAKEMAKE, "--profile", LOCAL_CLUSTER, "--configfile", profile],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "ELT_LOCAL_CLUSTER_SPOOL": str(spool)},
+    )
     wait_for(repo / "work/long/runs/masked-elt-T-1x2-s0/progress.pt", run)
     training = [job for job in spool.glob("job.*") if "train:run=" in (job / "jobscript.sh").read_text()]
     assert len(training) == 1
     os.killpg(int((training[0] / "pid").read_text()), signal.SIGKILL)
     output, _ = run.communicate(timeout=600)
     assert run.returncode == 0, output[-3000:]
-    assert len([job for job in spool.glob("job.*") if "train:run=" in (job / "jobscript.sh").read_text()]) == 2  # retried once
+    assert (
+        len([job for job in spool.glob("job.*") if "train:run=" in (job / "jobscript.sh").read_text()]) == 2
+    )  # retried once
     log = (repo / "work/long/logs/train/masked-elt-T-1x2-s0.log").read_text()
     assert 10 <= resumed_from(log) < 600
     assert_same_as_uninterrupted(repo, uninterrupted)
@@ -150,8 +177,13 @@ def test_slurm_profile_resolves_resources_for_the_full_grid(tmp_path):
     with one task (torchrun starts the ranks) and CPUs per GPU, the profile's job limit and retries."""
     repo, executor_profile = copy_repo(tmp_path / "repo"), "workflow/profiles/slurm"
     env = {**os.environ, "ELT_SLURM_ACCOUNT": "acct", "ELT_SLURM_PARTITION": "cpu", "ELT_SLURM_GPU_PARTITION": "gpu"}
-    result = subprocess.run([SNAKEMAKE, "--profile", executor_profile, "--configfile", "config/full.yaml", "-n"], cwd=repo,
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [SNAKEMAKE, "--profile", executor_profile, "--configfile", "config/full.yaml", "-n"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     # Only integer resources are asserted from the printed plan: how a dry run prints string resources
     # (evaluated, <TBD>, or with the variable unexpanded) differed between CI and this machine on the
@@ -161,11 +193,23 @@ def test_slurm_profile_resolves_resources_for_the_full_grid(tmp_path):
     # What Snakemake does with a profile's resource value: expand environment variables, then evaluate
     # it as Python. Quoted string literals make that exact, whatever the account is called.
     settings = yaml.safe_load((repo / executor_profile / "config.yaml").read_text())
-    resolved = {(rule, name): ast.literal_eval(string.Template(value).substitute(env))
-                for rule, values in [("*", settings["default-resources"]), *settings["set-resources"].items()]
-                for name, value in values.items() if isinstance(value, str)}
-    assert resolved == {("*", "slurm_account"): "acct", ("*", "slurm_partition"): "cpu", ("train", "slurm_partition"): "gpu"}
-    assert settings["executor"] == "slurm" and settings["retries"] >= 1 and settings["jobs"] >= 1 and settings["rerun-incomplete"]
+    resolved = {
+        (rule, name): ast.literal_eval(string.Template(value).substitute(env))
+        for rule, values in [("*", settings["default-resources"]), *settings["set-resources"].items()]
+        for name, value in values.items()
+        if isinstance(value, str)
+    }
+    assert resolved == {
+        ("*", "slurm_account"): "acct",
+        ("*", "slurm_partition"): "cpu",
+        ("train", "slurm_partition"): "gpu",
+    }
+    assert (
+        settings["executor"] == "slurm"
+        and settings["retries"] >= 1
+        and settings["jobs"] >= 1
+        and settings["rerun-incomplete"]
+    )
 
 
 def test_local_scheduler_scripts_submit_report_and_cancel(tmp_path):
@@ -173,7 +217,9 @@ def test_local_scheduler_scripts_submit_report_and_cancel(tmp_path):
     env = {**os.environ, "ELT_LOCAL_CLUSTER_SPOOL": str(tmp_path / "spool")}
 
     def call(script, *args):
-        return subprocess.run([str(scripts / script), *map(str, args)], capture_output=True, text=True, env=env, cwd=tmp_path)
+        return subprocess.run(
+            [str(scripts / script), *map(str, args)], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
 
     (tmp_path / "ok.sh").write_text("echo hello\n")
     (tmp_path / "bad.sh").write_text("exit 3\n")

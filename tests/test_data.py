@@ -1,4 +1,5 @@
 """Datasets: the recorded stratified digits split and the class-per-folder loader."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,7 +25,9 @@ def write_folder(root, channels, n_per_class=4, size=(13, 9)):
         (root / name).mkdir(parents=True)
         for i in range(n_per_class):
             shape = (size[1], size[0], 3) if channels == 3 else (size[1], size[0])
-            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(root / name / f"{i}.{'png' if i % 2 else 'jpg'}")
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(
+                root / name / f"{i}.{'png' if i % 2 else 'jpg'}"
+            )
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -1,4 +1,5 @@
 """Diffusion family: adaLN-Zero, the shifted-cosine schedule, the loss weighting, DDPM/DDIM samplers."""
+
 import math
 
 import pytest
@@ -69,10 +70,12 @@ def test_gt_loss_is_weighted_eps_mse(target):
 
 def gaussian_denoiser(m, s, dc):
     """Exact E[x0 | z_t] for data x0 ~ N(m, s^2)."""
+
     def predict(z, t):
         alpha, sigma = diffusion.alpha_sigma(diffusion.expand(diffusion.logsnr_schedule(t, dc), z))
         x0 = m + alpha * s**2 / (alpha**2 * s**2 + sigma**2) * (z - alpha * m)
         return x0, (z - alpha * x0) / sigma
+
     return predict
 
 

@@ -1,5 +1,6 @@
 """Multi-process training on this CPU: torchrun ranks with the gloo backend, DistributedDataParallel,
 the global batch split over ranks and accumulation steps, rank-0 checkpoints, resume across world sizes."""
+
 import json
 import os
 import signal
@@ -28,8 +29,10 @@ TOLERANCE = 1e-4
 
 
 def diffusion_cfg(**train):
-    return tiny_cfg(model={"generator": "diffusion", "width": "XS", "n_unique": 1, "loops": 2, "patch_size": 2},
-                    train={"steps": 12, "batch_size": 16, "lr": 3e-3, "checkpoint_every": 6, **train})
+    return tiny_cfg(
+        model={"generator": "diffusion", "width": "XS", "n_unique": 1, "loops": 2, "patch_size": 2},
+        train={"steps": 12, "batch_size": 16, "lr": 3e-3, "checkpoint_every": 6, **train},
+    )
 
 
 def children(pid: int) -> list[int]:
@@ -88,14 +91,17 @@ def test_two_gloo_ranks_follow_one_process_at_the_same_global_batch(tmp_path):
 
 def test_gradient_accumulation_is_the_same_split_in_one_process(tmp_path):
     whole = train_mod.train(diffusion_cfg(), tmp_path / "whole", progress=False)
-    accumulated = train_mod.train(tiny_cfg(**{**diffusion_cfg().to_dict(), "runtime": {"grad_accum": 4}}), tmp_path / "acc",
-                                  progress=False)
+    accumulated = train_mod.train(
+        tiny_cfg(**{**diffusion_cfg().to_dict(), "runtime": {"grad_accum": 4}}), tmp_path / "acc", progress=False
+    )
     assert accumulated["runtime"]["grad_accum"] == 4
     np.testing.assert_allclose(accumulated["loss_history"], whole["loss_history"], rtol=TOLERANCE)
 
 
 def test_a_global_batch_that_does_not_split_is_a_one_line_error():
-    with pytest.raises(UserError, match="train.batch_size 16 does not split into 1 rank\\(s\\) x 3 accumulation step\\(s\\)"):
+    with pytest.raises(
+        UserError, match="train.batch_size 16 does not split into 1 rank\\(s\\) x 3 accumulation step\\(s\\)"
+    ):
         Runtime(RuntimeConfig(grad_accum=3)).micro_batch(16)
 
 
@@ -106,9 +112,26 @@ def test_a_two_rank_run_killed_mid_way_resumes_in_one_process(tmp_path, monkeypa
     cfg = diffusion_cfg(steps=80, checkpoint_every=2)
     config_file, out = tmp_path / "run.json", tmp_path / "run"
     config_file.write_text(json.dumps(cfg.to_dict()))
-    ranks = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "elt.cli",
-                              "train", "--config", str(config_file), "--out", str(out), "--quiet"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ranks = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "elt.cli",
+            "train",
+            "--config",
+            str(config_file),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while not (out / "progress.pt").exists():
         assert ranks.poll() is None and time.time() < deadline, "the ranks ended before writing progress.pt"

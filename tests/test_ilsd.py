@@ -1,5 +1,6 @@
 """ILSD as the paper states it: schedule, student draw, one pass for both exits. The loss, its gradients
 and the teacher's stop-gradient against a loss built by hand: tests/test_method.py."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """MaskGIT sampling and the pixel-token codec."""
+
 import math
 
 import numpy as np
@@ -66,7 +67,9 @@ def test_generate_decodes_to_uint8_images_with_labels_shape():
 def test_training_masks_at_least_one_token():
     parts, _ = sampler()
     tokens = torch.randint(0, 17, (200, 64))
-    inputs = parts.generator.training_inputs((tokens, torch.zeros(200, dtype=torch.long)), torch.Generator().manual_seed(0))
+    inputs = parts.generator.training_inputs(
+        (tokens, torch.zeros(200, dtype=torch.long)), torch.Generator().manual_seed(0)
+    )
     counts = inputs["mask"].sum(1)
     assert counts.min() >= 1 and counts.max() <= 64
     assert torch.equal(inputs["inputs"] == 17, inputs["mask"])

@@ -10,6 +10,7 @@ here failed on a deliberately broken copy (swapped GT terms, no stop-gradient, r
 temperature 1, no or mis-scaled Gumbel noise, no label drop) before it was trusted; `make mutants`
 keeps checking that (results/mutants.md).
 """
+
 import math
 
 import pytest
@@ -27,7 +28,12 @@ LAM = 0.3  # an interior lambda: every term of the loss counts, none with weight
 
 
 def looped_net(generator: str, loops: int = 4, **overrides):
-    model = {"generator": generator, "n_unique": 1, "loops": loops, **({"patch_size": 2} if generator == "diffusion" else {})}
+    model = {
+        "generator": generator,
+        "n_unique": 1,
+        "loops": loops,
+        **({"patch_size": 2} if generator == "diffusion" else {}),
+    }
     parts = assemble(tiny_cfg(model=model, **overrides))
     net = build(parts.net_cfg)
     if generator == "masked":  # float64 for exact comparisons (the DiT's time embedding computes in float32)
@@ -49,8 +55,10 @@ def diffusion_inputs(parts, b=6):
 
 def gradients(value: torch.Tensor, net) -> list[torch.Tensor]:
     params = [p for p in net.parameters() if p.requires_grad]
-    return [g if g is not None else torch.zeros_like(p) for g, p in
-            zip(torch.autograd.grad(value, params, allow_unused=True), params)]
+    return [
+        g if g is not None else torch.zeros_like(p)
+        for g, p in zip(torch.autograd.grad(value, params, allow_unused=True), params)
+    ]
 
 
 def assert_same_loss_and_gradients(harness: torch.Tensor, by_hand: torch.Tensor, net) -> None:
@@ -134,7 +142,9 @@ def test_vanilla_looping_and_the_baselines_train_on_the_teachers_ground_truth_al
     assert_same_loss_and_gradients(value, by_hand, net)
 
 
-@pytest.mark.parametrize("family, l_max, student", [("elt", 1, None), ("elt", 2, 1), ("looped", 3, None), ("unshared", 1, None)])
+@pytest.mark.parametrize(
+    "family, l_max, student", [("elt", 1, None), ("elt", 2, 1), ("looped", 3, None), ("unshared", 1, None)]
+)
 def test_only_elt_with_more_than_one_loop_draws_a_student(family, l_max, student):
     parts, _ = looped_net("masked")
     tokens = torch.randint(0, 17, (4, 64), generator=torch.Generator().manual_seed(1))
@@ -194,7 +204,11 @@ def diffusion_loss_by_hand(net, inputs, l_int: int | None, l_max: int, lam: floa
     if l_int is None:
         return weighted_mse(teacher, eps)
     student = eps_hat(net(z, y, t, loops=l_int))
-    return weighted_mse(teacher, eps) + lam * weighted_mse(student, eps) + (1 - lam) * weighted_mse(student, teacher.detach())
+    return (
+        weighted_mse(teacher, eps)
+        + lam * weighted_mse(student, eps)
+        + (1 - lam) * weighted_mse(student, teacher.detach())
+    )
 
 
 @pytest.mark.parametrize("target", ["x0", "eps", "v"])
@@ -214,7 +228,7 @@ def test_diffusion_training_inputs_follow_the_forward_process():
     x = torch.rand(400, 1, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
     inputs = parts.generator.training_inputs((x, torch.zeros(400, dtype=torch.long)), torch.Generator().manual_seed(2))
     t = inputs["t"]
-    assert 0 <= float(t.min()) and float(t.max()) < 1 and abs(float(t.mean()) - 0.5) < 0.05
+    assert float(t.min()) >= 0 and float(t.max()) < 1 and abs(float(t.mean()) - 0.5) < 0.05
     logsnr = logsnr_by_hand(t)
     alpha, sigma = (torch.sigmoid(s * logsnr).sqrt().view(-1, 1, 1, 1, 1) for s in (1, -1))
     torch.testing.assert_close(alpha**2 + sigma**2, torch.ones_like(alpha))
@@ -232,9 +246,11 @@ def alpha_sigma_by_hand(t: float) -> tuple[float, float]:
 
 def point_mass(c: float):
     """The exact denoiser of data that is always c: x0_hat = c, eps_hat = (z - alpha c) / sigma."""
+
     def predict(z, t_b):
         alpha, sigma = alpha_sigma_by_hand(float(t_b[0]))
         return torch.full_like(z, c), (z - alpha * c) / sigma
+
     return predict
 
 
@@ -303,8 +319,12 @@ def test_diffusion_training_inputs_and_loss_stay_on_the_batchs_device():
     x = torch.zeros(4, 1, 1, 8, 8, device="meta")
     inputs = parts.generator.training_inputs((x, torch.arange(4, device="meta")), torch.Generator().manual_seed(0))
     assert {v.device.type for v in inputs.values()} == {"meta"}
-    outputs = parts.generator.forward(net.to("meta"), inputs, exits=[2, 4])  # (ilsd.loss logs with .item(): not on meta)
-    value = parts.generator.gt_loss(outputs[4], inputs) + parts.generator.distill_loss(outputs[2], outputs[4].detach(), inputs)
+    outputs = parts.generator.forward(
+        net.to("meta"), inputs, exits=[2, 4]
+    )  # (ilsd.loss logs with .item(): not on meta)
+    value = parts.generator.gt_loss(outputs[4], inputs) + parts.generator.distill_loss(
+        outputs[2], outputs[4].detach(), inputs
+    )
     assert value.device.type == "meta"
 
 
@@ -315,7 +335,9 @@ def test_diffusion_sampling_keeps_every_tensor_on_the_networks_device(sampler, g
     parts, net = looped_net("diffusion", diffusion={"sampler": sampler, "guidance": guidance, "sampling_steps": 3})
     net = net.to("meta").eval()
     used = []
-    out = parts.generator.sample(net, torch.arange(3, device="meta"), loops=2, gen=torch.Generator().manual_seed(0), loops_used=used)
+    out = parts.generator.sample(
+        net, torch.arange(3, device="meta"), loops=2, gen=torch.Generator().manual_seed(0), loops_used=used
+    )
     assert out.device.type == "meta" and out.shape == (3, 1, 1, 8, 8)
     assert torch.stack(used).device.type == "meta" and len(used) == 3
 
@@ -340,7 +362,9 @@ def decode_by_hand(net, labels, loops, gen, noise: float, guidance: float = 1.0,
         if guidance == 1.0:
             logits = net(tokens, labels, loops=loops)
         else:
-            both = net(torch.cat([tokens, tokens]), torch.cat([labels, torch.full_like(labels, net.null_class)]), loops=loops)
+            both = net(
+                torch.cat([tokens, tokens]), torch.cat([labels, torch.full_like(labels, net.null_class)]), loops=loops
+            )
             cond, uncond = both[:b], both[b:]
             logits = uncond + guidance * (cond - uncond)
         probs = torch.softmax(logits.float() / TEMPERATURES[k], -1)
@@ -354,7 +378,7 @@ def decode_by_hand(net, labels, loops, gen, noise: float, guidance: float = 1.0,
         tokens = drawn.clone()
         for i in range(b):
             n = min(STILL_MASKED[k], int(unknown[i].sum()) - 1) if k < K - 1 else 0
-            lowest = torch.sort(score[i], stable=True).indices[:max(n, 0)]
+            lowest = torch.sort(score[i], stable=True).indices[: max(n, 0)]
             tokens[i, lowest] = mask_id
     return tokens
 
@@ -375,14 +399,19 @@ def test_training_masks_a_cosine_distributed_share_of_the_tokens():
     P(r < x) = 1 - 2 arccos(x) / pi: a third of the rows mask under half, the mean share is 2/pi."""
     parts, _ = looped_net("masked")
     tokens = torch.randint(0, 17, (4000, 64), generator=torch.Generator().manual_seed(0))
-    inputs = parts.generator.training_inputs((tokens, torch.zeros(4000, dtype=torch.long)), torch.Generator().manual_seed(1))
+    inputs = parts.generator.training_inputs(
+        (tokens, torch.zeros(4000, dtype=torch.long)), torch.Generator().manual_seed(1)
+    )
     share = inputs["mask"].sum(1).double() / 64
     assert share.min() == 1 / 64 and share.max() <= 1  # about 1% of the rows mask a single token
     # exactly ceil(64 cos(pi/2 u)) tokens a row, u the first draw of the run's generator, and the rest as given
     u = torch.rand(4000, generator=torch.Generator().manual_seed(1))
     expected = torch.ceil(torch.cos(math.pi / 2 * u) * 64).clamp(min=1)
     assert torch.equal(inputs["mask"].sum(1).double(), expected.double())
-    assert torch.equal(inputs["inputs"][~inputs["mask"]], tokens[~inputs["mask"]]) and (inputs["inputs"][inputs["mask"]] == 17).all()
+    assert (
+        torch.equal(inputs["inputs"][~inputs["mask"]], tokens[~inputs["mask"]])
+        and (inputs["inputs"][inputs["mask"]] == 17).all()
+    )
     assert abs(float((share < 0.5).double().mean()) - 1 / 3) < 0.03
     assert abs(float(share.mean()) - 2 / math.pi) < 0.02
 
@@ -422,8 +451,11 @@ def test_training_replaces_the_configured_share_of_labels_by_the_null_class(tmp_
 
     monkeypatch.setattr(ilsd, "draw", recording)
     monkeypatch.setattr(ilsd, "loss", lambda generator, net, *a: (next(net.parameters()).sum() * 0, {"loss": 0.0}))
-    train_mod.train(tiny_cfg(train={"steps": 50, "batch_size": 64, "label_drop": drop, "checkpoint_every": 1000}), tmp_path,
-                    progress=False)
+    train_mod.train(
+        tiny_cfg(train={"steps": 50, "batch_size": 64, "label_drop": drop, "checkpoint_every": 1000}),
+        tmp_path,
+        progress=False,
+    )
     labels = torch.cat(seen)
     n, dropped = len(labels), int((labels == 10).sum())
     assert n == 3200 and labels.min() >= 0 and labels.max() <= 10

@@ -1,4 +1,5 @@
 """Metrics agree with the reference libraries on the same features."""
+
 import numpy as np
 import pytest
 import torch
@@ -99,8 +100,9 @@ def test_inception_features_equal_clean_fids_get_model_features():
         start = next(cursor)
         return torch.from_numpy(images[(start + np.arange(2)) % 5].astype(np.float32))
 
-    theirs = get_model_features(batches, extractor, mode="clean", z_dim=1, num_gen=5, batch_size=2,
-                                device=torch.device("cpu"), verbose=False)
+    theirs = get_model_features(
+        batches, extractor, mode="clean", z_dim=1, num_gen=5, batch_size=2, device=torch.device("cpu"), verbose=False
+    )
     np.testing.assert_array_equal(metrics.inception_features(images, extractor, batch_size=2), theirs)
 
 
@@ -123,4 +125,6 @@ def test_fast_resampled_frechet_equals_the_direct_formula(n, d):
     fast = metrics.resampled_frechet(feats, mu, sigma)
     for _ in range(5):
         idx = rng.integers(0, n, n)
-        assert fast(idx) == pytest.approx(metrics.frechet_to_reference(feats[idx], mu, sigma), rel=1e-7)  # sqrt of ~0 eigenvalues
+        assert fast(idx) == pytest.approx(
+            metrics.frechet_to_reference(feats[idx], mu, sigma), rel=1e-7
+        )  # sqrt of ~0 eigenvalues

@@ -1,5 +1,6 @@
 """Weight tying, compute and early exits of the looped stack (as x-transformers tests them), for
 image and video models alike."""
+
 import functools
 
 import pytest
@@ -24,7 +25,9 @@ def vq_tokenizer_file() -> str:
     from elt.codecs import tokenizer
 
     path = f"{tempfile.mkdtemp()}/vq.pt"
-    tokenizer.save(tokenizer.VQTokenizer(tokenizer.TokenizerConfig(patch=[4, 4, 4], hidden=8, code_dim=4, codebook=16)), path, {})
+    tokenizer.save(
+        tokenizer.VQTokenizer(tokenizer.TokenizerConfig(patch=[4, 4, 4], hidden=8, code_dim=4, codebook=16)), path, {}
+    )
     return path
 
 

@@ -1,6 +1,7 @@
 """protocol: paper end to end on this CPU: an ImageNet-shaped folder pre-encoded with a tiny VAE and a
 tiny VQGAN, a DiT and a MaskGIT trained from the shards, sampled in shards, FID against a reference
 batch, and the table beside the paper's rows."""
+
 import subprocess
 
 import numpy as np
@@ -27,31 +28,72 @@ def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):
     np.savez(tmp_path / "ref.npz", arr_0=np.random.default_rng(0).integers(0, 256, (7, 16, 16, 3), dtype=np.uint8))
     train = {"steps": 3, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 3}
     profile = {
-        "profile": "tiny-paper", "results": "results/tiny_paper", "work": "work/tiny_paper", "reference": None, "protocol": "paper",
-        "seeds": [0], "extra_loops": [], "loop_plans": [], "runtime": {"device": "cpu"},
-        "paper_protocol": {"num_samples": 6, "shard_size": 3, "sample_seed": 0, "fid_reference": str(tmp_path / "ref.npz"),
-                           "inception_weights": None, "fvd_reference_clips": None, "shard_examples": 4, "encode_batch_size": 4},
-        "datasets": {"imagenet": {"dataset": "imagenet", "path": str(root), "image_size": 16, "channels": 3, "num_classes": 3}},
+        "profile": "tiny-paper",
+        "results": "results/tiny_paper",
+        "work": "work/tiny_paper",
+        "reference": None,
+        "protocol": "paper",
+        "seeds": [0],
+        "extra_loops": [],
+        "loop_plans": [],
+        "runtime": {"device": "cpu"},
+        "paper_protocol": {
+            "num_samples": 6,
+            "shard_size": 3,
+            "sample_seed": 0,
+            "fid_reference": str(tmp_path / "ref.npz"),
+            "inception_weights": None,
+            "fvd_reference_clips": None,
+            "shard_examples": 4,
+            "encode_batch_size": 4,
+        },
+        "datasets": {
+            "imagenet": {"dataset": "imagenet", "path": str(root), "image_size": 16, "channels": 3, "num_classes": 3}
+        },
         "grid": [
-            {"name": "dit", "dataset": "imagenet", "anytime": False, "families": ["elt", "unshared"],
-             "codec": {"pretrained": "sd_vae", "weights": str(tmp_path / "vae"), "downsampling": 2},
-             "paper": {"elt": {"params": 100000, "fid": 1.5}},
-             "run": {"model": {"generator": "diffusion", "width": "T", "n_unique": 1, "loops": 2, "patch_size": 2}, "train": train,
-                     "diffusion": {"sampling_steps": 2}}},
-            {"name": "maskgit", "dataset": "imagenet", "anytime": False, "families": ["elt"],
-             "codec": {"pretrained": "maskgit_vqgan", "weights": str(tmp_path / "vqgan.pt"), "vqgan": "T"},
-             "run": {"model": {"generator": "masked", "width": "T", "n_unique": 1, "loops": 2}, "train": train,
-                     "masked": {"sampling_steps": 2}}},
+            {
+                "name": "dit",
+                "dataset": "imagenet",
+                "anytime": False,
+                "families": ["elt", "unshared"],
+                "codec": {"pretrained": "sd_vae", "weights": str(tmp_path / "vae"), "downsampling": 2},
+                "paper": {"elt": {"params": 100000, "fid": 1.5}},
+                "run": {
+                    "model": {"generator": "diffusion", "width": "T", "n_unique": 1, "loops": 2, "patch_size": 2},
+                    "train": train,
+                    "diffusion": {"sampling_steps": 2},
+                },
+            },
+            {
+                "name": "maskgit",
+                "dataset": "imagenet",
+                "anytime": False,
+                "families": ["elt"],
+                "codec": {"pretrained": "maskgit_vqgan", "weights": str(tmp_path / "vqgan.pt"), "vqgan": "T"},
+                "run": {
+                    "model": {"generator": "masked", "width": "T", "n_unique": 1, "loops": 2},
+                    "train": train,
+                    "masked": {"sampling_steps": 2},
+                },
+            },
         ],
     }
     (repo / "config/tiny_paper.yaml").write_text(yaml.safe_dump(profile))
-    done = subprocess.run([SNAKEMAKE, "--cores", "2", "--configfile", "config/tiny_paper.yaml"], cwd=repo, capture_output=True, text=True)
+    done = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", "--configfile", "config/tiny_paper.yaml"], cwd=repo, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(repo / "results/tiny_paper/paper_metrics.csv")
-    assert sorted(zip(table.run, table.loops)) == [("dit-elt-T-1x2-s0", 2), ("dit-unshared-T-1x2-s0", 1), ("maskgit-elt-T-1x2-s0", 2)]
+    assert sorted(zip(table.run, table.loops)) == [
+        ("dit-elt-T-1x2-s0", 2),
+        ("dit-unshared-T-1x2-s0", 1),
+        ("maskgit-elt-T-1x2-s0", 2),
+    ]
     assert (table.num_samples == 6).all() and table.fid_adm.gt(0).all() and table.fid_clean.gt(0).all()
     assert table.inception_score.isna().all()  # no Inception weights given: not measured
     elt_row = table.set_index("run").loc["dit-elt-T-1x2-s0"]
     assert elt_row.paper_fid == 1.5 and elt_row.paper_params == 100000
     shards = sorted((repo / "work/tiny_paper/shards").iterdir())
-    assert len(shards) == 2 and all((s / "manifest.json").is_file() for s in shards)  # one encoding per codec, shared by its runs
+    assert len(shards) == 2 and all(
+        (s / "manifest.json").is_file() for s in shards
+    )  # one encoding per codec, shared by its runs

@@ -1,4 +1,5 @@
 """The Snakemake pipeline end to end (smoke profile, in a temporary copy of the repository)."""
+
 import json
 
 import numpy as np
@@ -17,16 +18,26 @@ def test_smoke_outputs_have_the_schema(smoke):
     results = smoke / "results/smoke"
     df = pd.read_csv(results / "metrics.csv")
     assert list(df.columns) == COLUMNS
-    assert set(df["family"]) == {"elt", "looped", "unshared", "shallow"} and set(df["generator"]) == {"masked", "diffusion"}
+    assert set(df["family"]) == {"elt", "looped", "unshared", "shallow"} and set(df["generator"]) == {
+        "masked",
+        "diffusion",
+    }
     elt = df[(df["run"] == "masked-elt-T-1x2-s0")]
     assert sorted(elt["loops_eval"]) == [1, 2, 3]  # 1..L_max plus the extrapolation loop count
     assert df[df["family"] == "unshared"]["loops_eval"].tolist() == [1, 1, 1]
     image, video = df[df["modality"] == "image"], df[df["modality"] == "video"]
-    assert (image["fid_ci_low"] <= image["fid_ci_high"]).all() and image["fid"].notna().all() and image["fvd"].isna().all()
-    assert set(video["run"].str.split("-").str[0]) == {"video_diffusion", "video_masked"} and set(video["dataset"]) == {"moving_digits"}
+    assert (
+        (image["fid_ci_low"] <= image["fid_ci_high"]).all() and image["fid"].notna().all() and image["fvd"].isna().all()
+    )
+    assert set(video["run"].str.split("-").str[0]) == {"video_diffusion", "video_masked"} and set(video["dataset"]) == {
+        "moving_digits"
+    }
     assert video[["fvd", "fvd_domain", "fvd_ci_low", "fvd_ci_high"]].notna().all().all() and video["fid"].isna().all()
     assert (video["fvd_ci_low"] <= video["fvd_ci_high"]).all() and (video["n_fvd"] == 4).all()
-    assert sorted(video[video["run"] == "video_diffusion-elt-T-1x2-s0"]["loops_eval"]) == [1, 2]  # group's extra_loops: []
+    assert sorted(video[video["run"] == "video_diffusion-elt-T-1x2-s0"]["loops_eval"]) == [
+        1,
+        2,
+    ]  # group's extra_loops: []
     assert json.loads((results / "metrics.json").read_text())["masked-elt-T-1x2-s0"]["L2"]["fid"] > 0
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["config"]["profile"] == "smoke" and "masked-elt-T-1x2-s0/L2" in provenance["protocols"]
@@ -51,10 +62,20 @@ def test_video_runs_use_the_dags_tokenizer_and_record_the_fvd_protocol(smoke):
 def test_smoke_audit_and_regression_check_ran(smoke):
     audit = json.loads((smoke / "results/smoke/audit.json").read_text())
     assert {c["verdict"] for c in audit["claims"]} <= {"holds", "fails", "inconclusive", "not measured"}
-    assert {c["claim"] for c in audit["claims"]} == {"iso_compute_parity", "anytime_elt", "vanilla_collapse",
-                                                     "looping_helps", "extrapolation", "throughput", "loop_plans"}
+    assert {c["claim"] for c in audit["claims"]} == {
+        "iso_compute_parity",
+        "anytime_elt",
+        "vanilla_collapse",
+        "looping_helps",
+        "extrapolation",
+        "throughput",
+        "loop_plans",
+    }
     plan_claim = next(c for c in audit["claims"] if c["claim"] == "loop_plans" and c["group"] == "masked-T-1x2")
-    assert plan_claim["verdict"] != "not measured" and set(plan_claim["evidence"]["plans"]) == {"linear 1->2", "exit<0.05 L1-2"}
+    assert plan_claim["verdict"] != "not measured" and set(plan_claim["evidence"]["plans"]) == {
+        "linear 1->2",
+        "exit<0.05 L1-2",
+    }
     assert audit["interval"]["rounds"] == 200 and "hierarchical" in audit["interval"]["method"]
     assert "parity tolerance 25%" in (smoke / "results/smoke/audit.md").read_text()
     timing = json.loads(next((smoke / "work/smoke/throughput").glob("*.json")).read_text())
@@ -124,8 +145,20 @@ def test_users_own_rgb_image_folder_runs_through_the_same_dag(tmp_path):
             img[5:15, 5:15, (c + 1) % 3] = 255 if name != "stripe" else 0
             Image.fromarray(img).save(tmp_path / "images" / name / f"{i}.png")
     cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
-    cfg.update(datasets={"mine": {"dataset": "folder", "path": str(tmp_path / "images"), "image_size": 8, "channels": 3, "levels": 16}},
-               reference=None, results="results/mine", work="work/mine")
+    cfg.update(
+        datasets={
+            "mine": {
+                "dataset": "folder",
+                "path": str(tmp_path / "images"),
+                "image_size": 8,
+                "channels": 3,
+                "levels": 16,
+            }
+        },
+        reference=None,
+        results="results/mine",
+        work="work/mine",
+    )
     cfg["grid"] = [dict(cfg["grid"][0], dataset="mine", families=["elt", "unshared"])]
     (repo / "config/mine.yaml").write_text(yaml.safe_dump(cfg))
     result = snakemake(repo, "--configfile", "config/mine.yaml")

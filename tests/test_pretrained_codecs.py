@@ -1,5 +1,6 @@
 """Pretrained codecs from local paths, on tiny randomly initialised models the tests save: the SD VAE
 through diffusers, MaskGIT's VQGAN through a strict state-dict load."""
+
 import json
 
 import numpy as np
@@ -17,9 +18,18 @@ def tiny_vae(folder, scaling_factor=0.18215):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    net = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-                        latent_channels=4, norm_num_groups=8, sample_size=16, scaling_factor=scaling_factor)
+    net = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=16,
+        scaling_factor=scaling_factor,
+    )
     net.save_pretrained(folder)
     return net.eval()
 
@@ -54,7 +64,7 @@ def test_video_frames_are_coded_one_by_one(tmp_path):
 
 def test_a_folder_that_is_not_a_diffusers_vae_is_a_one_line_error(tmp_path):
     with pytest.raises(UserError, match="does not exist: set codec.weights"):
-        vae.VAECodec(str(tmp_path / "absent"), None, (1, 3, 16, 16)).scale
+        _ = vae.VAECodec(str(tmp_path / "absent"), None, (1, 3, 16, 16)).scale
     with pytest.raises(UserError, match="has no config.json.*AutoencoderKL folder"):
         vae.VAECodec(str(tmp_path), None, (1, 3, 16, 16))
     (tmp_path / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
@@ -77,21 +87,26 @@ def test_the_vae_geometry_is_known_before_the_weights_and_checked_against_them(t
 
 def test_a_run_config_with_the_vae_gives_the_dit_latent_inputs(tmp_path):
     tiny_vae(tmp_path / "vae")
-    cfg = tiny_cfg(data={"dataset": "folder", "path": str(tmp_path), "channels": 3, "image_size": 16},
-                   model={"generator": "diffusion", "patch_size": 2},
-                   codec={"pretrained": "sd_vae", "weights": str(tmp_path / "vae"), "downsampling": 2})
+    cfg = tiny_cfg(
+        data={"dataset": "folder", "path": str(tmp_path), "channels": 3, "image_size": 16},
+        model={"generator": "diffusion", "patch_size": 2},
+        codec={"pretrained": "sd_vae", "weights": str(tmp_path / "vae"), "downsampling": 2},
+    )
     from elt.runs import assemble
 
     parts = assemble(cfg, (1, 3, 16, 16), 3)
     assert isinstance(parts.codec, vae.VAECodec) and parts.net_cfg.in_channels == 4 and parts.net_cfg.seq_len == 16
 
 
-@pytest.mark.parametrize("codec, fix", [
-    ({"pretrained": "sd_vae"}, "codec.weights is empty"),
-    ({"pretrained": "maskgit_vqgan", "weights": "w.pt"}, "serves the masked generator, not diffusion"),
-    ({"pretrained": "vae", "weights": "w"}, "use one of sd_vae, maskgit_vqgan"),
-    ({"weights": "w"}, "codec.pretrained is not"),
-])
+@pytest.mark.parametrize(
+    "codec, fix",
+    [
+        ({"pretrained": "sd_vae"}, "codec.weights is empty"),
+        ({"pretrained": "maskgit_vqgan", "weights": "w.pt"}, "serves the masked generator, not diffusion"),
+        ({"pretrained": "vae", "weights": "w"}, "use one of sd_vae, maskgit_vqgan"),
+        ({"weights": "w"}, "codec.pretrained is not"),
+    ],
+)
 def test_codec_settings_are_checked(codec, fix):
     with pytest.raises(UserError, match=fix):
         tiny_cfg(model={"generator": "diffusion"}, codec=codec)
@@ -101,12 +116,26 @@ def test_codec_settings_are_checked(codec, fix):
 # Names of the public PyTorch conversion of MaskGIT's checkpoint (open-muse's MaskGitVQGAN), for a
 # two-resolution layout: what a state dict in that layout holds.
 CONVERSION_KEYS = {
-    "encoder.conv_in.weight", "encoder.down.0.block.0.norm1.weight", "encoder.down.0.block.0.conv1.weight",
-    "encoder.down.1.block.0.conv2.weight", "encoder.down.1.block.0.nin_shortcut.weight", "encoder.mid.0.norm2.bias",
-    "encoder.norm_out.weight", "encoder.conv_out.weight", "encoder.conv_out.bias", "decoder.conv_in.weight",
-    "decoder.conv_in.bias", "decoder.mid.0.conv1.weight", "decoder.up.0.block.0.nin_shortcut.weight",
-    "decoder.up.1.block.0.norm1.weight", "decoder.up.1.upsample_conv.weight", "decoder.up.1.upsample_conv.bias",
-    "decoder.norm_out.bias", "decoder.conv_out.weight", "decoder.conv_out.bias", "quantize.embedding.weight",
+    "encoder.conv_in.weight",
+    "encoder.down.0.block.0.norm1.weight",
+    "encoder.down.0.block.0.conv1.weight",
+    "encoder.down.1.block.0.conv2.weight",
+    "encoder.down.1.block.0.nin_shortcut.weight",
+    "encoder.mid.0.norm2.bias",
+    "encoder.norm_out.weight",
+    "encoder.conv_out.weight",
+    "encoder.conv_out.bias",
+    "decoder.conv_in.weight",
+    "decoder.conv_in.bias",
+    "decoder.mid.0.conv1.weight",
+    "decoder.up.0.block.0.nin_shortcut.weight",
+    "decoder.up.1.block.0.norm1.weight",
+    "decoder.up.1.upsample_conv.weight",
+    "decoder.up.1.upsample_conv.bias",
+    "decoder.norm_out.bias",
+    "decoder.conv_out.weight",
+    "decoder.conv_out.bias",
+    "quantize.embedding.weight",
 }
 
 
@@ -119,8 +148,10 @@ def saved_vqgan(path, layout="T"):
 
 def test_the_vqgan_has_the_conversions_parameter_names():
     keys = set(vqgan.VQGAN(vqgan.LAYOUTS["T"]).state_dict())
-    assert CONVERSION_KEYS <= keys
-    assert not {k for k in keys if k.endswith(("conv1.bias", "conv2.bias", "nin_shortcut.bias", "encoder.conv_in.bias"))}
+    assert keys >= CONVERSION_KEYS
+    assert not {
+        k for k in keys if k.endswith(("conv1.bias", "conv2.bias", "nin_shortcut.bias", "encoder.conv_in.bias"))
+    }
     assert "decoder.up.0.upsample_conv.weight" not in keys and "encoder.down.1.downsample" not in " ".join(keys)
 
 
@@ -135,12 +166,13 @@ def test_the_vqgan_codec_round_trips_tokens_and_loads_strictly(tmp_path):
     assert (codec.kind, codec.grid, codec.vocab_size) == ("tokens", (1, 8, 8), 64)
     data = images()
     tokens = codec.encode(data)
-    assert tokens.shape == (3, 64) and tokens.dtype == torch.long and 0 <= tokens.min() and tokens.max() < 64
+    assert tokens.shape == (3, 64) and tokens.dtype == torch.long and tokens.min() >= 0 and tokens.max() < 64
     assert torch.equal(tokens, net.encode(torch.from_numpy(data[:, 0]).float() / 255))
     decoded = codec.decode(tokens)
     assert decoded.shape == data.shape and decoded.dtype == np.uint8
-    torch.testing.assert_close(torch.from_numpy(decoded[:, 0]).float() / 255,
-                               net.decode(tokens, (8, 8)), atol=1 / 255, rtol=0)
+    torch.testing.assert_close(
+        torch.from_numpy(decoded[:, 0]).float() / 255, net.decode(tokens, (8, 8)), atol=1 / 255, rtol=0
+    )
 
 
 def test_a_state_dict_that_does_not_match_fails_loudly(tmp_path):
@@ -151,7 +183,9 @@ def test_a_state_dict_that_does_not_match_fails_loudly(tmp_path):
     state.pop("decoder.conv_out.bias")
     state["decoder.extra.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(UserError, match=r"missing 1 \(e.g. decoder.conv_out.bias\); unexpected 1 \(e.g. decoder.extra.weight\)"):
+    with pytest.raises(
+        UserError, match=r"missing 1 \(e.g. decoder.conv_out.bias\); unexpected 1 \(e.g. decoder.extra.weight\)"
+    ):
         vqgan.load(tmp_path / "broken.pt", "T")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(UserError, match="cannot be read"):
@@ -171,7 +205,9 @@ def test_safetensors_weights_load_too(tmp_path):
 
 def test_a_masked_run_with_the_vqgan_models_its_tokens(tmp_path):
     saved_vqgan(tmp_path / "vqgan.pt")
-    cfg = tiny_cfg(data={"dataset": "folder", "path": str(tmp_path), "channels": 3, "image_size": 16},
-                   codec={"pretrained": "maskgit_vqgan", "weights": str(tmp_path / "vqgan.pt"), "vqgan": "T"})
+    cfg = tiny_cfg(
+        data={"dataset": "folder", "path": str(tmp_path), "channels": 3, "image_size": 16},
+        codec={"pretrained": "maskgit_vqgan", "weights": str(tmp_path / "vqgan.pt"), "vqgan": "T"},
+    )
     codec = codecs.for_run(cfg, (1, 3, 16, 16))
     assert isinstance(codec, vqgan.VQGANCodec) and codec.identity()["codec"] == "maskgit_vqgan"

@@ -1,5 +1,6 @@
 """The paper's image metric protocol: ADM's resize, the Inception Score, ADM's reference batch, and
 sample shards, on small images and randomly initialised Inception weights the tests save."""
+
 import json
 import subprocess
 import sys
@@ -23,7 +24,9 @@ def test_adm_resize_samples_at_i_times_in_over_out_without_half_pixel_centres():
     assert torch.equal(up[..., 0::2, 0::2], x)  # output 2i samples input i exactly
     assert torch.equal(up[..., 1, 0], (x[..., 0, 0] + x[..., 1, 0]) / 2)  # halfway between rows 0 and 1
     assert torch.equal(up[..., 7, :][..., 0::2], x[..., 3, :])  # past the last row: clamped to it
-    assert not torch.allclose(up, F.interpolate(x, size=8, mode="bilinear", align_corners=False))  # torch centres half pixels
+    assert not torch.allclose(
+        up, F.interpolate(x, size=8, mode="bilinear", align_corners=False)
+    )  # torch centres half pixels
     down = protocol.tf_bilinear_resize(torch.arange(64.0).view(1, 1, 8, 8), 4)
     assert torch.equal(down, torch.arange(64.0).view(1, 1, 8, 8)[..., 0::2, 0::2])
 
@@ -86,10 +89,17 @@ def test_paper_metrics_of_sample_shards_equal_the_metric_functions_on_all_sample
     record = protocol.evaluate(shards, str(tmp_path / "ref.npz"))
     samples = np.concatenate([load_samples(p)[0][:, 0] for p in shards])
     reference = rgb(7, 1).transpose(0, 3, 1, 2)
-    adm = metrics.frechet_distance(*metrics.mean_cov(protocol.adm_features(samples)), *metrics.mean_cov(protocol.adm_features(reference)))
-    clean = metrics.frechet_distance(*metrics.mean_cov(metrics.inception_features(samples)),
-                                     *metrics.mean_cov(metrics.inception_features(reference)))
-    assert record["num_samples"] == 9 and record["fid_adm"] == pytest.approx(adm) and record["fid_clean"] == pytest.approx(clean)
+    adm = metrics.frechet_distance(
+        *metrics.mean_cov(protocol.adm_features(samples)), *metrics.mean_cov(protocol.adm_features(reference))
+    )
+    clean = metrics.frechet_distance(
+        *metrics.mean_cov(metrics.inception_features(samples)), *metrics.mean_cov(metrics.inception_features(reference))
+    )
+    assert (
+        record["num_samples"] == 9
+        and record["fid_adm"] == pytest.approx(adm)
+        and record["fid_clean"] == pytest.approx(clean)
+    )
     assert record["fid_adm"] != pytest.approx(record["fid_clean"]) and record["fid_adm_reference"] == "arr_0 images"
     assert record["inception_score"] is None and "not measured" in record["inception_score_note"]
     assert record["protocol"]["name"] == "paper"
@@ -97,8 +107,26 @@ def test_paper_metrics_of_sample_shards_equal_the_metric_functions_on_all_sample
     mu, sigma = metrics.mean_cov(protocol.adm_features(reference))
     np.savez(tmp_path / "stats.npz", mu=mu, sigma=sigma)
     out = tmp_path / "record.json"
-    done = subprocess.run([sys.executable, "-m", "elt.cli", "paper-metrics", "--samples", *shards, "--reference", str(tmp_path / "stats.npz"),
-                           "--inception-weights", str(is_weights), "--out", str(out), "--device", "cpu"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elt.cli",
+            "paper-metrics",
+            "--samples",
+            *shards,
+            "--reference",
+            str(tmp_path / "stats.npz"),
+            "--inception-weights",
+            str(is_weights),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     from_stats = json.loads(out.read_text())
     assert from_stats["fid_adm"] == pytest.approx(adm) and from_stats["fid_clean"] is None
@@ -137,14 +165,20 @@ def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
 
     stream = Stream(data, "train")
     assert clips == 3  # read in chunks of 2: the same features as all at once, to fp32 convolution order
-    np.testing.assert_allclose(reference, i3d_features(np.stack([stream.read(i) for i in range(3)])), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        reference, i3d_features(np.stack([stream.read(i) for i in range(3)])), rtol=1e-4, atol=1e-5
+    )
     digits = np.random.default_rng(0).integers(0, 256, (2, 8, 8), dtype=np.uint8)
     samples = moving_digits(digits, 9, 12, 1)
     paths = []
     for k in range(2):
         paths.append(str(tmp_path / f"s_{k}.npz"))
-        save_samples(paths[-1], samples[k:k + 1], np.zeros(1, np.int64),
-                     {"run": "v", "loops": 2, "checkpoint_step": 1, "sampling_steps": 2, "guidance": 1.0})
+        save_samples(
+            paths[-1],
+            samples[k : k + 1],
+            np.zeros(1, np.int64),
+            {"run": "v", "loops": 2, "checkpoint_step": 1, "sampling_steps": 2, "guidance": 1.0},
+        )
     record = protocol.evaluate_run(paths, {"fid_reference": None}, str(tmp_path / "ref.npz"))
     expected = metrics.frechet_distance(*metrics.mean_cov(i3d_features(samples)), *metrics.mean_cov(reference))
     assert record["fvd"] == pytest.approx(expected) and record["num_samples"] == 2 and record["num_reference"] == 3
@@ -156,9 +190,31 @@ def test_torchrun_ranks_share_the_sample_shards_out(tmp_path):
     from elt.train import train
 
     train(tiny_cfg(train={"steps": 2}), tmp_path / "run", progress=False)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "elt.cli", "sample",
-                           "--checkpoint", str(tmp_path / "run/checkpoint.pt"), "--loops", "2", "--num-samples", "12", "--shards", "3",
-                           "--out", str(tmp_path / "ranks_{shard}.npz")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "elt.cli",
+            "sample",
+            "--checkpoint",
+            str(tmp_path / "run/checkpoint.pt"),
+            "--loops",
+            "2",
+            "--num-samples",
+            "12",
+            "--shards",
+            "3",
+            "--out",
+            str(tmp_path / "ranks_{shard}.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     one = sample(str(tmp_path / "run/checkpoint.pt"), [2], 12, 0, str(tmp_path / "one_{shard}.npz"), shards=3)
     for k, path in enumerate(one):

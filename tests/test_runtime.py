@@ -1,5 +1,6 @@
 """The runtime layer on this CPU machine: device resolution and its errors, bf16 autocast, EMA of the
 weights (arithmetic, checkpointing, sampling from it), and runs that resume under another runtime."""
+
 import json
 
 import numpy as np
@@ -21,18 +22,27 @@ def test_auto_is_the_cpu_here_and_the_record_says_so():
     runtime = Runtime()
     assert runtime.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     assert Runtime(RuntimeConfig(device="cpu")).describe() == {
-        "device": "cpu", "device_name": "cpu", "precision": "fp32", "tf32": False, "compile": False, "sample_batch_size": 256}
+        "device": "cpu",
+        "device_name": "cpu",
+        "precision": "fp32",
+        "tf32": False,
+        "compile": False,
+        "sample_batch_size": 256,
+    }
     assert profile_device({}) == profile_device({"runtime": {"device": "auto"}}) == str(runtime.device)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.parametrize("settings, fragment", [
-    ({"device": "gpu"}, "'runtime.device' is 'gpu': use auto, cpu, cuda or cuda:N"),
-    ({"device": "cuda"}, "no CUDA GPU: set runtime.device to cpu or auto"),
-    ({"device": "cuda:1"}, "no CUDA GPU"),
-    ({"precision": "fp16"}, "'runtime.precision' is 'fp16': use one of fp32, bf16"),
-    ({"sample_batch_size": 0}, "sample_batch_size' is 0"),
-])
+@pytest.mark.parametrize(
+    "settings, fragment",
+    [
+        ({"device": "gpu"}, "'runtime.device' is 'gpu': use auto, cpu, cuda or cuda:N"),
+        ({"device": "cuda"}, "no CUDA GPU: set runtime.device to cpu or auto"),
+        ({"device": "cuda:1"}, "no CUDA GPU"),
+        ({"precision": "fp16"}, "'runtime.precision' is 'fp16': use one of fp32, bf16"),
+        ({"sample_batch_size": 0}, "sample_batch_size' is 0"),
+    ],
+)
 def test_impossible_runtimes_are_one_line_errors(settings, fragment):
     with pytest.raises(UserError, match=fragment.replace("(", r"\(")) as err:
         Runtime(RuntimeConfig(**settings))
@@ -43,8 +53,21 @@ def test_impossible_runtimes_are_one_line_errors(settings, fragment):
 def test_sampling_on_a_missing_gpu_exits_2_and_writes_nothing(tmp_path, capsys):
     train_mod.train(tiny_cfg(train={"steps": 2}), tmp_path, progress=False)
     with pytest.raises(SystemExit) as exit_:
-        main(["sample", "--checkpoint", str(tmp_path / "checkpoint.pt"), "--loops", "1", "--num", "4",
-              "--device", "cuda", "--out", str(tmp_path / "s.npz")])
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                str(tmp_path / "checkpoint.pt"),
+                "--loops",
+                "1",
+                "--num",
+                "4",
+                "--device",
+                "cuda",
+                "--out",
+                str(tmp_path / "s.npz"),
+            ]
+        )
     assert exit_.value.code == 2 and "no CUDA GPU" in capsys.readouterr().err and not (tmp_path / "s.npz").exists()
 
 
@@ -52,7 +75,9 @@ def test_sampling_on_a_missing_gpu_exits_2_and_writes_nothing(tmp_path, capsys):
 def test_bf16_autocast_trains_with_fp32_weights_and_records_its_precision(tmp_path):
     cfg = tiny_cfg(train={"steps": 40, "batch_size": 32, "lr": 3e-3}, runtime={"precision": "bf16"})
     record = train_mod.train(cfg, tmp_path / "bf16", progress=False)
-    fp32 = train_mod.train(tiny_cfg(train={"steps": 40, "batch_size": 32, "lr": 3e-3}), tmp_path / "fp32", progress=False)
+    fp32 = train_mod.train(
+        tiny_cfg(train={"steps": 40, "batch_size": 32, "lr": 3e-3}), tmp_path / "fp32", progress=False
+    )
     assert record["runtime"]["precision"] == "bf16" and fp32["runtime"]["precision"] == "fp32"
     assert record["loss_last"] < 0.95 * record["loss_first"]
     assert record["loss_history"] != fp32["loss_history"]  # autocast did compute in bf16 ...
@@ -92,7 +117,9 @@ def test_ema_is_checkpointed_resumed_exactly_and_sampled_by_default(tmp_path, mo
     _, raw_net, _ = load_checkpoint(tmp_path / "whole/checkpoint.pt", weights="raw")
     name = next(k for k, v in whole["model"].items() if v.is_floating_point())
     assert torch.equal(ema_net.state_dict()[name], whole["ema"][name])
-    assert torch.equal(raw_net.state_dict()[name], whole["model"][name]) and not torch.equal(whole["ema"][name], whole["model"][name])
+    assert torch.equal(raw_net.state_dict()[name], whole["model"][name]) and not torch.equal(
+        whole["ema"][name], whole["model"][name]
+    )
     out = sample(str(tmp_path / "whole/checkpoint.pt"), [2], 8, 0, str(tmp_path / "s.npz"))[0]
     assert load_samples(out)[2]["weights"] == "ema"
     raw = sample(str(tmp_path / "whole/checkpoint.pt"), [2], 8, 0, str(tmp_path / "r.npz"), weights="raw")[0]
@@ -105,8 +132,9 @@ def test_a_run_resumes_under_another_runtime_and_records_the_new_one(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(tiny_cfg(train={"steps": 20, "checkpoint_every": 10}), tmp_path, progress=False)
     monkeypatch.undo()
-    record = train_mod.train(tiny_cfg(train={"steps": 20, "checkpoint_every": 10}, runtime={"precision": "bf16"}), tmp_path,
-                             progress=False)
+    record = train_mod.train(
+        tiny_cfg(train={"steps": 20, "checkpoint_every": 10}, runtime={"precision": "bf16"}), tmp_path, progress=False
+    )
     assert record["steps"] == 20 and record["runtime"]["precision"] == "bf16"
     assert json.loads((tmp_path / "train.json").read_text())["runtime"]["device"] == "cpu"
 
@@ -118,7 +146,11 @@ def test_bench_times_elt_against_its_unshared_baseline_and_counts_the_step(tmp_p
     (row,) = result["layouts"]
     assert result["matmul_peak_tflop_per_s"] > 0 and result["device"] == "cpu" and row["unshared_layers"] == 2
     elt, unshared = row["train"]["elt"], row["train"]["unshared"]
-    assert elt["repeats"] == unshared["repeats"] == 2 and 0 < elt["mfu"] and elt["q1_ms"] <= elt["median_ms"] <= elt["q3_ms"]
+    assert (
+        elt["repeats"] == unshared["repeats"] == 2
+        and elt["mfu"] > 0
+        and elt["q1_ms"] <= elt["median_ms"] <= elt["q3_ms"]
+    )
     assert unshared["unique_params"] > elt["unique_params"]  # 2 unique layers against 1 looped twice
     # equal layer passes: the step's counted FLOPs differ only by ILSD's extra head and loss at L_int
     assert 1.0 <= elt["flops_per_step"] / unshared["flops_per_step"] < 1.5
@@ -128,7 +160,8 @@ def test_bench_times_elt_against_its_unshared_baseline_and_counts_the_step(tmp_p
 
 @pytest.mark.slow
 def test_compiled_network_computes_what_the_eager_one_does():
-    """runtime.compile: torch.compile (inductor, C++ on this CPU) of the looped network, same outputs to float rounding."""
+    """runtime.compile: torch.compile (inductor, C++ on this CPU) of the looped network, same outputs to float
+    rounding."""
     from elt.models.looped import build
     from elt.runs import assemble
 

@@ -1,7 +1,9 @@
 """Loop schedules across sampling steps and per-sample early exit: the parser, exact equality with
 fixed-L sampling at the trivial settings, the loops actually used, and what they cost."""
+
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,27 +22,33 @@ from elt.sample import generate, load_samples
 from .conftest import tiny_cfg
 
 
-@pytest.mark.parametrize("spec, steps, expected", [
-    (3, 4, [3, 3, 3, 3]),
-    ("2", 3, [2, 2, 2]),
-    ("linear 1->4", 4, [1, 2, 3, 4]),
-    ("linear 4->1", 7, [4, 4, 3, 2, 2, 2, 1]),  # 4, 3.5, 3, 2.5, 2, 1.5, 1 rounded, halves to even
-    ("step 1@0.5,4", 4, [1, 1, 4, 4]),
-    ("step 1@0.25, 2@0.75, 3", 8, [1, 1, 2, 2, 2, 2, 3, 3]),
-    ("1,2,2,4", 4, [1, 2, 2, 4]),
-    ([3, 1], 2, [3, 1]),
-])
+@pytest.mark.parametrize(
+    "spec, steps, expected",
+    [
+        (3, 4, [3, 3, 3, 3]),
+        ("2", 3, [2, 2, 2]),
+        ("linear 1->4", 4, [1, 2, 3, 4]),
+        ("linear 4->1", 7, [4, 4, 3, 2, 2, 2, 1]),  # 4, 3.5, 3, 2.5, 2, 1.5, 1 rounded, halves to even
+        ("step 1@0.5,4", 4, [1, 1, 4, 4]),
+        ("step 1@0.25, 2@0.75, 3", 8, [1, 1, 2, 2, 2, 2, 3, 3]),
+        ("1,2,2,4", 4, [1, 2, 2, 4]),
+        ([3, 1], 2, [3, 1]),
+    ],
+)
 def test_schedule_forms(spec, steps, expected):
     assert parse_schedule(spec).per_step(steps) == expected
 
 
-@pytest.mark.parametrize("spec, fragment", [
-    ("linear 0->4", "'0' is not a loop count"),
-    ("step 1@0.7,2@0.3,4", "fractions must rise"),
-    ("step 1@half,4", "needs L@fraction"),
-    ("fast", "'fast' is not a loop count"),
-    (True, "is invalid"),
-])
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("linear 0->4", "'0' is not a loop count"),
+        ("step 1@0.7,2@0.3,4", "fractions must rise"),
+        ("step 1@half,4", "needs L@fraction"),
+        ("fast", "'fast' is not a loop count"),
+        (True, "is invalid"),
+    ],
+)
 def test_bad_schedules_get_one_line_errors(spec, fragment):
     with pytest.raises(UserError, match=fragment) as err:
         parse_schedule(spec)
@@ -59,17 +67,22 @@ def test_early_exit_rule_is_checked():
         EarlyExit(-1, 1, 2)
 
 
-@pytest.mark.parametrize("spec, plan, name", [
-    ("linear 1->3", parse_schedule("linear 1->3"), "linear_1_3"),
-    ("step 1@0.5,3", parse_schedule("step 1@0.5,3"), "step_1_0.5_3"),
-    ("exit 0.05", EarlyExit(0.05, 1, 3), "exit_0.05_L1_3"),  # default range: 1 to the trained L
-    ("exit inf 2-4", EarlyExit(math.inf, 2, 4), "exit_inf_L2_4"),
-])
+@pytest.mark.parametrize(
+    "spec, plan, name",
+    [
+        ("linear 1->3", parse_schedule("linear 1->3"), "linear_1_3"),
+        ("step 1@0.5,3", parse_schedule("step 1@0.5,3"), "step_1_0.5_3"),
+        ("exit 0.05", EarlyExit(0.05, 1, 3), "exit_0.05_L1_3"),  # default range: 1 to the trained L
+        ("exit inf 2-4", EarlyExit(math.inf, 2, 4), "exit_inf_L2_4"),
+    ],
+)
 def test_profile_loop_plans_and_their_file_names(spec, plan, name):
     assert parse_plan(spec, l_max=3) == plan and plan_name(plan) == name
 
 
-@pytest.mark.parametrize("spec, fragment", [("exit", "'exit 0.05'"), ("exit often", "'exit 0.05'"), ("exit 0.1 3-1", "L_min <= L_max")])
+@pytest.mark.parametrize(
+    "spec, fragment", [("exit", "'exit 0.05'"), ("exit often", "'exit 0.05'"), ("exit 0.1 3-1", "L_min <= L_max")]
+)
 def test_bad_loop_plans_get_one_line_errors(spec, fragment):
     with pytest.raises(UserError, match=fragment) as err:
         parse_plan(spec, l_max=3)
@@ -77,13 +90,19 @@ def test_bad_loop_plans_get_one_line_errors(spec, fragment):
 
 
 def test_loop_plans_go_to_the_elt_runs_of_their_group_only():
-    profile = yaml.safe_load(open("config/default.yaml"))
+    profile = yaml.safe_load(Path("config/default.yaml").read_text())
     plans = loop_plans(profile)
     assert set(plans) == {"masked-elt-XS-2x3-s0", "diffusion-elt-XS-2x4-s0"}
-    assert plans["masked-elt-XS-2x3-s0"] == {"linear_1_3": "linear 1->3", "linear_3_1": "linear 3->1", "exit_0.01_L1_3": "exit 0.01"}
-    for entries, fragment in [([{"group": "nope", "plans": ["2"]}], "grid group 'nope', which the grid lacks"),
-                              ([{"group": "masked", "plans": ["2", 2]}], "lists 2 twice"),
-                              ([{"group": "masked", "plans": ["linear 0->2"]}], "loop_plans of group 'masked'")]:
+    assert plans["masked-elt-XS-2x3-s0"] == {
+        "linear_1_3": "linear 1->3",
+        "linear_3_1": "linear 3->1",
+        "exit_0.01_L1_3": "exit 0.01",
+    }
+    for entries, fragment in [
+        ([{"group": "nope", "plans": ["2"]}], "grid group 'nope', which the grid lacks"),
+        ([{"group": "masked", "plans": ["2", 2]}], "lists 2 twice"),
+        ([{"group": "masked", "plans": ["linear 0->2"]}], "loop_plans of group 'masked'"),
+    ]:
         with pytest.raises(UserError, match=fragment):
             loop_plans({**profile, "loop_plans": entries})
 
@@ -163,12 +182,38 @@ def test_sample_command_with_a_schedule_and_with_early_exit(tmp_path):
 
     cfg = write_cfg(tmp_path / "c.yaml", train={"steps": 5})
     main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--quiet"])
-    main(["sample", "--checkpoint", str(tmp_path / "run/checkpoint.pt"), "--schedule", "linear 1->3", "--num", "4",
-          "--out", str(tmp_path / "linear.npz")])
+    main(
+        [
+            "sample",
+            "--checkpoint",
+            str(tmp_path / "run/checkpoint.pt"),
+            "--schedule",
+            "linear 1->3",
+            "--num",
+            "4",
+            "--out",
+            str(tmp_path / "linear.npz"),
+        ]
+    )
     _, _, meta = load_samples(tmp_path / "linear.npz")
-    assert meta["loops"] == "linear 1->3" and meta["loops_used_per_step"][0] == 1 and meta["loops_used_per_step"][-1] == 3
-    main(["sample", "--checkpoint", str(tmp_path / "run/checkpoint.pt"), "--early-exit", "inf", "--exit-range", "2-3",
-          "--num", "4", "--out", str(tmp_path / "exit.npz")])
+    assert (
+        meta["loops"] == "linear 1->3" and meta["loops_used_per_step"][0] == 1 and meta["loops_used_per_step"][-1] == 3
+    )
+    main(
+        [
+            "sample",
+            "--checkpoint",
+            str(tmp_path / "run/checkpoint.pt"),
+            "--early-exit",
+            "inf",
+            "--exit-range",
+            "2-3",
+            "--num",
+            "4",
+            "--out",
+            str(tmp_path / "exit.npz"),
+        ]
+    )
     _, _, meta = load_samples(tmp_path / "exit.npz")
     assert meta["loops"] == "exit<inf L2-3" and meta["loops_used_mean"] == 2 and meta["gflops_per_sample"] > 0
     assert json.dumps(meta)  # the record stays plain JSON

@@ -1,5 +1,6 @@
 """Pre-encoded shards: ImageNet-shaped folders streamed, encoded once per codec, resumed after a kill,
 spread over ranks, refused when another codec or split made them, and trained from like in-memory data."""
+
 import json
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from elt.data import shards
 from elt.errors import UserError
 
 from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg
-from .test_video import ucf  # noqa: F401 (the UCF-101-shaped folder fixture)
 
 CLASSES = ("n01", "n02", "n03")
 
@@ -30,13 +30,17 @@ def imagenet_folder(root, per_class=(5, 2), seed=0):
             for k in range(count):
                 h, w = rng.integers(10, 40, 2)
                 suffix = ".JPEG" if k % 2 else ".png"
-                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / split / c / f"{c}_{k}{suffix}")
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{c}_{k}{suffix}"
+                )
     return root
 
 
 def imagenet_cfg(root, out, **data_overrides):
-    return tiny_cfg(data={"dataset": "imagenet", "path": str(root), "channels": 3, "image_size": 8, **data_overrides},
-                    codec={"shards": str(out)})
+    return tiny_cfg(
+        data={"dataset": "imagenet", "path": str(root), "channels": 3, "image_size": 8, **data_overrides},
+        codec={"shards": str(out)},
+    )
 
 
 def test_adm_center_crop_halves_then_resizes_the_short_side_and_crops_the_center():
@@ -146,9 +150,13 @@ def test_training_from_shards_follows_training_in_memory_exactly(tmp_path, monke
     for c in CLASSES:
         (root / c).mkdir(parents=True)
         for k in range(8):
-            Image.fromarray(np.random.default_rng(k + 10 * len(c)).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / c / f"{k}.png")
+            Image.fromarray(np.random.default_rng(k + 10 * len(c)).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                root / c / f"{k}.png"
+            )
     folder = {"dataset": "folder", "path": str(root), "channels": 3, "image_size": 8}
-    in_memory = train_mod.train(tiny_cfg(data=folder, train={"steps": 12, "checkpoint_every": 5}), tmp_path / "memory", progress=False)
+    in_memory = train_mod.train(
+        tiny_cfg(data=folder, train={"steps": 12, "checkpoint_every": 5}), tmp_path / "memory", progress=False
+    )
     cfg = tiny_cfg(data=folder, train={"steps": 12, "checkpoint_every": 5}, codec={"shards": str(tmp_path / "shards")})
     shards.encode(cfg, "train", tmp_path / "shards", shard_size=5, progress=False)
     streamed = train_mod.train(cfg, tmp_path / "streamed", progress=False)
@@ -171,28 +179,62 @@ def test_two_ranks_encode_the_same_shards_as_one_process(tmp_path):
     root = imagenet_folder(tmp_path / "imagenet")
     cfg = imagenet_cfg(root, tmp_path / "two")
     (tmp_path / "run.json").write_text(json.dumps(cfg.to_dict()))
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "elt.cli",
-                           "encode", "--config", str(tmp_path / "run.json"), "--shard-size", "4", "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "elt.cli",
+            "encode",
+            "--config",
+            str(tmp_path / "run.json"),
+            "--shard-size",
+            "4",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     one = shards.encode(cfg, "train", tmp_path / "one", shard_size=4, progress=False)
     two = json.loads((tmp_path / "two" / shards.MANIFEST).read_text())
     assert two["world_size"] == 2 and two["shards"] == one["shards"]
     for s in one["shards"]:
-        assert np.array_equal(np.load(tmp_path / f"one/{s['name']}.x.npy"), np.load(tmp_path / f"two/{s['name']}.x.npy"))
+        assert np.array_equal(
+            np.load(tmp_path / f"one/{s['name']}.x.npy"), np.load(tmp_path / f"two/{s['name']}.x.npy")
+        )
 
 
 def test_the_cli_encodes_into_the_configs_shard_folder_and_says_what_it_wrote(tmp_path):
     root = imagenet_folder(tmp_path / "imagenet")
     cfg = imagenet_cfg(root, tmp_path / "shards")
     (tmp_path / "run.yaml").write_text(json.dumps(cfg.to_dict()))
-    done = subprocess.run([sys.executable, "-m", "elt.cli", "encode", "--config", str(tmp_path / "run.yaml"), "--quiet"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "elt.cli", "encode", "--config", str(tmp_path / "run.yaml"), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["total"] == 15 and (tmp_path / "shards" / shards.MANIFEST).is_file()
     (tmp_path / "imagenet/val/n01").rename(tmp_path / "imagenet/val/other")
-    done = subprocess.run([sys.executable, "-m", "elt.cli", "encode", "--config", str(tmp_path / "run.yaml"), "--out",
-                           str(tmp_path / "again")], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elt.cli",
+            "encode",
+            "--config",
+            str(tmp_path / "run.yaml"),
+            "--out",
+            str(tmp_path / "again"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "different class folders" in done.stderr and not (tmp_path / "again").exists()
 
@@ -200,8 +242,12 @@ def test_the_cli_encodes_into_the_configs_shard_folder_and_says_what_it_wrote(tm
 def test_ucf101_clips_stream_through_the_same_reader(ucf, tmp_path):
     from elt.data.video import read_clip, ucf101_index
 
-    cfg = config.from_dict({"data": {"dataset": "ucf101", "path": str(ucf), "channels": 3, "image_size": 8, "frames": 4},
-                            "codec": {"shards": str(tmp_path / "shards")}})
+    cfg = config.from_dict(
+        {
+            "data": {"dataset": "ucf101", "path": str(ucf), "channels": 3, "image_size": 8, "frames": 4},
+            "codec": {"shards": str(tmp_path / "shards")},
+        }
+    )
     manifest = shards.encode(cfg, "train", tmp_path / "shards", shard_size=1, progress=False)
     assert manifest["total"] == 2 and manifest["shape"] == [4, 3, 8, 8] and len(manifest["shards"]) == 2
     second, _ = ucf101_index(ucf, "train", 1)[0][1]
@@ -218,10 +264,18 @@ def test_a_latent_dit_trains_from_vae_shards_and_samples_images(tmp_path):
 
     root = imagenet_folder(tmp_path / "imagenet")
     tiny_vae(tmp_path / "sd/vae")
-    cfg = tiny_cfg(data={"dataset": "imagenet", "path": str(root), "channels": 3, "image_size": 16},
-                   model={"generator": "diffusion", "patch_size": 2}, train={"steps": 4},
-                   codec={"pretrained": "sd_vae", "weights": str(tmp_path / "sd"), "subfolder": "vae", "downsampling": 2,
-                          "shards": str(tmp_path / "shards")})
+    cfg = tiny_cfg(
+        data={"dataset": "imagenet", "path": str(root), "channels": 3, "image_size": 16},
+        model={"generator": "diffusion", "patch_size": 2},
+        train={"steps": 4},
+        codec={
+            "pretrained": "sd_vae",
+            "weights": str(tmp_path / "sd"),
+            "subfolder": "vae",
+            "downsampling": 2,
+            "shards": str(tmp_path / "shards"),
+        },
+    )
     manifest = shards.encode(cfg, "train", tmp_path / "shards", shard_size=8, progress=False)
     assert manifest["kind"] == "continuous" and np.load(tmp_path / "shards/shard-00000.x.npy").shape == (8, 4, 1, 8, 8)
     train_mod.train(cfg, tmp_path / "run", progress=False)

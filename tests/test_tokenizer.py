@@ -1,4 +1,5 @@
 """The 3D VQ tokenizer learns moving digits and round-trips them within its recorded error."""
+
 import numpy as np
 import pytest
 import torch

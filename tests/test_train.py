@@ -1,4 +1,5 @@
 """Training lowers the loss, and a resumed run equals an uninterrupted one."""
+
 import fractions
 import json
 import signal
@@ -19,8 +20,10 @@ from .conftest import assert_same_training_state, count_steps, interrupt_trainin
 
 @pytest.mark.parametrize("generator", ["masked", "diffusion"])
 def test_loss_falls_on_digits(tmp_path, generator):
-    cfg = tiny_cfg(model={"generator": generator, "width": "XS", "n_unique": 1, "loops": 2},
-                   train={"steps": 60, "batch_size": 32, "lr": 3e-3})
+    cfg = tiny_cfg(
+        model={"generator": generator, "width": "XS", "n_unique": 1, "loops": 2},
+        train={"steps": 60, "batch_size": 32, "lr": 3e-3},
+    )
     record = train_mod.train(cfg, tmp_path, progress=False)
     assert record["loss_last"] < 0.85 * record["loss_first"]
     saved = json.loads((tmp_path / "train.json").read_text())
@@ -59,8 +62,11 @@ def test_a_training_process_killed_mid_step_resumes_to_the_uninterrupted_result(
     cfg = tiny_cfg(train={"steps": 300, "checkpoint_every": 5})
     config_file, out = tmp_path / "run.json", tmp_path / "killed"
     config_file.write_text(json.dumps(cfg.to_dict()))
-    process = subprocess.Popen([sys.executable, "-m", "elt.cli", "train", "--config", str(config_file), "--out", str(out), "--quiet"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "elt.cli", "train", "--config", str(config_file), "--out", str(out), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not (out / "progress.pt").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
@@ -127,16 +133,23 @@ def test_saved_states_that_are_not_this_runs_get_one_line_each(tmp_path, capsys)
     config, and one of another config: refused with the path and the fix, or set aside under its step."""
     cfg, progress = tiny_cfg(train={"steps": 3}), tmp_path / "progress.pt"
     progress.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match=f"^checkpoint '{progress}' is corrupt \\(UnpicklingError\\): delete it to start over$"):
+    with pytest.raises(
+        UserError, match=f"^checkpoint '{progress}' is corrupt \\(UnpicklingError\\): delete it to start over$"
+    ):
         train_mod.train(cfg, tmp_path, progress=False)
     torch.save({"run_config": cfg.to_dict(), "step": 1, "payload": fractions.Fraction(1, 3)}, progress)
     with pytest.raises(UserError, match="is corrupt \\(UnpicklingError\\)"):
         train_mod.train(cfg, tmp_path, progress=False)
     torch.save({"step": 2}, progress)
-    with pytest.raises(UserError, match=f"^'{tmp_path}' holds a checkpoint of a different config: use another --out or delete it$"):
+    with pytest.raises(
+        UserError, match=f"^'{tmp_path}' holds a checkpoint of a different config: use another --out or delete it$"
+    ):
         train_mod.train(cfg, tmp_path, progress=False)
     torch.save({"run_config": {}}, progress)  # no step recorded: set aside as step 0
     capsys.readouterr()
     record = train_mod.train(cfg, tmp_path, progress=False, set_aside_stale=True)
     assert (tmp_path / "progress.stale-0.pt").exists() and record["steps"] == 3 and len(record["loss_history"]) == 3
-    assert f"{progress} was trained with another config: kept as progress.stale-0.pt, starting afresh" in capsys.readouterr().out
+    assert (
+        f"{progress} was trained with another config: kept as progress.stale-0.pt, starting afresh"
+        in capsys.readouterr().out
+    )

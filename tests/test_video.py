@@ -1,5 +1,5 @@
 """Video data: the moving-digits suite and UCF-101 reading of .avi files the test writes."""
-import av
+
 import numpy as np
 import pytest
 
@@ -32,38 +32,6 @@ def test_moving_digits_need_room():
     digits, _ = digit_stack()
     with pytest.raises(UserError, match="smaller than"):
         video.moving_digits(digits, 4, 6, 0)
-
-
-def write_avi(path, frames, size=(40, 32), seed=0):
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for _ in range(frames):
-            img = np.full((size[1], size[0], 3), rng.integers(0, 255), np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-@pytest.fixture
-def ucf(tmp_path):
-    root = tmp_path / "UCF-101"
-    names = {"ApplyEyeMakeup": 1, "Basketball": 2}
-    train, test = [], []
-    for name, idx in names.items():
-        for g in (1, 2):
-            rel = f"{name}/v_{name}_g{g:02d}_c01.avi"
-            write_avi(root / rel, frames=12, seed=idx * 10 + g)
-            (train if g == 1 else test).append(rel)
-    lists = root / "ucfTrainTestlist"
-    lists.mkdir()
-    (lists / "classInd.txt").write_text("".join(f"{i} {n}\n" for n, i in names.items()))
-    (lists / "trainlist01.txt").write_text("".join(f"{r} {names[r.split('/')[0]]}\n" for r in train))
-    (lists / "testlist01.txt").write_text("".join(f"{r}\n" for r in test))
-    return root
 
 
 def test_ucf101_reads_official_layout(ucf):

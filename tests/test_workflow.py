@@ -1,4 +1,5 @@
 """Where a pipeline run's time went, read from Snakemake's own log."""
+
 import json
 
 import pandas as pd
@@ -41,19 +42,39 @@ Finished jobid: 0 (Rule: all)
 
 def test_job_seconds_per_rule_and_wall_time():
     table, jobs, wall = job_seconds(LOG)
-    assert table.to_dict("records") == [{"rule": "train", "jobs": 2, "job_seconds": 180.0, "share": pytest.approx(180 / 290)},
-                                        {"rule": "evaluate", "jobs": 1, "job_seconds": 110.0, "share": pytest.approx(110 / 290)}]
+    assert table.to_dict("records") == [
+        {"rule": "train", "jobs": 2, "job_seconds": 180.0, "share": pytest.approx(180 / 290)},
+        {"rule": "evaluate", "jobs": 1, "job_seconds": 110.0, "share": pytest.approx(110 / 290)},
+    ]
     assert wall == 180.0
-    assert jobs[["rule", "wildcards", "seconds"]].values.tolist() == [["evaluate", "", 110.0], ["train", "run=a", 100.0], ["train", "", 80.0]]
+    assert jobs[["rule", "wildcards", "seconds"]].values.tolist() == [
+        ["evaluate", "", 110.0],
+        ["train", "run=a", 100.0],
+        ["train", "", 80.0],
+    ]
 
 
 def test_job_seconds_per_part_of_the_grid():
-    jobs = pd.DataFrame({"wildcards": ["run=masked-elt-XS-2x3-s0", "run=masked-elt-XS-2x3-s0, loops=2",
-                                       "group=masked-XS-2x3-s0", "run=video_diffusion-elt-XS-2x2-s0", "dataset=digits", ""],
-                         "seconds": [100.0, 10.0, 5.0, 60.0, 20.0, 5.0]})
+    jobs = pd.DataFrame(
+        {
+            "wildcards": [
+                "run=masked-elt-XS-2x3-s0",
+                "run=masked-elt-XS-2x3-s0, loops=2",
+                "group=masked-XS-2x3-s0",
+                "run=video_diffusion-elt-XS-2x2-s0",
+                "dataset=digits",
+                "",
+            ],
+            "seconds": [100.0, 10.0, 5.0, 60.0, 20.0, 5.0],
+        }
+    )
     table = job_seconds_by_part(jobs)
     assert table[["part", "jobs", "job_seconds"]].values.tolist() == [
-        ["group masked", 3, 115.0], ["group video_diffusion", 1, 60.0], ["dataset digits", 1, 20.0], ["whole grid", 1, 5.0]]
+        ["group masked", 3, 115.0],
+        ["group video_diffusion", 1, 60.0],
+        ["dataset digits", 1, 20.0],
+        ["whole grid", 1, 5.0],
+    ]
     assert table["share"].sum() == pytest.approx(1.0)
 
 
@@ -76,7 +97,16 @@ def test_job_seconds_lists_the_training_speeds_of_the_runs_work_folder(tmp_path,
     for run, speed in (("a", 6.5), ("b", 20.25)):
         (tmp_path / "work/runs" / run).mkdir(parents=True)
         (tmp_path / "work/runs" / run / "train.json").write_text(json.dumps({"steps_per_second": speed}))
-    main(["job-seconds", str(tmp_path / "run.snakemake.log"), "--out", str(tmp_path / "t.md"), "--work", str(tmp_path / "work")])
+    main(
+        [
+            "job-seconds",
+            str(tmp_path / "run.snakemake.log"),
+            "--out",
+            str(tmp_path / "t.md"),
+            "--work",
+            str(tmp_path / "work"),
+        ]
+    )
     written = (tmp_path / "t.md").read_text()
     assert "| a | 6.50 |" in written and "| b | 20.25 |" in written
     with pytest.raises(SystemExit):

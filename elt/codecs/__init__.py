@@ -8,6 +8,7 @@
 Every codec has `kind` (tokens | continuous), encode, decode, and `identity()`: what pre-encoded
 shards record, so data another codec made is refused.
 """
+
 from __future__ import annotations
 
 from elt.codecs.pixels import Pixels, PixelTokens

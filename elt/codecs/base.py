@@ -1,4 +1,5 @@
 """What every codec shares: the [-1, 1] signal layout and loading a pretrained network on first use."""
+
 from __future__ import annotations
 
 import abc

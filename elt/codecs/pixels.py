@@ -1,4 +1,5 @@
 """Codecs of raw pixels: token levels for the masked generator, [-1, 1] values for the DiT."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ codebook entries (straight-through gradients, commitment loss, codebook initiali
 outputs); the decoder maps codes back to tubelets. Trained once per dataset; its held-out
 reconstruction error is recorded with it, and VQCodec exposes it through the codec interface.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,12 +48,20 @@ class VQTokenizer(nn.Module):
         self.cfg = cfg
         p, h, c = tuple(cfg.patch), cfg.hidden, cfg.in_channels
         self.encoder = nn.Sequential(
-            nn.Conv3d(c, h // 2, 3, padding=1), nn.GELU(), nn.Conv3d(h // 2, h, p, p), nn.GELU(),
-            nn.Conv3d(h, h, 3, padding=1), nn.GELU(), nn.Conv3d(h, cfg.code_dim, 1),
+            nn.Conv3d(c, h // 2, 3, padding=1),
+            nn.GELU(),
+            nn.Conv3d(h // 2, h, p, p),
+            nn.GELU(),
+            nn.Conv3d(h, h, 3, padding=1),
+            nn.GELU(),
+            nn.Conv3d(h, cfg.code_dim, 1),
         )
         self.codes = nn.Parameter(torch.randn(cfg.codebook, cfg.code_dim))
         self.decoder = nn.Sequential(
-            nn.Conv3d(cfg.code_dim, h, 3, padding=1), nn.GELU(), nn.ConvTranspose3d(h, h // 2, p, p), nn.GELU(),
+            nn.Conv3d(cfg.code_dim, h, 3, padding=1),
+            nn.GELU(),
+            nn.ConvTranspose3d(h, h // 2, p, p),
+            nn.GELU(),
             nn.Conv3d(h // 2, c, 3, padding=1),
         )
 
@@ -80,7 +89,7 @@ class VQTokenizer(nn.Module):
 @torch.no_grad()
 def encode_batched(net: VQTokenizer, data: np.ndarray, batch_size: int = 256) -> torch.Tensor:
     """uint8 (N, T, C, H, W) -> code indices (N, T', H', W')."""
-    return torch.cat([net.encode(to_signal(data[i:i + batch_size])) for i in range(0, len(data), batch_size)])
+    return torch.cat([net.encode(to_signal(data[i : i + batch_size])) for i in range(0, len(data), batch_size)])
 
 
 @torch.no_grad()
@@ -89,8 +98,12 @@ def reconstruction_error(net: VQTokenizer, data: np.ndarray) -> dict:
     idx = encode_batched(net, data)
     recon = to_signal(from_signal(net.decode(idx)))
     mse = F.mse_loss(recon, to_signal(data)).item()
-    return {"mse": mse, "psnr": float(10 * np.log10(4.0 / max(mse, 1e-12))), "codes_used": len(torch.unique(idx)),
-            "n_clips": len(data)}
+    return {
+        "mse": mse,
+        "psnr": float(10 * np.log10(4.0 / max(mse, 1e-12))),
+        "codes_used": len(torch.unique(idx)),
+        "n_clips": len(data),
+    }
 
 
 def train_tokenizer(train_data: np.ndarray, held_data: np.ndarray, cfg: TokenizerConfig):
@@ -132,7 +145,10 @@ def save(net: VQTokenizer, path, error: dict) -> None:
 
 def load(path) -> VQTokenizer:
     if not Path(path).is_file():
-        raise UserError(f"tokenizer {str(path)!r} does not exist: train one with 'elt tokenizer' (the pipeline does) or fix codec.tokenizer")
+        raise UserError(
+            f"tokenizer {str(path)!r} does not exist: train one with 'elt tokenizer' (the pipeline does) or fix "
+            "codec.tokenizer"
+        )
     return load_module(path, VQTokenizer, TokenizerConfig)
 
 
@@ -140,10 +156,16 @@ def save_tokens(path, net: VQTokenizer, tokenizer_path, ds) -> None:
     """Pre-tokenized training data (ds: an elt.data.datasets.Dataset): the masked generator then trains on
     it without reading or encoding any pixels."""
     tokens = encode_batched(net, ds.images).flatten(1).numpy().astype(np.int32)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, tokens=tokens, labels=ds.labels, classes=np.array(ds.classes), shape=np.array(ds.shape),
-                     split_sha=np.array(ds.split_sha), tokenizer_sha=np.array(file_sha(tokenizer_path)))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            tokens=tokens,
+            labels=ds.labels,
+            classes=np.array(ds.classes),
+            shape=np.array(ds.shape),
+            split_sha=np.array(ds.split_sha),
+            tokenizer_sha=np.array(file_sha(tokenizer_path)),
+        )
 
 
 def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, list[str], str]:
@@ -151,7 +173,9 @@ def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, 
     tokenizer made, or of clips of another shape than the run's data config describes."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"pre-tokenized data {str(path)!r} does not exist: make it with 'elt tokenizer' or fix codec.tokens")
+        raise UserError(
+            f"pre-tokenized data {str(path)!r} does not exist: make it with 'elt tokenizer' or fix codec.tokens"
+        )
     with np.load(path) as f:
         made = {"tokenizer": str(f["tokenizer_sha"]), "clip shape": tuple(int(v) for v in f["shape"])}
         tokens, labels = torch.from_numpy(f["tokens"].astype(np.int64)), f["labels"].astype(np.int64)
@@ -159,8 +183,10 @@ def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, 
     wanted = {"tokenizer": file_sha(tokenizer_path), "clip shape": tuple(shape)}
     for key in made:
         if made[key] != wanted[key]:
-            raise UserError(f"pre-tokenized data {str(path)!r} was made with another {key} ({made[key]} != {wanted[key]}): "
-                            "re-run 'elt tokenizer' for this run's data config")
+            raise UserError(
+                f"pre-tokenized data {str(path)!r} was made with another {key} ({made[key]} != {wanted[key]}): "
+                "re-run 'elt tokenizer' for this run's data config"
+            )
     return tokens, labels, classes, split_sha
 
 
@@ -183,7 +209,9 @@ class VQCodec:
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
-        return from_signal(self.net.decode(tokens.cpu().view(len(tokens), *self.grid)))  # the tokenizer decodes on the CPU
+        return from_signal(
+            self.net.decode(tokens.cpu().view(len(tokens), *self.grid))
+        )  # the tokenizer decodes on the CPU
 
 
 def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -> dict:
@@ -198,7 +226,14 @@ def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -
     net, error = train_tokenizer(train.images, held.images, tcfg)
     save(net, out_pt, error)
     save_tokens(out_tokens, net, out_pt, train)
-    summary = {"held_out_error": error, "config": tcfg.__dict__, "data": data_cfg, "token_grid": [t // tcfg.patch[0], h // tcfg.patch[1],
-               w // tcfg.patch[2]], "n_train": len(train.labels), "split_sha": train.split_sha, **provenance()}
+    summary = {
+        "held_out_error": error,
+        "config": tcfg.__dict__,
+        "data": data_cfg,
+        "token_grid": [t // tcfg.patch[0], h // tcfg.patch[1], w // tcfg.patch[2]],
+        "n_train": len(train.labels),
+        "split_sha": train.split_sha,
+        **provenance(),
+    }
     write_json(record, summary)
     return summary

@@ -5,6 +5,7 @@ The diffusion generator then models latents: images uint8 (N, T, C, H, W) <-> la
 DiT does. Video frames are coded one by one. Encoding keeps the posterior mean, so pre-encoded
 shards are deterministic. The network loads on first use; its config is read at once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,9 +30,14 @@ def read_config(weights: str, subfolder: str | None) -> dict:
     """The VAE's config.json, checked to be a diffusers AutoencoderKL."""
     where = folder(weights, subfolder)
     if not where.is_dir():
-        raise UserError(f"VAE folder {str(where)!r} does not exist: set codec.weights (and codec.subfolder) to the local VAE")
-    fix = ("point codec.weights at a diffusers AutoencoderKL folder (config.json and diffusion_pytorch_model.safetensors), "
-           "with codec.subfolder: vae for a whole pipeline folder")
+        raise UserError(
+            f"VAE folder {str(where)!r} does not exist: set codec.weights (and codec.subfolder) to the local VAE"
+        )
+    fix = (
+        "point codec.weights at a diffusers AutoencoderKL folder (config.json and "
+        "diffusion_pytorch_model.safetensors), "
+        "with codec.subfolder: vae for a whole pipeline folder"
+    )
     if not (where / CONFIG).is_file():
         raise UserError(f"VAE folder {str(where)!r} has no {CONFIG}: {fix}")
     try:
@@ -39,8 +45,10 @@ def read_config(weights: str, subfolder: str | None) -> dict:
     except json.JSONDecodeError as err:
         raise UserError(f"{str(where / CONFIG)!r} is not valid JSON ({err.msg}): {fix}") from None
     if cfg.get("_class_name") != "AutoencoderKL":
-        raise UserError(f"VAE folder {str(where)!r} holds a {cfg.get('_class_name') or 'config without _class_name'}, "
-                        f"not an AutoencoderKL: {fix}")
+        raise UserError(
+            f"VAE folder {str(where)!r} holds a {cfg.get('_class_name') or 'config without _class_name'}, "
+            f"not an AutoencoderKL: {fix}"
+        )
     return cfg
 
 
@@ -53,16 +61,24 @@ def load(weights: str, subfolder: str | None = None):
         vae = AutoencoderKL.from_pretrained(weights, subfolder=subfolder, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as err:
         reason = str(err).splitlines()[0][:160]
-        raise UserError(f"VAE weights in {str(folder(weights, subfolder))!r} cannot be loaded ({reason}): "
-                        "point codec.weights at a complete diffusers AutoencoderKL folder") from None
+        raise UserError(
+            f"VAE weights in {str(folder(weights, subfolder))!r} cannot be loaded ({reason}): "
+            "point codec.weights at a complete diffusers AutoencoderKL folder"
+        ) from None
     return vae.eval().requires_grad_(False)
 
 
 class VAECodec(LoadsOnFirstUse):
     kind = "continuous"
 
-    def __init__(self, weights: str, subfolder: str | None, shape: tuple[int, int, int, int], latent_channels: int = 4,
-                 downsampling: int = 8):
+    def __init__(
+        self,
+        weights: str,
+        subfolder: str | None,
+        shape: tuple[int, int, int, int],
+        latent_channels: int = 4,
+        downsampling: int = 8,
+    ):
         """latent_channels, downsampling: the geometry the run expects (SD's by default), known before the
         weights exist (elt describe, dry runs) and checked against the VAE's config where it does exist."""
         t, c, h, w = shape
@@ -71,16 +87,27 @@ class VAECodec(LoadsOnFirstUse):
         self._scale = None
         if folder(weights, subfolder).exists():
             cfg = read_config(weights, subfolder)
-            found = {"latent_channels": int(cfg.get("latent_channels", 4)), "downsampling": 2 ** (len(cfg.get("block_out_channels", [0])) - 1),
-                     "data.channels": int(cfg.get("in_channels", 3))}
-            for key, value in {"latent_channels": latent_channels, "downsampling": downsampling, "data.channels": c}.items():
+            found = {
+                "latent_channels": int(cfg.get("latent_channels", 4)),
+                "downsampling": 2 ** (len(cfg.get("block_out_channels", [0])) - 1),
+                "data.channels": int(cfg.get("in_channels", 3)),
+            }
+            for key, value in {
+                "latent_channels": latent_channels,
+                "downsampling": downsampling,
+                "data.channels": c,
+            }.items():
                 if found[key] != value:
-                    raise UserError(f"the VAE in {str(folder(weights, subfolder))!r} has {key} {found[key]}, the run says {value}: "
-                                    f"set {key if key.startswith('data.') else 'codec.' + key} to {found[key]}")
+                    raise UserError(
+                        f"the VAE in {str(folder(weights, subfolder))!r} has {key} {found[key]}, the run says {value}: "
+                        f"set {key if key.startswith('data.') else 'codec.' + key} to {found[key]}"
+                    )
             self._scale = float(cfg.get("scaling_factor", 0.18215))
         if h % downsampling or w % downsampling:
-            raise UserError(f"the VAE codes images with sides divisible by {downsampling}, not examples of shape {shape}: "
-                            "fix data.image_size")
+            raise UserError(
+                f"the VAE codes images with sides divisible by {downsampling}, not examples of shape {shape}: "
+                "fix data.image_size"
+            )
 
     @property
     def scale(self) -> float:

@@ -8,6 +8,7 @@ silently keep random weights for whatever did not match.
 
 Pixels go in and come out in [0, 1], as in MaskGIT's input pipeline.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -97,8 +98,10 @@ class Encoder(nn.Module):
         widths = [c.hidden * m for m in c.channel_mult]
         last = len(widths) - 1
         self.conv_in = conv(c.channels, c.hidden, 3, bias=False)
-        self.down = nn.ModuleList(Stage(([c.hidden] + widths)[i], widths[i], c.res_blocks, up=False, resample=i != last)
-                                  for i in range(len(widths)))
+        self.down = nn.ModuleList(
+            Stage(([c.hidden] + widths)[i], widths[i], c.res_blocks, up=False, resample=i != last)
+            for i in range(len(widths))
+        )
         self.mid = nn.ModuleList(ResnetBlock(widths[-1], widths[-1]) for _ in range(c.res_blocks))
         self.norm_out, self.conv_out = norm(widths[-1]), conv(widths[-1], c.z_channels, 1)
 
@@ -116,8 +119,10 @@ class Decoder(nn.Module):
         self.conv_in = conv(c.z_channels, widths[-1], 3)
         self.mid = nn.ModuleList(ResnetBlock(widths[-1], widths[-1]) for _ in range(c.res_blocks))
         # up[i] works at resolution i (0 = full size) and runs from the innermost outwards.
-        self.up = nn.ModuleList(Stage((widths + [widths[-1]])[i + 1], widths[i], c.res_blocks, up=True, resample=i != 0)
-                                for i in range(len(widths)))
+        self.up = nn.ModuleList(
+            Stage((widths + [widths[-1]])[i + 1], widths[i], c.res_blocks, up=True, resample=i != 0)
+            for i in range(len(widths))
+        )
         self.norm_out, self.conv_out = norm(widths[0]), conv(widths[0], c.channels, 3)
 
     def forward(self, z):
@@ -134,7 +139,9 @@ class VectorQuantizer(nn.Module):
 
     def indices(self, z):  # (N, D, h, w) -> (N, h*w) nearest codes
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-        distance = flat.pow(2).sum(1, keepdim=True) + self.embedding.weight.pow(2).sum(1) - 2 * flat @ self.embedding.weight.T
+        distance = (
+            flat.pow(2).sum(1, keepdim=True) + self.embedding.weight.pow(2).sum(1) - 2 * flat @ self.embedding.weight.T
+        )
         return distance.argmin(1).view(len(z), -1)
 
     def codes(self, idx, side: tuple[int, int]):  # (N, h*w) -> (N, D, h, w)
@@ -170,20 +177,30 @@ def load(path, layout: str = "maskgit") -> VQGAN:
         raise UserError(f"codec.vqgan is {layout!r}: use one of {', '.join(LAYOUTS)}")
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"VQGAN weights {str(path)!r} do not exist: set codec.weights to the MaskGIT VQGAN state dict file")
+        raise UserError(
+            f"VQGAN weights {str(path)!r} do not exist: set codec.weights to the MaskGIT VQGAN state dict file"
+        )
     try:
         state = read_state_dict(path)
     except Exception as err:
-        raise UserError(f"VQGAN weights {str(path)!r} cannot be read ({type(err).__name__}): pass a .safetensors, .pt or .bin state dict") from None
+        raise UserError(
+            f"VQGAN weights {str(path)!r} cannot be read ({type(err).__name__}): pass a .safetensors, .pt or .bin "
+            "state dict"
+        ) from None
     net = VQGAN(LAYOUTS[layout])
     expected = net.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     reshaped = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
     if missing or unexpected or reshaped:
-        what = "; ".join(f"{label} {len(keys)} (e.g. {keys[0]})" for label, keys in
-                         [("missing", missing), ("unexpected", unexpected), ("wrong shape", reshaped)] if keys)
-        raise UserError(f"VQGAN weights {str(path)!r} do not match the {layout!r} layout ({what}): "
-                        "pass the MaskGIT VQGAN state dict in the layout of its PyTorch conversion, or fix codec.vqgan")
+        what = "; ".join(
+            f"{label} {len(keys)} (e.g. {keys[0]})"
+            for label, keys in [("missing", missing), ("unexpected", unexpected), ("wrong shape", reshaped)]
+            if keys
+        )
+        raise UserError(
+            f"VQGAN weights {str(path)!r} do not match the {layout!r} layout ({what}): "
+            "pass the MaskGIT VQGAN state dict in the layout of its PyTorch conversion, or fix codec.vqgan"
+        )
     net.load_state_dict(state, strict=True)
     return net.eval()
 
@@ -197,8 +214,10 @@ class VQGANCodec(LoadsOnFirstUse):
         t, c, h, w = shape
         cfg = LAYOUTS.get(layout) or load(weights, layout).cfg  # an unknown layout fails here, in one line
         if t != 1 or c != cfg.channels or h % cfg.downsampling or w % cfg.downsampling:
-            raise UserError(f"the VQGAN codes {cfg.channels}-channel images whose sides divide by {cfg.downsampling}, "
-                            f"not examples of shape {shape}: fix data.image_size, data.channels or the codec")
+            raise UserError(
+                f"the VQGAN codes {cfg.channels}-channel images whose sides divide by {cfg.downsampling}, "
+                f"not examples of shape {shape}: fix data.image_size, data.channels or the codec"
+            )
         self.weights, self.layout, self.shape = weights, layout, shape
         self.side = (h // cfg.downsampling, w // cfg.downsampling)
         self.grid, self.vocab_size = (1, *self.side), cfg.codebook

@@ -9,6 +9,7 @@
   data.image_size; only ever streamed (`Stream`) into pre-encoded shards (elt.data.shards), never loaded whole.
 The train/held-out split is stratified and seeded; its indices' hash goes into every run record.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,9 +56,16 @@ def _digits():
 def _folder(cfg: DataConfig):
     root = Path(cfg.path)
     if not root.is_dir():
-        raise UserError(f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class")
+        raise UserError(
+            f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class"
+        )
     classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-    files = [(f, i) for i, c in enumerate(classes) for f in sorted((root / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (f, i)
+        for i, c in enumerate(classes)
+        for f in sorted((root / c).iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
         raise UserError(
             f"data folder {str(root)!r} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in class sub-folders: "
@@ -94,12 +102,16 @@ def load(cfg: DataConfig, split: str) -> Dataset:
     if cfg.dataset == "ucf101":
         return _ucf101(cfg, split)
     if cfg.dataset == "imagenet":
-        raise UserError("imagenet is never loaded whole: pre-encode it with 'elt encode' and set codec.shards to the shard folder")
+        raise UserError(
+            "imagenet is never loaded whole: pre-encode it with 'elt encode' and set codec.shards to the shard folder"
+        )
     images, labels, classes = _digits() if cfg.dataset in ("digits", "moving_digits") else _folder(cfg)
     if cfg.dataset in ("digits", "moving_digits") and cfg.channels != 1:
         raise UserError(f"{cfg.dataset} are grayscale: set data.channels to 1")
     idx = np.arange(len(labels))
-    train_idx, held_idx = train_test_split(idx, test_size=cfg.held_out_fraction, stratify=labels, random_state=cfg.split_seed)
+    train_idx, held_idx = train_test_split(
+        idx, test_size=cfg.held_out_fraction, stratify=labels, random_state=cfg.split_seed
+    )
     chosen = np.sort(train_idx if split == "train" else held_idx)
     sha = hashlib.sha256(np.sort(held_idx).tobytes()).hexdigest()[:16]
     if cfg.dataset == "moving_digits":
@@ -117,7 +129,7 @@ def adm_center_crop(image, size: int) -> np.ndarray:
     image = image.resize(tuple(round(side * scale) for side in image.size), resample=Image.Resampling.BICUBIC)
     arr = np.asarray(image)
     top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
-    return arr[top:top + size, left:left + size]
+    return arr[top : top + size, left : left + size]
 
 
 def read_imagenet_image(path: Path, size: int) -> np.ndarray:
@@ -126,8 +138,10 @@ def read_imagenet_image(path: Path, size: int) -> np.ndarray:
         with Image.open(path) as im:
             arr = adm_center_crop(im.convert("RGB"), size)
     except (UnidentifiedImageError, OSError) as err:
-        raise UnreadableExample(f"image {str(path)!r} cannot be read ({type(err).__name__}): replace it, or set "
-                                "data.on_bad_file: skip to leave it out with a record") from None
+        raise UnreadableExample(
+            f"image {str(path)!r} cannot be read ({type(err).__name__}): replace it, or set "
+            "data.on_bad_file: skip to leave it out with a record"
+        ) from None
     return arr.transpose(2, 0, 1)[None]
 
 
@@ -135,15 +149,25 @@ def _imagenet_index(root: Path, split: str) -> tuple[list[tuple[Path, int]], lis
     folders = {name: root / name for name in ("train", "val")}
     for where in folders.values():
         if not where.is_dir():
-            raise UserError(f"ImageNet folder {str(where)!r} is missing: data.path must hold train/ and val/, one sub-folder per class")
+            raise UserError(
+                f"ImageNet folder {str(where)!r} is missing: data.path must hold train/ and val/, one sub-folder per "
+                "class"
+            )
     classes = sorted(d.name for d in folders["train"].iterdir() if d.is_dir())
     held_classes = sorted(d.name for d in folders["val"].iterdir() if d.is_dir())
     if held_classes != classes:
         odd = sorted(set(held_classes) ^ set(classes))
-        raise UserError(f"ImageNet val/ and train/ have different class folders (e.g. {odd[0]!r}): "
-                        "val/ must be in the class-per-folder layout of train/")
+        raise UserError(
+            f"ImageNet val/ and train/ have different class folders (e.g. {odd[0]!r}): "
+            "val/ must be in the class-per-folder layout of train/"
+        )
     where = folders["train" if split == "train" else "val"]
-    items = [(f, i) for i, c in enumerate(classes) for f in sorted((where / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    items = [
+        (f, i)
+        for i, c in enumerate(classes)
+        for f in sorted((where / c).iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not items:
         raise UserError(f"ImageNet folder {str(where)!r} has no images in its class folders: fix data.path")
     return items, classes

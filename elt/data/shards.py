@@ -11,6 +11,7 @@ memory, and the manifest checked against the run: shards of another codec, data 
 refused. Batches are gathered from the memory maps at the indices the run's generator draws, so
 training from shards follows the same draws as training in memory, and resumes exactly.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,17 @@ PLAN = "encoding.json"  # what this folder is being encoded as: written first, c
 def data_identity(cfg: RunConfig, split: str) -> dict:
     """What decides which examples a split holds and how they look (not where the data lives)."""
     d = cfg.data
-    keys = ["dataset", "image_size", "channels", "held_out_fraction", "split_seed", "frames", "frame_stride", "fold", "on_bad_file"]
+    keys = [
+        "dataset",
+        "image_size",
+        "channels",
+        "held_out_fraction",
+        "split_seed",
+        "frames",
+        "frame_stride",
+        "fold",
+        "on_bad_file",
+    ]
     return {"split": split, **{k: getattr(d, k) for k in keys}}
 
 
@@ -59,13 +70,17 @@ def _describe_difference(found: dict, wanted: dict) -> str:
     for part in ("format", "data", "codec"):
         if found.get(part) != wanted.get(part):
             if isinstance(wanted.get(part), dict) and isinstance(found.get(part), dict):
-                key = next(k for k in sorted(set(found[part]) | set(wanted[part])) if found[part].get(k) != wanted[part].get(k))
+                key = next(
+                    k for k in sorted(set(found[part]) | set(wanted[part])) if found[part].get(k) != wanted[part].get(k)
+                )
                 return f"{part} {key}: {found[part].get(key)!r} there, {wanted[part].get(key)!r} here"
             return f"{part}: {found.get(part)!r} there, {wanted.get(part)!r} here"
     return "nothing"
 
 
-def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: int = 64, progress: bool = True) -> dict:
+def encode(
+    cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: int = 64, progress: bool = True
+) -> dict:
     """Encode a split of cfg's data set with cfg's codec into shard folder `out`; returns the manifest."""
     if split not in data.SPLITS:
         raise UserError(f"unknown split {split!r}: use one of {', '.join(data.SPLITS)}")
@@ -81,8 +96,10 @@ def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: 
         if (out / name).is_file():
             found = json.loads((out / name).read_text())
             if {k: found.get(k) for k in wanted} != wanted:
-                raise UserError(f"{str(out)!r} holds shards of another encoding ({_describe_difference(found, wanted)}): "
-                                "use another --out, or delete the folder to encode afresh")
+                raise UserError(
+                    f"{str(out)!r} holds shards of another encoding ({_describe_difference(found, wanted)}): "
+                    "use another --out, or delete the folder to encode afresh"
+                )
             if name == MANIFEST:
                 return found  # complete: nothing to do
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +123,7 @@ def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: 
                 continue
             labels.append(int(stream.labels[i]))
             names.append(stream.name(i))
-        coded = [codec.encode(np.stack(examples[j:j + batch_size])) for j in range(0, len(examples), batch_size)]
+        coded = [codec.encode(np.stack(examples[j : j + batch_size])) for j in range(0, len(examples), batch_size)]
         x = torch.cat(coded).numpy() if coded else np.zeros((0,), np.float32)
         x = x.astype(np.int32) if codec.kind == "tokens" else x.astype(np.float32)
         _save_npy(out / f"{shard_name(k)}.x.npy", x)
@@ -117,9 +134,15 @@ def encode(cfg: RunConfig, split: str, out, shard_size: int = 1024, batch_size: 
     runtime.barrier()
     sidecars = [json.loads((out / f"{shard_name(k)}.json").read_text()) for k in range(count)]
     manifest = {
-        **wanted, "shard_size": shard_size, "shards": [{"name": shard_name(k), "count": s["count"]} for k, s in enumerate(sidecars)],
-        "total": sum(s["count"] for s in sidecars), "skipped": [entry for s in sidecars for entry in s["skipped"]],
-        "classes": stream.classes, "split_sha": stream.split_sha, "shape": list(data_shape(cfg)), "kind": codec.kind,
+        **wanted,
+        "shard_size": shard_size,
+        "shards": [{"name": shard_name(k), "count": s["count"]} for k, s in enumerate(sidecars)],
+        "total": sum(s["count"] for s in sidecars),
+        "skipped": [entry for s in sidecars for entry in s["skipped"]],
+        "classes": stream.classes,
+        "split_sha": stream.split_sha,
+        "shape": list(data_shape(cfg)),
+        "kind": codec.kind,
         **provenance(runtime),
     }
     if runtime.is_main:
@@ -134,22 +157,31 @@ class ShardSet:
     def __init__(self, folder, cfg: RunConfig, codec, split: str = "train"):
         folder = Path(folder)
         if not (folder / MANIFEST).is_file():
-            state = "an unfinished encoding: re-run 'elt encode' to finish it" if (folder / PLAN).is_file() else \
-                "no shards: make them with 'elt encode' or fix codec.shards"
+            state = (
+                "an unfinished encoding: re-run 'elt encode' to finish it"
+                if (folder / PLAN).is_file()
+                else "no shards: make them with 'elt encode' or fix codec.shards"
+            )
             raise UserError(f"shard folder {str(folder)!r} holds {state}")
         manifest = json.loads((folder / MANIFEST).read_text())
         wanted = identity(cfg, codec, split)
         if {k: manifest.get(k) for k in wanted} != wanted:
-            raise UserError(f"shards in {str(folder)!r} were written for another run ({_describe_difference(manifest, wanted)}): "
-                            "encode this run's data with 'elt encode', or fix codec.shards")
+            raise UserError(
+                f"shards in {str(folder)!r} were written for another run ({_describe_difference(manifest, wanted)}): "
+                "encode this run's data with 'elt encode', or fix codec.shards"
+            )
         self.manifest, self.kind = manifest, manifest["kind"]
         self.classes, self.split_sha = manifest["classes"], manifest["split_sha"]
         kept = [s for s in manifest["shards"] if s["count"]]
         self.x = [np.load(folder / f"{s['name']}.x.npy", mmap_mode="r") for s in kept]
-        self.labels = np.concatenate([np.load(folder / f"{s['name']}.y.npy") for s in kept]) if kept else np.zeros(0, np.int64)
+        self.labels = (
+            np.concatenate([np.load(folder / f"{s['name']}.y.npy") for s in kept]) if kept else np.zeros(0, np.int64)
+        )
         self.offsets = np.cumsum([0] + [s["count"] for s in kept])
         if not len(self.labels):
-            raise UserError(f"shard folder {str(folder)!r} holds no examples: check data.path and the manifest's skipped list")
+            raise UserError(
+                f"shard folder {str(folder)!r} holds no examples: check data.path and the manifest's skipped list"
+            )
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

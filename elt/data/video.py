@@ -7,6 +7,7 @@ Clips are uint8 (N, T, C, H, W) like every other dataset (images have T = 1).
   with classInd.txt, trainlistNN.txt, testlistNN.txt), decoded with PyAV; one clip per video from
   its first frame, `frames` frames `stride` apart, centre-cropped and resized to `size`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,7 +37,7 @@ def moving_digits(digits: np.ndarray, frames: int, canvas: int, seed: int, ids: 
         vel = rng.choice([-2, -1, 1, 2], size=2)
         for t in range(frames):
             y, x = pos
-            clips[i, t, 0, y:y + h, x:x + w] = digits[i]
+            clips[i, t, 0, y : y + h, x : x + w] = digits[i]
             nxt = pos + vel
             for axis in range(2):  # bounce off the walls
                 if nxt[axis] < 0 or nxt[axis] > span[axis]:
@@ -49,7 +50,10 @@ def moving_digits(digits: np.ndarray, frames: int, canvas: int, seed: int, ids: 
 def _split_list(root: Path, name: str) -> Path:
     path = root / "ucfTrainTestlist" / name
     if not path.is_file():
-        raise UserError(f"UCF-101 split list {str(path)!r} is missing: data.path must hold ucfTrainTestlist/ beside the class folders")
+        raise UserError(
+            f"UCF-101 split list {str(path)!r} is missing: data.path must hold ucfTrainTestlist/ beside the class "
+            "folders"
+        )
     return path
 
 
@@ -70,7 +74,9 @@ def ucf101_index(root: str | Path, split: str, fold: int) -> tuple[list[tuple[Pa
 def read_clip(path: Path, frames: int, stride: int, size: int) -> np.ndarray:
     """uint8 (frames, 3, size, size) from the start of a video."""
     if not path.is_file():
-        raise UnreadableExample(f"video {str(path)!r} listed in the UCF-101 split is missing: restore it or fix data.path")
+        raise UnreadableExample(
+            f"video {str(path)!r} listed in the UCF-101 split is missing: restore it or fix data.path"
+        )
     picked = []
     try:
         with av.open(str(path)) as container:
@@ -80,10 +86,15 @@ def read_clip(path: Path, frames: int, stride: int, size: int) -> np.ndarray:
                 if len(picked) == frames:
                     break
     except (av.error.FFmpegError, OSError) as err:
-        raise UnreadableExample(f"video {str(path)!r} cannot be decoded ({type(err).__name__}): replace the file, or set "
-                                "data.on_bad_file: skip to leave it out with a record") from None
+        raise UnreadableExample(
+            f"video {str(path)!r} cannot be decoded ({type(err).__name__}): replace the file, or set "
+            "data.on_bad_file: skip to leave it out with a record"
+        ) from None
     if len(picked) < frames:
-        raise UnreadableExample(f"video {str(path)!r} has fewer than {frames} frames at stride {stride}: lower data.frames or data.frame_stride")
+        raise UnreadableExample(
+            f"video {str(path)!r} has fewer than {frames} frames at stride {stride}: lower data.frames or "
+            "data.frame_stride"
+        )
     out = []
     for image in picked:
         w, h = image.size

@@ -4,6 +4,7 @@ FLOPs count matrix multiplications as 2 per multiply-add, as the flop counter do
 activations and softmax are not counted). Per sample = per forward x sampling steps x 2 with
 classifier-free guidance (a conditional and an unconditional forward per step).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -92,9 +93,12 @@ def loop_plan_cost(net: LoopedNetwork, loops_used: torch.Tensor, guidance: float
     for loops, f in per_forward.items():
         flops += (loops_used == loops).sum(1).double() * f
     passes = 2 if guidance != 1.0 else 1
-    return {"gflops_per_sample": float(flops.mean()) * passes / 1e9, "loops_used_mean": float(loops_used.double().mean()),
-            "loops_used_per_step": loops_used.double().mean(0).tolist(),
-            "loops_used_histogram": {int(l): int((loops_used == l).sum()) for l in per_forward}}
+    return {
+        "gflops_per_sample": float(flops.mean()) * passes / 1e9,
+        "loops_used_mean": float(loops_used.double().mean()),
+        "loops_used_per_step": loops_used.double().mean(0).tolist(),
+        "loops_used_histogram": {int(l): int((loops_used == l).sum()) for l in per_forward},
+    }
 
 
 def describe_profile(profile: dict) -> list[dict]:
@@ -110,10 +114,20 @@ def describe_profile(profile: dict) -> list[dict]:
         passes = parts.cfg.sampling_steps * (2 if parts.cfg.guidance != 1.0 else 1)
         params = count_params(net)["unique_params"]
         reported = (paper.get(run) or {}).get("params")
-        rows.append({"run": run, "family": parts.cfg.model.family, "generator": parts.cfg.model.generator,
-                     "width": parts.cfg.model.width, "dim": net.cfg.dim, "layout": f"{net.cfg.n_unique}N x {net.cfg.loops}L",
-                     "unique_params": params, "gflops_per_sample": measured_flops(net, net.cfg.loops) * passes / 1e9,
-                     "paper_params": reported, "params_vs_paper": (params / reported - 1) if reported else None})
+        rows.append(
+            {
+                "run": run,
+                "family": parts.cfg.model.family,
+                "generator": parts.cfg.model.generator,
+                "width": parts.cfg.model.width,
+                "dim": net.cfg.dim,
+                "layout": f"{net.cfg.n_unique}N x {net.cfg.loops}L",
+                "unique_params": params,
+                "gflops_per_sample": measured_flops(net, net.cfg.loops) * passes / 1e9,
+                "paper_params": reported,
+                "params_vs_paper": (params / reported - 1) if reported else None,
+            }
+        )
     return rows
 
 
@@ -124,6 +138,8 @@ def untrained_tokenizer(cfg, profile: dict):
         return None
     dataset = next(name for name, d in profile["datasets"].items() if d.get("dataset") == cfg.data.dataset)
     shape = data_shape(cfg)
-    settings = parse_section(TokenizerConfig, {**profile["tokenizers"][dataset], "in_channels": shape[1]}, "tokenizers.")
+    settings = parse_section(
+        TokenizerConfig, {**profile["tokenizers"][dataset], "in_channels": shape[1]}, "tokenizers."
+    )
     with torch.device("meta"):
         return VQCodec(VQTokenizer(settings), shape)

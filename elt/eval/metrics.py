@@ -10,6 +10,7 @@ torch._dynamo, 1.3-3 s of start-up in every evaluation job on a 2-core CPU. Its 
 (get_model_features) and KID (kernel_distance) are therefore written out here, and the tests check
 both equal to clean-fid's own.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -117,11 +118,11 @@ def frechet_resamples(features: np.ndarray, draws: np.ndarray, ref_mu, ref_sigma
     white = f @ root
     out = []
     for start in range(0, len(draws), chunk):
-        idx = draws[start:start + chunk]
+        idx = draws[start : start + chunk]
         size = idx.shape[1]
         counts = np.zeros((len(idx), n))
         np.add.at(counts, (np.repeat(np.arange(len(idx)), size), idx.ravel()), 1)
-        mu = counts @ f / size                                              # (r, d)
+        mu = counts @ f / size  # (r, d)
         mu_white = mu @ root
         second = np.matmul((counts[:, :, None] * white[None]).transpose(0, 2, 1), white)  # (r, d, d)
         cov_white = (second - size * mu_white[:, :, None] * mu_white[:, None, :]) / (size - 1)
@@ -149,7 +150,9 @@ def bootstrap_interval(features: np.ndarray, ref_mu, ref_sigma, rounds: int, see
     return float(max(low, 0.0)), float(high)
 
 
-def kid(features: np.ndarray, ref_features: np.ndarray, seed: int = 0, subsets: int = 100, max_subset_size: int = 1000) -> float:
+def kid(
+    features: np.ndarray, ref_features: np.ndarray, seed: int = 0, subsets: int = 100, max_subset_size: int = 1000
+) -> float:
     """clean-fid's unbiased KID (kernel_distance: cubic polynomial kernel, subsets of min(N, 1000)),
     its subset draws from numpy's legacy generator seeded with `seed`."""
     gen, ref = np.asarray(features, np.float64), np.asarray(ref_features, np.float64)
@@ -199,8 +202,12 @@ def to_rgb_frames(data: np.ndarray) -> np.ndarray:
     return np.repeat(frames, 3, axis=1) if frames.shape[1] == 1 else frames
 
 
-def inception_features(images: np.ndarray, extractor: InceptionExtractor | None = None, batch_size: int | None = None,
-                       device: torch.device | str = "cpu") -> np.ndarray:
+def inception_features(
+    images: np.ndarray,
+    extractor: InceptionExtractor | None = None,
+    batch_size: int | None = None,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
     """uint8 (N, 3, H, W) -> (N, 2048): clean-fid's "clean" resize, then the extractor at fp32 on `device`.
     batch_size: default, the even split of N into batches of at most 8 on a CPU (a CPU core runs
     Inception 15% faster per image at batch 8 than at 32: its activations stay in cache) or 50 on a

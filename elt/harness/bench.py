@@ -8,6 +8,7 @@ interleaved repeats (ELT and baseline alternate) after warm-up, taken after the 
 finished (CUDA synchronise). Figures go to results/bench/<device>.json; they are benchmarks, not
 tests.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -43,9 +44,11 @@ LAYOUTS = {
     "tiny": [Layout("ELT-XS", "XS", 2, 3), Layout("ELT-S", "S", 2, 4)],
     "test": [Layout("ELT-T", "T", 1, 2)],  # the tests' seconds-long run
 }
-SHAPES = {"paper": {"side": 16, "vocab": 1024, "train_batch": 64, "sample_batches": [1, 8, 64, 256]},
-          "tiny": {"side": 8, "vocab": 17, "train_batch": 16, "sample_batches": [1, 8, 64]},
-          "test": {"side": 4, "vocab": 5, "train_batch": 4, "sample_batches": [1, 2]}}
+SHAPES = {
+    "paper": {"side": 16, "vocab": 1024, "train_batch": 64, "sample_batches": [1, 8, 64, 256]},
+    "tiny": {"side": 8, "vocab": 17, "train_batch": 16, "sample_batches": [1, 8, 64]},
+    "test": {"side": 4, "vocab": 5, "train_batch": 4, "sample_batches": [1, 2]},
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -68,14 +71,19 @@ def interleaved(fns: dict, device, repeats: int, warmup: int) -> dict[str, list[
             fn()
     names, seconds = list(fns), {name: [] for name in fns}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             seconds[name].append(_timed(fns[name], device))
     return seconds
 
 
 def summary(seconds: list[float]) -> dict:
     q = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else [seconds[0]] * 3
-    return {"median_ms": 1e3 * statistics.median(seconds), "q1_ms": 1e3 * q[0], "q3_ms": 1e3 * q[2], "repeats": len(seconds)}
+    return {
+        "median_ms": 1e3 * statistics.median(seconds),
+        "q1_ms": 1e3 * q[0],
+        "q3_ms": 1e3 * q[2],
+        "repeats": len(seconds),
+    }
 
 
 def matmul_peak(runtime: Runtime, n: int, repeats: int) -> float:
@@ -87,8 +95,18 @@ def matmul_peak(runtime: Runtime, n: int, repeats: int) -> float:
 
 
 def _member(lay: Layout, family: str, shape: dict):
-    cfg = config.from_dict({"model": {"generator": "masked", "family": family, "width": lay.width, "n_unique": lay.n_unique,
-                                      "loops": lay.loops}, "masked": {"sampling_steps": 1}})
+    cfg = config.from_dict(
+        {
+            "model": {
+                "generator": "masked",
+                "family": family,
+                "width": lay.width,
+                "n_unique": lay.n_unique,
+                "loops": lay.loops,
+            },
+            "masked": {"sampling_steps": 1},
+        }
+    )
     generator = MaskedGenerator(cfg, PixelTokens(shape["vocab"], (1, 1, shape["side"], shape["side"])))
     n, loops = layout(family, lay.n_unique, lay.loops)
     return cfg, generator, build(generator.net_config(1000, n, loops))
@@ -109,10 +127,13 @@ def _train_step(runtime: Runtime, family: str, generator, net, batch: int):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
     return step
 
 
-def bench(runtime_cfg: RuntimeConfig, scale: str = "tiny", repeats: int = 7, warmup: int = 2, matmul_n: int | None = None) -> dict:
+def bench(
+    runtime_cfg: RuntimeConfig, scale: str = "tiny", repeats: int = 7, warmup: int = 2, matmul_n: int | None = None
+) -> dict:
     runtime = Runtime(runtime_cfg)
     device, shape = runtime.device, SHAPES[scale]
     cuda = device.type == "cuda"
@@ -137,8 +158,14 @@ def bench(runtime_cfg: RuntimeConfig, scale: str = "tiny", repeats: int = 7, war
         train = {}
         for family, seconds in timed.items():
             tflops = flops[family] / statistics.median(seconds) / 1e12
-            train[family] = {**summary(seconds), "flops_per_step": flops[family], "tflop_per_s": tflops, "mfu": tflops / peak,
-                             "peak_memory_gib": memory.get(family), "unique_params": count_params(members[family][2])["unique_params"]}
+            train[family] = {
+                **summary(seconds),
+                "flops_per_step": flops[family],
+                "tflop_per_s": tflops,
+                "mfu": tflops / peak,
+                "peak_memory_gib": memory.get(family),
+                "unique_params": count_params(members[family][2])["unique_params"],
+            }
         sampling = []
         for batch in shape["sample_batches"]:
             forwards = {}
@@ -147,14 +174,37 @@ def bench(runtime_cfg: RuntimeConfig, scale: str = "tiny", repeats: int = 7, war
                 model = runtime.prepare(net)
                 tokens = torch.zeros(batch, net.cfg.seq_len, dtype=torch.long, device=device)
                 labels = torch.zeros(batch, dtype=torch.long, device=device)
-                for loops in (range(1, lay.loops + 1) if family == "elt" else [1]):
-                    forwards[f"{family} L={loops}"] = lambda m=model, l=loops: _forward(runtime, m, tokens, labels, l)
+                for loops in range(1, lay.loops + 1) if family == "elt" else [1]:
+                    # each timing binds its own network, inputs and loop count
+                    forwards[f"{family} L={loops}"] = lambda m=model, t=tokens, y=labels, l=loops: _forward(
+                        runtime, m, t, y, l
+                    )
             timed = interleaved(forwards, device, repeats, warmup)
-            sampling.append({"batch": batch, **{name: summary(s) for name, s in timed.items()},
-                             "elt_over_unshared_speed": statistics.median(timed["unshared L=1"]) / statistics.median(timed[f"elt L={lay.loops}"])})
-        rows.append({"layout": lay.__dict__, "unshared_layers": lay.n_unique * lay.loops, "train": train, "sampling_forward": sampling})
-    return {"scale": scale, "matmul_peak_tflop_per_s": peak, "shape": shape, "warmup": warmup, "layouts": rows,
-            "order": "interleaved, rotating", **provenance(runtime)}
+            sampling.append(
+                {
+                    "batch": batch,
+                    **{name: summary(s) for name, s in timed.items()},
+                    "elt_over_unshared_speed": statistics.median(timed["unshared L=1"])
+                    / statistics.median(timed[f"elt L={lay.loops}"]),
+                }
+            )
+        rows.append(
+            {
+                "layout": lay.__dict__,
+                "unshared_layers": lay.n_unique * lay.loops,
+                "train": train,
+                "sampling_forward": sampling,
+            }
+        )
+    return {
+        "scale": scale,
+        "matmul_peak_tflop_per_s": peak,
+        "shape": shape,
+        "warmup": warmup,
+        "layouts": rows,
+        "order": "interleaved, rotating",
+        **provenance(runtime),
+    }
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ The reference also records what each test can see (the smallest uniform shift fl
 probability) and a leave-one-seed-out validation of both tests (false alarms and power), and
 what the runs were made with, so a check of an identical set-up lists every number that moved.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,10 +47,14 @@ def read_metrics(path: str) -> pd.DataFrame:
     try:
         df = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"metrics file {path!r} cannot be read ({type(err).__name__}): run the pipeline first") from None
+        raise UserError(
+            f"metrics file {path!r} cannot be read ({type(err).__name__}): run the pipeline first"
+        ) from None
     missing = {"run", "loops_eval"} - set(df.columns)
     if missing:
-        raise UserError(f"metrics file {path!r} lacks the column(s) {', '.join(sorted(missing))}: is it a results/metrics.csv?")
+        raise UserError(
+            f"metrics file {path!r} lacks the column(s) {', '.join(sorted(missing))}: is it a results/metrics.csv?"
+        )
     return df
 
 
@@ -57,19 +62,29 @@ def seed_table(df: pd.DataFrame) -> pd.DataFrame:
     """metrics.csv rows of several seeds -> long table (stem, loops, metric, seed, value)."""
     seeds = df["run"].str.extract(SEED, expand=False)
     if seeds.isna().any():
-        raise UserError(f"run name {df['run'][seeds.isna()].iloc[0]!r} does not end in -s<seed>: is it a results/metrics.csv?")
+        raise UserError(
+            f"run name {df['run'][seeds.isna()].iloc[0]!r} does not end in -s<seed>: is it a results/metrics.csv?"
+        )
     # A metric applies to one modality (fid to images, fvd to videos): rows without it are dropped.
     measured = [m for m in QUALITY if m in df.columns and df[m].notna().any()]
-    wide = df.assign(stem=df["run"].str.replace(SEED, "", regex=True), seed=seeds.astype(int), loops=df["loops_eval"].astype(int))
-    table = wide.melt(id_vars=["stem", "loops", "seed"], value_vars=measured, var_name="metric").dropna(subset=["value"])
+    wide = df.assign(
+        stem=df["run"].str.replace(SEED, "", regex=True), seed=seeds.astype(int), loops=df["loops_eval"].astype(int)
+    )
+    table = wide.melt(id_vars=["stem", "loops", "seed"], value_vars=measured, var_name="metric").dropna(
+        subset=["value"]
+    )
     return table.astype({"value": float}).reset_index(drop=True)
 
 
 def table_of(reference: dict) -> pd.DataFrame:
     """A reference's per-seed values back as a long seed table (what reference_from_table takes)."""
-    rows = [{"stem": SEED.sub("", run), "loops": int(loops), "seed": int(seed), "metric": metric, "value": value}
-            for run, by_loops in reference["entries"].items() for loops, per_metric in by_loops.items()
-            for metric, ref in per_metric.items() for seed, value in ref["seeds"].items()]
+    rows = [
+        {"stem": SEED.sub("", run), "loops": int(loops), "seed": int(seed), "metric": metric, "value": value}
+        for run, by_loops in reference["entries"].items()
+        for loops, per_metric in by_loops.items()
+        for metric, ref in per_metric.items()
+        for seed, value in ref["seeds"].items()
+    ]
     return pd.DataFrame(rows, columns=["stem", "loops", "metric", "seed", "value"])
 
 
@@ -78,7 +93,9 @@ def reference_from_table(table: pd.DataFrame, baseline_seed: int, k: float | Non
     the normal quantile that holds the per-row test's family-wise false-alarm rate (Bonferroni over rows)."""
     seeds = sorted(int(s) for s in table["seed"].unique())
     if len(seeds) < 2:
-        raise UserError(f"the metrics hold one seed ({seeds[0]}): tolerances need seed noise, so run the grid with seeds: [0, 1, 2]")
+        raise UserError(
+            f"the metrics hold one seed ({seeds[0]}): tolerances need seed noise, so run the grid with seeds: [0, 1, 2]"
+        )
     if baseline_seed not in seeds:
         raise UserError(f"no run with seed {baseline_seed} in the metrics: pass --baseline-seed with one of {seeds}")
     if not 0 < false_alarm_rate < 1:
@@ -103,23 +120,45 @@ def reference_from_table(table: pd.DataFrame, baseline_seed: int, k: float | Non
     for (stem, loops, metric), values in by_row.iterrows():
         center, std = float(mean[(stem, loops, metric)]), float(spread[(stem, loops, metric)])
         entries.setdefault(f"{stem}-s{baseline_seed}", {}).setdefault(str(loops), {})[metric] = {
-            "value": float(values[baseline_seed]), "mean": center, "seed_std": std,
+            "value": float(values[baseline_seed]),
+            "mean": center,
+            "seed_std": std,
             "tolerance": k * predictive * max(std, float(relative[metric]) * abs(center)),
-            "seeds": {str(s): float(values[s]) for s in seeds}}
+            "seeds": {str(s): float(values[s]) for s in seeds},
+        }
     metrics = sorted(relative.index)
-    reference = {"format": FORMAT, "directions": {m: QUALITY[m] for m in metrics}, "k": k, "seeds": seeds,
-                 "baseline_seed": baseline_seed, "false_alarm_rate": false_alarm_rate,
-                 "rms_relative_seed_std": {m: float(relative[m]) for m in metrics}, "entries": entries}
+    reference = {
+        "format": FORMAT,
+        "directions": {m: QUALITY[m] for m in metrics},
+        "k": k,
+        "seeds": seeds,
+        "baseline_seed": baseline_seed,
+        "false_alarm_rate": false_alarm_rate,
+        "rms_relative_seed_std": {m: float(relative[m]) for m in metrics},
+        "entries": entries,
+    }
     reference["detectable_shift"] = detectable_shifts(reference)
     return reference
 
 
-def build_reference(metric_files: list[str], baseline_seed: int, k: float | None, profile: str, provenance: dict,
-                    false_alarm_rate: float = 0.01, record: dict | None = None) -> dict:
+def build_reference(
+    metric_files: list[str],
+    baseline_seed: int,
+    k: float | None,
+    profile: str,
+    provenance: dict,
+    false_alarm_rate: float = 0.01,
+    record: dict | None = None,
+) -> dict:
     table = seed_table(pd.concat([read_metrics(f) for f in metric_files], ignore_index=True))
     reference = reference_from_table(table, baseline_seed, k, false_alarm_rate)
-    return {"profile": profile, **reference, "validation": validate(table, k, false_alarm_rate), "record": record or {},
-            "provenance": provenance}
+    return {
+        "profile": profile,
+        **reference,
+        "validation": validate(table, k, false_alarm_rate),
+        "record": record or {},
+        "provenance": provenance,
+    }
 
 
 # --- the two tests ------------------------------------------------------------------------------
@@ -127,8 +166,12 @@ class _Measured:
     """Lookup of a metrics table's numbers by (run, loop count, metric); None where absent."""
 
     def __init__(self, df: pd.DataFrame):
-        self.rows = {(run, int(loops)): row for (run, loops), row in df.drop_duplicates(["run", "loops_eval"])
-                     .set_index(["run", "loops_eval"]).iterrows()}
+        self.rows = {
+            (run, int(loops)): row
+            for (run, loops), row in df.drop_duplicates(["run", "loops_eval"])
+            .set_index(["run", "loops_eval"])
+            .iterrows()
+        }
 
     def __call__(self, run: str, loops: str, metric: str) -> float | None:
         row = self.rows.get((run, int(loops)))
@@ -147,10 +190,21 @@ def per_row_test(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
                 if measured is None:
                     status = "MISSING"
                 else:
-                    worse_by = measured - ref["mean"] if reference["directions"][metric] == "lower" else ref["mean"] - measured
+                    worse_by = (
+                        measured - ref["mean"] if reference["directions"][metric] == "lower" else ref["mean"] - measured
+                    )
                     status = "REGRESSED" if worse_by > ref["tolerance"] else "ok"
-                rows.append({"run": run, "loops": int(loops), "metric": metric, "seed_mean": ref["mean"],
-                             "tolerance": ref["tolerance"], "measured": measured, "status": status})
+                rows.append(
+                    {
+                        "run": run,
+                        "loops": int(loops),
+                        "metric": metric,
+                        "seed_mean": ref["mean"],
+                        "tolerance": ref["tolerance"],
+                        "measured": measured,
+                        "status": status,
+                    }
+                )
     return pd.DataFrame(rows, columns=["run", "loops", "metric", "seed_mean", "tolerance", "measured", "status"])
 
 
@@ -179,8 +233,16 @@ def _run_statistics(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
 
     def add(metric, run, ratios, per_seed, weights):
         weights = np.asarray(weights) / np.sum(weights)
-        rows.append({"metric": metric, "group": group_of(run), "run": run, "log_ratio": float(weights @ np.asarray(ratios)),
-                     "seed_var": float((weights @ np.asarray(per_seed)).var(ddof=1)), "rows": len(ratios)})
+        rows.append(
+            {
+                "metric": metric,
+                "group": group_of(run),
+                "run": run,
+                "log_ratio": float(weights @ np.asarray(ratios)),
+                "seed_var": float((weights @ np.asarray(per_seed)).var(ddof=1)),
+                "rows": len(ratios),
+            }
+        )
 
     for run, by_loops in reference["entries"].items():
         combined, metrics_of_run = ([], [], []), 0
@@ -241,9 +303,19 @@ def aggregate_test(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
             se = np.sqrt(var_sum * (1 + 1 / n_seeds)) / len(sub)  # a new seed around the mean of n_seeds seeds
             dof = var_sum**2 / (sub["seed_var"] ** 2 / (n_seeds - 1)).sum() if var_sum > 0 else np.nan
             shift = sub["log_ratio"].mean()
-            tests.append({"metric": metric, "scope": scope, "runs": len(sub), "rows": int(sub["rows"].sum()), "direction": direction,
-                          "shift": float(_relative_change(shift, direction)), "se": float(se), "dof": float(dof),
-                          "p": float(stats.t.sf(shift / se, dof)) if var_sum > 0 else np.nan})
+            tests.append(
+                {
+                    "metric": metric,
+                    "scope": scope,
+                    "runs": len(sub),
+                    "rows": int(sub["rows"].sum()),
+                    "direction": direction,
+                    "shift": float(_relative_change(shift, direction)),
+                    "se": float(se),
+                    "dof": float(dof),
+                    "p": float(stats.t.sf(shift / se, dof)) if var_sum > 0 else np.nan,
+                }
+            )
     table = pd.DataFrame(tests, columns=[*AGGREGATE_COLUMNS[:8], "direction"])
     alpha = reference["false_alarm_rate"]
     testable = table["p"].notna().to_numpy()
@@ -253,7 +325,9 @@ def aggregate_test(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
     # (Holm rejects at least what Bonferroni rejects, so this errs on the side of claiming less)
     level = alpha / max(int(testable.sum()), 1)
     detectable_log = table["se"] * (stats.t.isf(level, table["dof"]) + stats.t.ppf(POWER, table["dof"]))
-    table["detectable"] = [float(_relative_change(d, direction)) for d, direction in zip(detectable_log, table["direction"])]
+    table["detectable"] = [
+        float(_relative_change(d, direction)) for d, direction in zip(detectable_log, table["direction"])
+    ]
     table = table.drop(columns="direction")
     table["status"] = np.where(~testable, "untestable", np.where(reject, "REGRESSED", "ok"))
     return table
@@ -262,18 +336,30 @@ def aggregate_test(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
 def detectable_shifts(reference: dict) -> dict:
     """The smallest uniform relative shift each test flags: per row (when the run equals the seed mean
     moved by it), and per aggregate test (with probability POWER, given the seed spread)."""
-    baseline = pd.DataFrame([{"run": run, "loops_eval": int(loops), **{m: ref["mean"] for m, ref in per_metric.items()}}
-                             for run, by_loops in reference["entries"].items() for loops, per_metric in by_loops.items()])
+    baseline = pd.DataFrame(
+        [
+            {"run": run, "loops_eval": int(loops), **{m: ref["mean"] for m, ref in per_metric.items()}}
+            for run, by_loops in reference["entries"].items()
+            for loops, per_metric in by_loops.items()
+        ]
+    )
     per_row = {}
     for metric in reference["directions"]:
-        relative = [ref["tolerance"] / abs(ref["mean"]) for by_loops in reference["entries"].values()
-                    for per_metric in by_loops.values() for m, ref in per_metric.items() if m == metric and ref["mean"]]
+        relative = [
+            ref["tolerance"] / abs(ref["mean"])
+            for by_loops in reference["entries"].values()
+            for per_metric in by_loops.values()
+            for m, ref in per_metric.items()
+            if m == metric and ref["mean"]
+        ]
         smallest = min(relative) if relative else None
         # a higher-is-better metric cannot fall by 100% or more: no uniform shift flags a row then
         impossible = smallest is None or (reference["directions"][metric] == "higher" and smallest >= 1)
         per_row[metric] = None if impossible else float(smallest)
-    aggregate = {f"{t.metric}/{t.scope}": (None if np.isnan(t.detectable) else float(t.detectable))
-                 for t in aggregate_test(reference, baseline).itertuples()}
+    aggregate = {
+        f"{t.metric}/{t.scope}": (None if np.isnan(t.detectable) else float(t.detectable))
+        for t in aggregate_test(reference, baseline).itertuples()
+    }
     return {"per_row": per_row, "aggregate": aggregate, "power": POWER}
 
 
@@ -315,9 +401,16 @@ def check(reference: dict, df: pd.DataFrame) -> CheckResult:
         raise UserError("the reference is not one 'elt reference' writes: rebuild it with 'make reference'")
     # A reference of the first layout holds the baseline seed's values and their tolerances but no
     # per-seed values: its own per-row test only, and no aggregate test, until it is rebuilt.
-    legacy = {**reference, "entries": {run: {loops: {m: {**ref, "mean": ref["value"]} for m, ref in per_metric.items()}
-                                             for loops, per_metric in by_loops.items()}
-                                       for run, by_loops in reference["entries"].items()}}
+    legacy = {
+        **reference,
+        "entries": {
+            run: {
+                loops: {m: {**ref, "mean": ref["value"]} for m, ref in per_metric.items()}
+                for loops, per_metric in by_loops.items()
+            }
+            for run, by_loops in reference["entries"].items()
+        },
+    }
     return CheckResult(per_row_test(legacy, df), pd.DataFrame(columns=AGGREGATE_COLUMNS))
 
 
@@ -335,15 +428,22 @@ def run_record(provenance: dict) -> dict:
     """What decides the numbers of a run of the grid: its config (less where it writes and which seeds),
     device, machine and library versions."""
     config = {k: v for k, v in (provenance.get("config") or {}).items() if k not in VOLATILE_CONFIG}
-    return {"config": config, "seeds": (provenance.get("config") or {}).get("seeds"), "device": provenance.get("device"),
-            "machine": provenance.get("machine"), "versions": provenance.get("versions")}
+    return {
+        "config": config,
+        "seeds": (provenance.get("config") or {}).get("seeds"),
+        "device": provenance.get("device"),
+        "machine": provenance.get("machine"),
+        "versions": provenance.get("versions"),
+    }
 
 
 def record_differences(reference_record: dict, measured: dict) -> list[str]:
     """Why a measured run is not an exact repeat of the reference's set-up ([] when it is)."""
     if not reference_record:
         return ["the reference records no set-up"]
-    differences = [key for key in ("config", "device", "machine", "versions") if reference_record.get(key) != measured.get(key)]
+    differences = [
+        key for key in ("config", "device", "machine", "versions") if reference_record.get(key) != measured.get(key)
+    ]
     if not set(measured.get("seeds") or []) <= set(reference_record.get("seeds") or []):
         differences.append("seeds")
     return differences
@@ -352,10 +452,13 @@ def record_differences(reference_record: dict, measured: dict) -> list[str]:
 def changed_numbers(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
     """Every number of the baseline seed's rows that differs at all from the reference."""
     measured_value = _Measured(df)
-    rows = [{"run": run, "loops": int(loops), "metric": metric, "reference": ref["value"], "measured": measured}
-            for run, by_loops in reference["entries"].items() for loops, per_metric in by_loops.items()
-            for metric, ref in per_metric.items()
-            if (measured := measured_value(run, loops, metric)) is not None and measured != ref["value"]]
+    rows = [
+        {"run": run, "loops": int(loops), "metric": metric, "reference": ref["value"], "measured": measured}
+        for run, by_loops in reference["entries"].items()
+        for loops, per_metric in by_loops.items()
+        for metric, ref in per_metric.items()
+        if (measured := measured_value(run, loops, metric)) is not None and measured != ref["value"]
+    ]
     return pd.DataFrame(rows, columns=["run", "loops", "metric", "reference", "measured"])
 
 
@@ -374,7 +477,11 @@ def validate(table: pd.DataFrame, k: float | None, false_alarm_rate: float, plan
         baseline = min(s for s in seeds if s != left_out)
         reference = reference_from_table(rest, baseline, k, false_alarm_rate)
         # the left-out seed's rows, named as the reference's baseline runs
-        own = table[table["seed"] == left_out].pivot_table(index=["stem", "loops"], columns="metric", values="value").reset_index()
+        own = (
+            table[table["seed"] == left_out]
+            .pivot_table(index=["stem", "loops"], columns="metric", values="value")
+            .reset_index()
+        )
         frame = own.assign(run=own["stem"] + f"-s{baseline}", loops_eval=own["loops"])
         clean = check(reference, frame)
         by_metric = {}
@@ -382,13 +489,24 @@ def validate(table: pd.DataFrame, k: float | None, false_alarm_rate: float, plan
             metric, scope = test.split("/")
             if scope == "all" and shift is not None:
                 planted = check(reference, shifted(frame, shift, None if metric == COMBINED else [metric]))
-                by_metric[metric] = {"shift": shift, "flagged": not planted.passed, "aggregate_flagged": flagged_tests(planted)}
+                by_metric[metric] = {
+                    "shift": shift,
+                    "flagged": not planted.passed,
+                    "aggregate_flagged": flagged_tests(planted),
+                }
         uniform = check(reference, shifted(frame, planted_shift))
-        results.append({
-            "left_out_seed": left_out, "reference_seeds": [s for s in seeds if s != left_out],
-            "clean": {"rows_flagged": len(clean.bad_rows), "aggregate_flagged": flagged_tests(clean)},
-            "detectable_shift_planted": by_metric,
-            "uniform_shift": {"shift": planted_shift, "rows_flagged": len(uniform.bad_rows),
-                              "aggregate_flagged": flagged_tests(uniform), "flagged": not uniform.passed},
-        })
+        results.append(
+            {
+                "left_out_seed": left_out,
+                "reference_seeds": [s for s in seeds if s != left_out],
+                "clean": {"rows_flagged": len(clean.bad_rows), "aggregate_flagged": flagged_tests(clean)},
+                "detectable_shift_planted": by_metric,
+                "uniform_shift": {
+                    "shift": planted_shift,
+                    "rows_flagged": len(uniform.bad_rows),
+                    "aggregate_flagged": flagged_tests(uniform),
+                    "flagged": not uniform.passed,
+                },
+            }
+        )
     return results

@@ -7,6 +7,7 @@ baselines (unshared N*L layers, shallow N layers) have a single depth. The profi
 (a list of {group, plans}: schedules and early-exit rules, elt.methods.schedule) are sampled on the group's
 ELT runs too.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,10 @@ def group_name(run_cfg: dict) -> str:
 
 def codec_paths(work: str, dataset: str) -> dict:
     """Where the pipeline puts a dataset's tokenizer and its pre-tokenized training split."""
-    return {"tokenizer": f"{work}/tokenizers/{dataset}/tokenizer.pt", "tokens": f"{work}/tokenizers/{dataset}/train_tokens.npz"}
+    return {
+        "tokenizer": f"{work}/tokenizers/{dataset}/tokenizer.pt",
+        "tokens": f"{work}/tokenizers/{dataset}/train_tokens.npz",
+    }
 
 
 STREAMED = ("imagenet",)  # data sets a profile never loads whole: runs train from pre-encoded shards
@@ -58,10 +62,16 @@ def _members(profile: dict):
         if not GROUP_NAME.match(name):
             raise UserError(f"grid group name {name!r} may hold only letters, digits, '_' and '.': rename it")
         if dataset not in profile["datasets"]:
-            raise UserError(f"grid group {name!r} uses dataset {dataset!r}, which is not under datasets: "
-                            f"use one of {', '.join(profile['datasets'])}")
-        settings = {"dataset": dataset, "num_samples": group.get("num_samples", profile["metrics"]["num_samples"]),
-                    "extra_loops": group.get("extra_loops", profile["extra_loops"]), "anytime": group.get("anytime", True)}
+            raise UserError(
+                f"grid group {name!r} uses dataset {dataset!r}, which is not under datasets: "
+                f"use one of {', '.join(profile['datasets'])}"
+            )
+        settings = {
+            "dataset": dataset,
+            "num_samples": group.get("num_samples", profile["metrics"]["num_samples"]),
+            "extra_loops": group.get("extra_loops", profile["extra_loops"]),
+            "anytime": group.get("anytime", True),
+        }
         codec, kind = {}, group.get("codec", "pixels")
         if isinstance(kind, dict):  # a pretrained codec from a local path; streamed data sets train from its shards
             codec = dict(kind)
@@ -69,13 +79,23 @@ def _members(profile: dict):
                 codec["shards"] = shard_folder(profile["work"], dataset, codec)
         elif kind == "vq":
             if dataset not in profile.get("tokenizers", {}):
-                raise UserError(f"grid group {name!r} asks for codec vq but tokenizers has no entry {dataset!r}: add its settings")
+                raise UserError(
+                    f"grid group {name!r} asks for codec vq but tokenizers has no entry {dataset!r}: add its settings"
+                )
             codec = codec_paths(profile["work"], dataset)
         for family in group["families"]:
             for seed in profile["seeds"]:
-                base = config.merge(group["run"], {"model": {"family": family}, "data": profile["datasets"][dataset],
-                                                    "codec": codec, "seed": seed, "train": {"threads": profile["threads"]},
-                                                    "runtime": profile.get("runtime") or {}})
+                base = config.merge(
+                    group["run"],
+                    {
+                        "model": {"family": family},
+                        "data": profile["datasets"][dataset],
+                        "codec": codec,
+                        "seed": seed,
+                        "train": {"threads": profile["threads"]},
+                        "runtime": profile.get("runtime") or {},
+                    },
+                )
                 model = config.merge(config.ModelConfig().__dict__, base.get("model", {}))
                 run = run_name(name, family, model["width"], model["n_unique"], model["loops"], seed)
                 try:
@@ -106,8 +126,11 @@ def eval_loops(run: dict, extra_loops: list[int], anytime: bool = True) -> list[
 
 def targets(profile: dict) -> list[tuple[str, int]]:
     """Every (run, loop count) the pipeline samples and evaluates."""
-    return [(run, loops) for run, settings, cfg in _members(profile)
-            for loops in eval_loops(cfg, settings["extra_loops"], settings["anytime"])]
+    return [
+        (run, loops)
+        for run, settings, cfg in _members(profile)
+        for loops in eval_loops(cfg, settings["extra_loops"], settings["anytime"])
+    ]
 
 
 def loop_plans(profile: dict) -> dict[str, dict[str, str]]:
@@ -115,7 +138,10 @@ def loop_plans(profile: dict) -> dict[str, dict[str, str]]:
     groups, plans = {group["name"] for group in profile["grid"]}, {}
     for entry in profile.get("loop_plans") or []:
         if entry["group"] not in groups:
-            raise UserError(f"loop_plans names grid group {entry['group']!r}, which the grid lacks: use one of {', '.join(sorted(groups))}")
+            raise UserError(
+                f"loop_plans names grid group {entry['group']!r}, which the grid lacks: use one of "
+                f"{', '.join(sorted(groups))}"
+            )
         if entry["group"] in plans:
             raise UserError(f"loop_plans lists group {entry['group']!r} twice: merge its plans into one entry")
         plans[entry["group"]] = entry["plans"]

@@ -1,5 +1,6 @@
 """Where a pipeline run's time went, from Snakemake's own log: job-seconds per rule and per part of the
 grid, and the training speed of the machine during the run."""
+
 from __future__ import annotations
 
 import json
@@ -21,32 +22,45 @@ def job_seconds(log_text: str) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """From a Snakemake log (.snakemake/log/*.snakemake.log): (per rule: jobs, job-seconds, share),
     (per job: rule, wildcards, start, seconds; longest first), and the wall time from the first job's
     start to the last job's end. Snakemake stamps whole seconds."""
+
     def parse(stamp):
         return datetime.strptime(" ".join(stamp.split()), "%a %b %d %H:%M:%S %Y")
+
     started = {}
     for m in _START.finditer(log_text):
         job, wildcards = re.search(r"    jobid: (\d+)", m.group(3)), re.search(r"    wildcards: (.*)", m.group(3))
         if job:
             started[int(job.group(1))] = (m.group(2), wildcards.group(1) if wildcards else "", parse(m.group(1)))
     finished = {int(m.group(2)): parse(m.group(1)) for m in _FINISH.finditer(log_text)}
-    rows = [{"rule": rule, "wildcards": wildcards, "start": start, "seconds": (finished[job] - start).total_seconds()}
-            for job, (rule, wildcards, start) in started.items() if job in finished and rule != "all"]
+    rows = [
+        {"rule": rule, "wildcards": wildcards, "start": start, "seconds": (finished[job] - start).total_seconds()}
+        for job, (rule, wildcards, start) in started.items()
+        if job in finished and rule != "all"
+    ]
     if not rows:
-        raise UserError("the log holds no finished job: pass a Snakemake log of a run that executed jobs (.snakemake/log/)")
+        raise UserError(
+            "the log holds no finished job: pass a Snakemake log of a run that executed jobs (.snakemake/log/)"
+        )
     jobs = pd.DataFrame(rows)
     wall = (max(finished.values()) - jobs["start"].min()).total_seconds()
-    return _tally(jobs, "rule"), jobs.sort_values("seconds", ascending=False, kind="stable").reset_index(drop=True), wall
+    return (
+        _tally(jobs, "rule"),
+        jobs.sort_values("seconds", ascending=False, kind="stable").reset_index(drop=True),
+        wall,
+    )
 
 
 def job_seconds_by_part(jobs: pd.DataFrame) -> pd.DataFrame:
     """Per part of the grid (a grid group's runs, evaluations and throughput timing; a dataset's
     reference and classifier, shared by the groups on it; the whole grid's aggregation): jobs and
     job-seconds, what leaving that part out of a profile would save."""
+
     def part(wildcards: str) -> str:
         fields = dict(item.split("=", 1) for item in wildcards.split(", ") if "=" in item)
         if "run" in fields or "group" in fields:  # run and group names both start with the grid group
             return "group " + group_of(fields.get("run") or fields["group"])
         return f"dataset {fields['dataset']}" if "dataset" in fields else "whole grid"
+
     return _tally(jobs.assign(part=jobs["wildcards"].map(part)), "part")
 
 

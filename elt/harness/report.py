@@ -3,6 +3,7 @@
 metrics.csv has one row per (run, loop count); every plot is saved with the tidy CSV it was drawn
 from, so a figure can be checked or redrawn without rerunning anything.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,12 +24,41 @@ from elt.sample import clip_strip, load_samples
 
 # Quality metrics and their good direction. Image rows carry fid, fd_domain and kid; video rows fvd
 # and fvd_domain (the other modality's columns are empty); class_accuracy is measured on both.
-QUALITY = {"fid": "lower", "fd_domain": "lower", "kid": "lower", "fvd": "lower", "fvd_domain": "lower", "class_accuracy": "higher"}
+QUALITY = {
+    "fid": "lower",
+    "fd_domain": "lower",
+    "kid": "lower",
+    "fvd": "lower",
+    "fvd_domain": "lower",
+    "class_accuracy": "higher",
+}
 INTERVALS = [f"{m}{end}" for m in ("fid", "fd_domain", "fvd", "fvd_domain") for end in ("", "_ci_low", "_ci_high")]
 COLUMNS = [
-    "run", "group", "family", "generator", "modality", "dataset", "width", "n_unique", "loops_train", "loops_eval", "depth",
-    "unique_params", "total_params", "gflops_per_forward", "gflops_per_sample", "sampling_steps", "guidance",
-    "samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd", "seed",
+    "run",
+    "group",
+    "family",
+    "generator",
+    "modality",
+    "dataset",
+    "width",
+    "n_unique",
+    "loops_train",
+    "loops_eval",
+    "depth",
+    "unique_params",
+    "total_params",
+    "gflops_per_forward",
+    "gflops_per_sample",
+    "sampling_steps",
+    "guidance",
+    "samples_per_second",
+    *INTERVALS,
+    "kid",
+    "class_accuracy",
+    "n_samples",
+    "n_fid",
+    "n_fvd",
+    "seed",
 ]
 
 
@@ -43,20 +73,60 @@ def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFram
     for e in evals:
         cfg, d = described[e["run"]]
         loops = e["loops_eval"]
-        rows.append({
-            **{k: d[k] for k in ("run", "family", "generator", "modality", "width", "n_unique", "loops_train",
-                                  "unique_params", "total_params", "sampling_steps", "guidance")},
-            "group": group_name(cfg), "dataset": cfg["data"]["dataset"], "loops_eval": loops, "depth": d["n_unique"] * loops,
-            "gflops_per_forward": d["gflops_per_forward"][loops], "gflops_per_sample": d["gflops_per_sample"][loops],
-            **{k: e.get(k) for k in ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")},
-            "seed": cfg["seed"],
-        })
+        rows.append(
+            {
+                **{
+                    k: d[k]
+                    for k in (
+                        "run",
+                        "family",
+                        "generator",
+                        "modality",
+                        "width",
+                        "n_unique",
+                        "loops_train",
+                        "unique_params",
+                        "total_params",
+                        "sampling_steps",
+                        "guidance",
+                    )
+                },
+                "group": group_name(cfg),
+                "dataset": cfg["data"]["dataset"],
+                "loops_eval": loops,
+                "depth": d["n_unique"] * loops,
+                "gflops_per_forward": d["gflops_per_forward"][loops],
+                "gflops_per_sample": d["gflops_per_sample"][loops],
+                **{
+                    k: e.get(k)
+                    for k in ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")
+                },
+                "seed": cfg["seed"],
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS).sort_values(["group", "family", "loops_eval"]).reset_index(drop=True)
 
 
 PLAN_COLUMNS = [
-    "run", "group", "family", "generator", "modality", "loops_train", "plan", "plan_name", "gflops_per_sample", "loops_used_mean",
-    "loops_used_per_step", "samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd", "seed",
+    "run",
+    "group",
+    "family",
+    "generator",
+    "modality",
+    "loops_train",
+    "plan",
+    "plan_name",
+    "gflops_per_sample",
+    "loops_used_mean",
+    "loops_used_per_step",
+    "samples_per_second",
+    *INTERVALS,
+    "kid",
+    "class_accuracy",
+    "n_samples",
+    "n_fid",
+    "n_fvd",
+    "seed",
 ]
 
 
@@ -68,27 +138,44 @@ def plan_table(eval_files: list[str], run_configs: dict[str, dict]) -> pd.DataFr
     for path in eval_files:
         e = json.loads(Path(path).read_text())
         cfg, sampling = run_configs[e["run"]], e["protocol"]["sampling"]
-        rows.append({
-            "run": e["run"], "group": group_name(cfg), "family": cfg["model"]["family"], "generator": cfg["model"]["generator"],
-            "modality": e["modality"], "loops_train": cfg["model"]["loops"], "plan": e["loops_eval"],
-            "plan_name": Path(path).stem.removeprefix("P_"),  # the pipeline's file name of the plan
-            "gflops_per_sample": sampling["gflops_per_sample"], "loops_used_mean": sampling["loops_used_mean"],
-            "loops_used_per_step": " ".join(f"{v:.2f}" for v in sampling["loops_used_per_step"]),
-            **{k: e.get(k) for k in ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")},
-            "seed": cfg["seed"],
-        })
+        rows.append(
+            {
+                "run": e["run"],
+                "group": group_name(cfg),
+                "family": cfg["model"]["family"],
+                "generator": cfg["model"]["generator"],
+                "modality": e["modality"],
+                "loops_train": cfg["model"]["loops"],
+                "plan": e["loops_eval"],
+                "plan_name": Path(path).stem.removeprefix("P_"),  # the pipeline's file name of the plan
+                "gflops_per_sample": sampling["gflops_per_sample"],
+                "loops_used_mean": sampling["loops_used_mean"],
+                "loops_used_per_step": " ".join(f"{v:.2f}" for v in sampling["loops_used_per_step"]),
+                **{
+                    k: e.get(k)
+                    for k in ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")
+                },
+                "seed": cfg["seed"],
+            }
+        )
     return pd.DataFrame(rows, columns=PLAN_COLUMNS).sort_values(["group", "plan"]).reset_index(drop=True)
 
 
-def write_table(df: pd.DataFrame, csv_path: str, json_path: str, provenance_path: str, eval_files: list[str], provenance: dict) -> None:
+def write_table(
+    df: pd.DataFrame, csv_path: str, json_path: str, provenance_path: str, eval_files: list[str], provenance: dict
+) -> None:
     """metrics.csv; metrics.json (numbers only, what `dvc metrics` shows); provenance.json (how)."""
     with atomic_path(csv_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     headline = {}
     for row in df.itertuples():
-        headline.setdefault(row.run, {})[f"L{row.loops_eval}"] = {k: float(getattr(row, k)) for k in QUALITY if pd.notna(getattr(row, k))}
+        headline.setdefault(row.run, {})[f"L{row.loops_eval}"] = {
+            k: float(getattr(row, k)) for k in QUALITY if pd.notna(getattr(row, k))
+        }
     write_json(json_path, headline)
-    protocols = {Path(f).parent.name + "/" + Path(f).stem: json.loads(Path(f).read_text())["protocol"] for f in eval_files}
+    protocols = {
+        Path(f).parent.name + "/" + Path(f).stem: json.loads(Path(f).read_text())["protocol"] for f in eval_files
+    }
     write_json(provenance_path, {**provenance, "protocols": protocols})
 
 
@@ -129,7 +216,9 @@ def _save_plot(fig, png: Path, table: pd.DataFrame) -> None:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
 
 
-def plot_pareto(df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path, plans: pd.DataFrame | None = None) -> None:
+def plot_pareto(
+    df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path, plans: pd.DataFrame | None = None
+) -> None:
     """One panel per (generator, modality): the modality's primary metric against x, frontier marked;
     plans (loop_plans.csv rows) add the loop schedules and early-exit rules as stars beside the fixed-L
     points (on the frontier's x = GFLOPs per sample; they are not part of the frontier)."""
@@ -148,16 +237,31 @@ def plot_pareto(df: pd.DataFrame, x: str, metrics: dict[str, str], png: Path, pl
         if not planned.empty:
             ax.scatter(planned[x], planned["value"], marker="*", s=160, color="crimson", label="ELT loop plan")
             for row in planned.itertuples():
-                ax.annotate(row.loops_eval, (getattr(row, x), row.value), fontsize=6, color="crimson", xytext=(3, -9), textcoords="offset points")
+                ax.annotate(
+                    row.loops_eval,
+                    (getattr(row, x), row.value),
+                    fontsize=6,
+                    color="crimson",
+                    xytext=(3, -9),
+                    textcoords="offset points",
+                )
         front = part[part["on_frontier"]].sort_values(x)
         ax.step(front[x], front["value"], where="post", color="grey", lw=1, ls="--")
         ax.scatter(front[x], front["value"], s=220, facecolors="none", edgecolors="k", lw=1, label="Pareto frontier")
         for row in fixed[fixed["family"].isin(["elt", "looped"])].itertuples():
-            ax.annotate(f"L{row.loops_eval}", (getattr(row, x), row.value), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"L{row.loops_eval}",
+                (getattr(row, x), row.value),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xscale("log")
         ticks = sorted(fixed[x].unique())  # label the models' own sizes: they span less than a decade
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xticks(ticks, [f"{t / 1e3:.0f}k" if x == "unique_params" else f"{t:.3g}" for t in ticks], rotation=45, fontsize=7)
+        ax.set_xticks(
+            ticks, [f"{t / 1e3:.0f}k" if x == "unique_params" else f"{t:.3g}" for t in ticks], rotation=45, fontsize=7
+        )
         ax.set_ylabel(metrics[kind])
         ax.set_title(f"{generator} ({kind}): {metrics[kind]} vs {x}")
         ax.legend(fontsize=7)
@@ -169,8 +273,21 @@ def plot_anytime(df: pd.DataFrame, metrics: dict[str, str], png: Path) -> None:
     """One panel per comparison group: quality against loops at inference, baselines as lines."""
     matplotlib.use("Agg")
 
-    table = primary(df, metrics)[["run", "group", "generator", "modality", "family", "loops_train", "loops_eval", "metric",
-                                  "value", "ci_low", "ci_high"]]
+    table = primary(df, metrics)[
+        [
+            "run",
+            "group",
+            "generator",
+            "modality",
+            "family",
+            "loops_train",
+            "loops_eval",
+            "metric",
+            "value",
+            "ci_low",
+            "ci_high",
+        ]
+    ]
     groups = sorted(table["group"].unique())
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
     for ax, group in zip(axes[0], groups):
@@ -198,13 +315,14 @@ def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -
     """One column per loop count, one row per class (the first sample of each), as the paper's Fig. 1."""
     matplotlib.use("Agg")
 
-
     loops = sorted(sample_files)
     loaded = {loop: load_samples(sample_files[loop]) for loop in loops}
     frames = loaded[loops[0]][0].shape[1]
     # an image is a 1-inch square; a clip is a strip of its frames, half an inch each
     width, height = (1.0, 1.0) if frames == 1 else (0.5 * frames, 0.6)
-    fig, axes = plt.subplots(per_column, len(loops), figsize=(width * len(loops) + 0.5, height * per_column), squeeze=False)
+    fig, axes = plt.subplots(
+        per_column, len(loops), figsize=(width * len(loops) + 0.5, height * per_column), squeeze=False
+    )
     rows = []
     for j, loop in enumerate(loops):
         samples, labels, meta = loaded[loop]

@@ -1,4 +1,5 @@
 """Logging for the Snakemake scripts in workflow/scripts: a job's output and errors go to its rule's log file."""
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ a config value), the loss is w(logSNR) * ||eps_hat - eps||^2 with w = sigmoid(bi
 (Kingma & Gao's sigmoid weighting), so the weighting means the same thing for every target. ILSD's
 distillation term uses the same weighted MSE between student and stop-gradient teacher.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,16 @@ def expand(v: torch.Tensor, like: torch.Tensor):
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
-def sample_loop(predict, shape, steps: int, sampler: str, dc: DiffusionConfig, gen: torch.Generator, clip: bool = True,
-                device: torch.device | str = "cpu"):
+def sample_loop(
+    predict,
+    shape,
+    steps: int,
+    sampler: str,
+    dc: DiffusionConfig,
+    gen: torch.Generator,
+    clip: bool = True,
+    device: torch.device | str = "cpu",
+):
     """Run the sampler from pure noise at t=1 to t=0; predict(z, t) -> (x0_hat, eps_hat).
 
     DDIM: z_s = alpha_s x0 + sigma_s eps_hat (deterministic). DDPM: a draw from q(z_s | z_t, x0_hat).
@@ -90,11 +99,24 @@ class DiffusionGenerator:
         t, h, ww = self.codec.spatial
         patch = (m.patch_time if t > 1 else 1, m.patch_size, m.patch_size)
         if t % patch[0] or h % patch[1] or ww % patch[2]:
-            raise UserError(f"patch (time {patch[0]}, side {patch[1]}) does not divide the {t}x{h}x{ww} input: "
-                            "pick divisors for model.patch_time and model.patch_size")
+            raise UserError(
+                f"patch (time {patch[0]}, side {patch[1]}) does not divide the {t}x{h}x{ww} input: "
+                "pick divisors for model.patch_time and model.patch_size"
+            )
         grid = (t // patch[0], h // patch[1], ww // patch[2])
-        return NetConfig("diffusion", w.dim, w.heads, w.mlp_ratio, n_unique, loops, grid, num_classes,
-                         in_channels=self.codec.channels, patch=patch, activation=self.cfg.model.activation)
+        return NetConfig(
+            "diffusion",
+            w.dim,
+            w.heads,
+            w.mlp_ratio,
+            n_unique,
+            loops,
+            grid,
+            num_classes,
+            in_channels=self.codec.channels,
+            patch=patch,
+            activation=self.cfg.model.activation,
+        )
 
     # --- training -------------------------------------------------------------------------------
     def training_inputs(self, batch, gen):
@@ -104,8 +126,15 @@ class DiffusionGenerator:
         eps = torch.randn(x.shape, generator=gen).to(x.device)
         logsnr = logsnr_schedule(t, self.dc)
         alpha, sigma = alpha_sigma(expand(logsnr, x))
-        return {"z": alpha * x + sigma * eps, "t": t, "labels": labels, "eps": eps, "alpha": alpha, "sigma": sigma,
-                "weight": loss_weight(logsnr, self.dc)}
+        return {
+            "z": alpha * x + sigma * eps,
+            "t": t,
+            "labels": labels,
+            "eps": eps,
+            "alpha": alpha,
+            "sigma": sigma,
+            "weight": loss_weight(logsnr, self.dc),
+        }
 
     def forward(self, net, inputs, exits):
         return net(inputs["z"], inputs["labels"], inputs["t"], exits=exits)
@@ -123,32 +152,47 @@ class DiffusionGenerator:
         return self._weighted_mse(self._eps(student, inputs), self._eps(teacher, inputs), inputs)
 
     # --- sampling -------------------------------------------------------------------------------
-    def sample(self, net, labels: torch.Tensor, loops, gen: torch.Generator, loops_used: list | None = None) -> torch.Tensor:
+    def sample(
+        self, net, labels: torch.Tensor, loops, gen: torch.Generator, loops_used: list | None = None
+    ) -> torch.Tensor:
         """loops: an int, a LoopSchedule (a loop count per denoising step) or an EarlyExit rule; the loops
         each sample ran at each step are appended to loops_used (one (B,) tensor per step) when given."""
         with torch.no_grad():  # not a decorator: mutmut (make mutants) skips decorated functions
             scale, (t, h, w) = self.dc.guidance, self.codec.spatial
             null = torch.full_like(labels, net.null_class)
-            per_step = loops.per_step(self.dc.sampling_steps) if isinstance(loops, LoopSchedule) else [loops] * self.dc.sampling_steps
+            per_step = (
+                loops.per_step(self.dc.sampling_steps)
+                if isinstance(loops, LoopSchedule)
+                else [loops] * self.dc.sampling_steps
+            )
             steps_done = []
 
             def predict(z, t_b):
                 step = per_step[len(steps_done)]
                 if isinstance(step, EarlyExit):
-                    inputs, conds, times, copies = (z, labels, t_b, 1) if scale == 1.0 else \
-                        (torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), 2)
-                    out, used = net.early_exit(inputs, conds, times, step, lambda o: guide(o, scale), relative_change, copies)
+                    inputs, conds, times, copies = (
+                        (z, labels, t_b, 1)
+                        if scale == 1.0
+                        else (torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), 2)
+                    )
+                    out, used = net.early_exit(
+                        inputs, conds, times, step, lambda o: guide(o, scale), relative_change, copies
+                    )
                 elif scale == 1.0:
                     out, used = net(z, labels, t_b, loops=step), torch.full((len(labels),), step, device=z.device)
                 else:
-                    out = guide(net(torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), loops=step), scale)
+                    out = guide(
+                        net(torch.cat([z, z]), torch.cat([labels, null]), torch.cat([t_b, t_b]), loops=step), scale
+                    )
                     used = torch.full((len(labels),), step, device=z.device)
                 steps_done.append(used)
                 alpha, sigma = alpha_sigma(expand(logsnr_schedule(t_b, self.dc), z))
                 return to_x0_eps(out, z, alpha, sigma, self.dc.target)
 
             shape = (len(labels), self.codec.channels, t, h, w)
-            samples = sample_loop(predict, shape, self.dc.sampling_steps, self.dc.sampler, self.dc, gen, device=labels.device)
+            samples = sample_loop(
+                predict, shape, self.dc.sampling_steps, self.dc.sampler, self.dc, gen, device=labels.device
+            )
             if loops_used is not None:
                 loops_used.extend(steps_done)
             return samples

@@ -8,6 +8,7 @@ iteration uniformly from [L_min, L_max). With lam decaying linearly from 1 to 0 
 Vanilla looped (family "looped") and the unshared/shallow baselines train on GT(teacher) alone.
 The generator (masked or diffusion) supplies GT and DIST; this module knows nothing of either.
 """
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Tokens come from a codec (pixel levels on digits; a learned or pretrained tokeni
 The network is looped inside every decoding step; the sampler itself is unchanged. Each step may run
 its own loop count (elt.methods.schedule), or stop looping each sample early.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,18 @@ class MaskedGenerator:
 
     def net_config(self, num_classes: int, n_unique: int, loops: int) -> NetConfig:
         w = width(self.cfg.model.width)
-        return NetConfig("masked", w.dim, w.heads, w.mlp_ratio, n_unique, loops, self.codec.grid, num_classes,
-                         vocab_size=self.codec.vocab_size, activation=self.cfg.model.activation)
+        return NetConfig(
+            "masked",
+            w.dim,
+            w.heads,
+            w.mlp_ratio,
+            n_unique,
+            loops,
+            self.codec.grid,
+            num_classes,
+            vocab_size=self.codec.vocab_size,
+            activation=self.cfg.model.activation,
+        )
 
     # --- training -------------------------------------------------------------------------------
     def training_inputs(self, batch, gen):
@@ -62,8 +73,11 @@ class MaskedGenerator:
         """-> (logits (B, S, V), loops used (B,)); loops: an int, or an EarlyExit rule."""
         scale = self.cfg.masked.guidance
         if isinstance(loops, EarlyExit):
-            inputs, conds, copies = (tokens, labels, 1) if scale == 1.0 else \
-                (torch.cat([tokens, tokens]), torch.cat([labels, torch.full_like(labels, net.null_class)]), 2)
+            inputs, conds, copies = (
+                (tokens, labels, 1)
+                if scale == 1.0
+                else (torch.cat([tokens, tokens]), torch.cat([labels, torch.full_like(labels, net.null_class)]), 2)
+            )
             return net.early_exit(inputs, conds, None, loops, lambda out: guide(out, scale), token_divergence, copies)
         used = torch.full((len(labels),), loops, device=labels.device)
         if scale == 1.0:
@@ -71,7 +85,9 @@ class MaskedGenerator:
         null = torch.full_like(labels, net.null_class)
         return guide(net(torch.cat([tokens, tokens]), torch.cat([labels, null]), loops=loops), scale), used
 
-    def sample(self, net, labels: torch.Tensor, loops, gen: torch.Generator, loops_used: list | None = None) -> torch.Tensor:
+    def sample(
+        self, net, labels: torch.Tensor, loops, gen: torch.Generator, loops_used: list | None = None
+    ) -> torch.Tensor:
         """loops: an int, a LoopSchedule (a loop count per decoding step) or an EarlyExit rule; the loops
         each sample ran at each step are appended to loops_used (one (B,) tensor per step) when given."""
         with torch.no_grad():  # not a decorator: mutmut (make mutants) skips decorated functions
@@ -87,15 +103,21 @@ class MaskedGenerator:
                     loops_used.append(used)
                 probs = F.softmax(logits.float() / temperature, -1)  # (B, S, V)
                 # draws on the CPU from the seeded generator: the same tokens on every device
-                sampled = torch.multinomial(probs.flatten(0, 1).cpu(), 1, generator=gen).view_as(tokens).to(tokens.device)
+                sampled = (
+                    torch.multinomial(probs.flatten(0, 1).cpu(), 1, generator=gen).view_as(tokens).to(tokens.device)
+                )
                 unknown = tokens == mask_id
                 sampled = torch.where(unknown, sampled, tokens)
                 confidence = torch.log(torch.gather(probs, -1, sampled[..., None])[..., 0].clamp_min(1e-30))
-                gumbel = -torch.log(-torch.log(torch.rand(tokens.shape, generator=gen).clamp(1e-20, 1 - 1e-7))).to(tokens.device)
+                gumbel = -torch.log(-torch.log(torch.rand(tokens.shape, generator=gen).clamp(1e-20, 1 - 1e-7))).to(
+                    tokens.device
+                )
                 confidence = confidence + mc.remask_noise * (1 - ratio) * gumbel
                 confidence = torch.where(unknown, confidence, torch.inf)  # decided tokens stay decided
                 n_next = math.floor(s * math.cos(math.pi / 2 * ratio))  # cosine unmasking schedule
-                n_next = torch.minimum(torch.tensor(n_next, device=tokens.device), unknown.sum(1) - 1).clamp(min=0)  # >= 1 new token a step
+                n_next = torch.minimum(torch.tensor(n_next, device=tokens.device), unknown.sum(1) - 1).clamp(
+                    min=0
+                )  # >= 1 new token a step
                 remask = confidence.argsort(1).argsort(1) < n_next[:, None]
                 tokens = torch.where(remask, mask_id, sampled)
             return tokens

@@ -13,6 +13,7 @@ threshold between consecutive loops (elt.models.looped.LoopedNetwork.early_exit)
 A profile's `loop_plans` write it as `exit THRESHOLD` (L_min..L_max = 1..the trained L) or
 `exit THRESHOLD LMIN-LMAX`.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,8 @@ FORMS = "use 4, 'linear 1->4', 'step 1@0.5,4' or a list like 1,2,2,4"
 @dataclass(frozen=True)
 class LoopSchedule:
     text: str
-    kind: str                  # fixed | linear | step | list
-    values: tuple              # fixed: (L,); linear: (start, end); step: ((L, until_fraction), ..., (L, 1.0)); list: (L, ...)
+    kind: str  # fixed | linear | step | list
+    values: tuple  # fixed: (L,); linear: (start, end); step: ((L, until_fraction), ..., (L, 1.0)); list: (L, ...)
 
     def per_step(self, steps: int) -> list[int]:
         if self.kind == "fixed":
@@ -39,8 +40,10 @@ class LoopSchedule:
         if self.kind == "step":
             return [next(loops for loops, until in self.values if k / steps < until) for k in range(steps)]
         if len(self.values) != steps:
-            raise UserError(f"loop schedule {self.text!r} lists {len(self.values)} loop counts for {steps} sampling steps: "
-                            "give one per step")
+            raise UserError(
+                f"loop schedule {self.text!r} lists {len(self.values)} loop counts for {steps} sampling steps: "
+                "give one per step"
+            )
         return list(self.values)
 
     @property
@@ -76,8 +79,15 @@ def parse_schedule(spec) -> LoopSchedule:
                 raise UserError(f"loop schedule {spec!r}: {piece!r} needs L@fraction, e.g. 1@0.5; {FORMS}") from None
             values.append((_loops(loops, spec), fraction))
         fractions = [f for _, f in values]
-        if not fractions or fractions != sorted(fractions) or not all(0 < f < 1 for f in fractions) or "@" in pieces[-1]:
-            raise UserError(f"loop schedule {spec!r}: fractions must rise within (0, 1) and the last piece be a bare L; {FORMS}")
+        if (
+            not fractions
+            or fractions != sorted(fractions)
+            or not all(0 < f < 1 for f in fractions)
+            or "@" in pieces[-1]
+        ):
+            raise UserError(
+                f"loop schedule {spec!r}: fractions must rise within (0, 1) and the last piece be a bare L; {FORMS}"
+            )
         return LoopSchedule(text, "step", (*values, (_loops(pieces[-1], spec), 1.0)))
     if "," in text:
         return LoopSchedule(text, "list", tuple(_loops(v, spec) for v in text.split(",")))
@@ -88,6 +98,7 @@ def parse_schedule(spec) -> LoopSchedule:
 class EarlyExit:
     """Exit a sample at the first L in [l_min, l_max] whose output changed less than `threshold` since
     loop L-1 (loop 0: the head on the embeddings): 0 never exits early (= L_max), inf exits at L_min."""
+
     threshold: float
     l_min: int
     l_max: int
@@ -115,7 +126,10 @@ def parse_plan(spec, l_max: int) -> LoopSchedule | EarlyExit:
     except ValueError:
         threshold = None
     if threshold is None:
-        raise UserError(f"loop plan {spec!r} is invalid: write early exit as 'exit 0.05' or 'exit 0.05 1-4', schedules as {FORMS[4:]}")
+        raise UserError(
+            f"loop plan {spec!r} is invalid: write early exit as 'exit 0.05' or 'exit 0.05 1-4', schedules as "
+            f"{FORMS[4:]}"
+        )
     return EarlyExit(threshold, *((int(m.group(2)), int(m.group(3))) if m.group(2) else (1, l_max)))
 
 

@@ -7,6 +7,7 @@ An unshared baseline is the same class with n_unique = N*L and loops = 1 (see ba
 One forward pass can return the head outputs at several loop exits: the ILSD student and teacher
 come from a single pass, and the exit at L equals a plain forward run with loops=L.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ class NetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NetConfig":
+    def from_dict(cls, d: dict) -> NetConfig:
         d = dict(d)
         d["grid"], d["patch"] = tuple(d["grid"]), tuple(d["patch"])
         d.setdefault("activation", "gelu_tanh")  # checkpoints written before the field existed used tanh
@@ -82,7 +83,11 @@ class Block(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=not adaln, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none"), nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim),
+            nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none"),
+            nn.Linear(mlp_ratio * dim, dim),
+        )
         self.adaln = None
         if adaln:
             self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
@@ -109,7 +114,9 @@ class LoopedStack(nn.Module):
 
     def __init__(self, cfg: NetConfig, adaln: bool):
         super().__init__()
-        self.layers = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, adaln, cfg.activation) for _ in range(cfg.n_unique))
+        self.layers = nn.ModuleList(
+            Block(cfg.dim, cfg.heads, cfg.mlp_ratio, adaln, cfg.activation) for _ in range(cfg.n_unique)
+        )
 
     def step(self, x, c):
         """One loop: the N unique layers once."""
@@ -177,7 +184,11 @@ class LoopedNetwork(nn.Module):
             if loop < rule.l_min:
                 continue
             current = combine(self.head(x, c))
-            done = change(previous, current) < rule.threshold if loop < rule.l_max else torch.ones(len(active), dtype=torch.bool, device=x.device)
+            done = (
+                change(previous, current) < rule.threshold
+                if loop < rule.l_max
+                else torch.ones(len(active), dtype=torch.bool, device=x.device)
+            )
             if result is None:
                 result = current.new_empty((b, *current.shape[1:]))
             result[active[done]], used[active[done]] = current[done], loop
@@ -246,7 +257,9 @@ class DiT(LoopedNetwork):
         shift, scale = self.final_adaln(c)[:, None].chunk(2, dim=-1)
         patches = self.out(modulate(self.norm(h), shift, scale))  # (B, S, C*pt*ph*pw)
         (t, hh, w), (pt, ph, pw) = self.cfg.grid, self.cfg.patch
-        return rearrange(patches, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=hh, w=w, pt=pt, ph=ph, pw=pw)
+        return rearrange(
+            patches, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=hh, w=w, pt=pt, ph=ph, pw=pw
+        )
 
 
 def build(cfg: NetConfig) -> LoopedNetwork:

@@ -5,5 +5,11 @@ from elt.provenance import provenance
 with logged(snakemake.log[0]):
     checkpoints = dict(zip(snakemake.params.runs, snakemake.input.checkpoints))
     table = aggregate(snakemake.input.evals, checkpoints)
-    write_table(table, snakemake.output.csv, snakemake.output.json, snakemake.output.provenance, snakemake.input.evals,
-                {**provenance(), "config": snakemake.config})
+    write_table(
+        table,
+        snakemake.output.csv,
+        snakemake.output.json,
+        snakemake.output.provenance,
+        snakemake.input.evals,
+        {**provenance(), "config": snakemake.config},
+    )

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -9,12 +10,22 @@ from elt.harness.rule_log import logged
 from elt.provenance import provenance
 
 with logged(snakemake.log[0]):
-    feature_files = {(run, int(loops)): path for (run, loops), path in zip(snakemake.params.targets, snakemake.input.features)}
+    feature_files = {
+        (run, int(loops)): path for (run, loops), path in zip(snakemake.params.targets, snakemake.input.features)
+    }
     feature_files.update(zip(map(tuple, snakemake.params.plan_targets), snakemake.input.plan_features))
     features = SavedFeatures(feature_files, snakemake.params.references)
-    timings = {group: json.loads(open(path).read()) for group, path in zip(snakemake.params.groups, snakemake.input.timings)}
-    result = audit(pd.read_csv(snakemake.input.metrics), snakemake.params.settings, features, timings,
-                   plans=pd.read_csv(snakemake.input.plans))
+    timings = {
+        group: json.loads(Path(path).read_text())
+        for group, path in zip(snakemake.params.groups, snakemake.input.timings)
+    }
+    result = audit(
+        pd.read_csv(snakemake.input.metrics),
+        snakemake.params.settings,
+        features,
+        timings,
+        plans=pd.read_csv(snakemake.input.plans),
+    )
     prov = provenance()
     write_json(snakemake.output.json, {**result, "provenance": prov})
     with atomic_path(snakemake.output.md) as tmp:

@@ -8,6 +8,17 @@ from elt.sample import sample
 with logged(snakemake.log[0]):
     params, out = snakemake.params, snakemake.output
     loops = parse_plan(params.plan, params.l_max) if params.plan else int(snakemake.wildcards.loops)
-    sample(snakemake.input.checkpoint, [loops], params.num, params.seed, out.samples, threads=snakemake.threads)  # sets torch's threads for both
-    write_json(out.record, evaluate(out.samples, snakemake.input.reference, snakemake.input.classifier, params.settings,
-                                    out.features, profile_device(snakemake.config)))
+    sample(
+        snakemake.input.checkpoint, [loops], params.num, params.seed, out.samples, threads=snakemake.threads
+    )  # sets torch's threads for both
+    write_json(
+        out.record,
+        evaluate(
+            out.samples,
+            snakemake.input.reference,
+            snakemake.input.classifier,
+            params.settings,
+            out.features,
+            profile_device(snakemake.config),
+        ),
+    )

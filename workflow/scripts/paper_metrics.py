@@ -4,5 +4,12 @@ from elt.files import write_json
 from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
-    write_json(snakemake.output[0], evaluate_run(list(snakemake.input.shards), snakemake.params.settings,
-                                                 (snakemake.input.fvd_reference or [None])[0], profile_device(snakemake.config)))
+    write_json(
+        snakemake.output[0],
+        evaluate_run(
+            list(snakemake.input.shards),
+            snakemake.params.settings,
+            (snakemake.input.fvd_reference or [None])[0],
+            profile_device(snakemake.config),
+        ),
+    )

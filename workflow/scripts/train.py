@@ -10,4 +10,6 @@ with logged(snakemake.log[0]):
     with atomic_path(snakemake.output.config) as tmp:
         tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     # more than one GPU: torchrun ranks (DistributedDataParallel); the global batch stays train.batch_size
-    launch(cfg, snakemake.output.checkpoint.rsplit("/", 1)[0], int(snakemake.resources.get("gpu", 0)), set_aside_stale=True)
+    launch(
+        cfg, snakemake.output.checkpoint.rsplit("/", 1)[0], int(snakemake.resources.get("gpu", 0)), set_aside_stale=True
+    )
