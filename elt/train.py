@@ -19,12 +19,10 @@ import torch
 from tqdm import tqdm
 
 from elt import codecs, config
-from elt.codecs.tokenizer import load_tokens
 from elt.config import RunConfig
-from elt.data import datasets as data
-from elt.data.shards import ShardSet
+from elt.data.source import training_data
 from elt.errors import UserError
-from elt.files import atomic_path, file_sha, write_json
+from elt.files import atomic_path, write_json
 from elt.methods import ilsd
 from elt.models.looped import build, count_params
 from elt.provenance import provenance
@@ -124,27 +122,11 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     out = Path(out)
     torch.set_num_threads(cfg.train.threads)
     runtime = Runtime(cfg.runtime)
-    if cfg.codec.shards:  # pre-encoded by 'elt encode': memory-mapped, nothing is read or encoded here
-        shape = data_shape(cfg)
-        codec = codecs.for_run(cfg, shape)
-        shards = ShardSet(cfg.codec.shards, cfg, codec)
-        x_all, labels, classes, split_sha = shards, shards.labels, shards.classes, shards.split_sha
-        parts = assemble(cfg, shape, len(classes), codec=codec)
-    elif cfg.codec.tokens:  # pre-tokenized: no pixels are read or encoded (paper scale: no video decoding)
-        shape = data_shape(cfg)
-        x_all, labels, classes, split_sha = load_tokens(cfg.codec.tokens, cfg.codec.tokenizer, shape)
-        parts = assemble(cfg, shape, len(classes))
-    else:
-        ds = data.load(cfg.data, "train")
-        shape, classes, split_sha = ds.shape, ds.classes, ds.split_sha
-        parts = assemble(cfg, shape, len(classes))
-        x_all, labels = parts.codec.encode(ds.images), ds.labels
-    if cfg.data.num_classes and cfg.data.num_classes != len(classes):
-        raise UserError(
-            f"data.num_classes is {cfg.data.num_classes} but the data has {len(classes)} classes: fix "
-            "data.num_classes or data.path"
-        )
-    y_all = torch.from_numpy(labels)
+    shape = data_shape(cfg)
+    codec = codecs.for_run(cfg, shape)
+    source = training_data(cfg, codec, shape)
+    parts = assemble(cfg, shape, len(source.classes), codec=codec)
+    x_all, y_all = source.examples, torch.from_numpy(source.labels)
     torch.manual_seed(cfg.seed)
     net = build(parts.net_cfg)  # initialised on the CPU: the same weights on every device
     model = runtime.prepare(net, train=True)  # what the loop calls: net on the device, compiled, DDP under torchrun
@@ -207,7 +189,9 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         if runtime.is_main and (step % tc.checkpoint_every == 0 or step == tc.steps):
             wall = time.perf_counter() - started
             target = ckpt_path if step == tc.steps else progress_path
-            save_checkpoint(target, parts, net, opt, gen, step, history, wall, shape, classes, ema, runtime.describe())
+            save_checkpoint(
+                target, parts, net, opt, gen, step, history, wall, shape, source.classes, ema, runtime.describe()
+            )
     bar.close()
     runtime.barrier()  # every rank's last step is done before rank 0 finishes the run
     if not runtime.is_main:
@@ -225,10 +209,7 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         "loss_first": sum(history[:20]) / len(history[:20]),
         "loss_last": sum(history[-20:]) / len(history[-20:]),
         "loss_history": history,
-        "n_train": len(y_all),
-        "split_sha": split_sha,
-        "tokens": cfg.codec.tokens and file_sha(cfg.codec.tokens),
-        "shards": cfg.codec.shards and {k: x_all.manifest[k] for k in ("total", "skipped")},
+        **source.provenance(),
         **count_params(net),
         "runtime": runtime.describe(),
         **provenance(),

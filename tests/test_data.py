@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from elt.config import DataConfig
@@ -44,3 +45,29 @@ def test_unreadable_image_is_named(tmp_path):
     (tmp_path / "pear/broken.png").write_bytes(b"garbage")
     with pytest.raises(UserError, match="broken.png"):
         data.load(DataConfig(dataset="folder", path=str(tmp_path)), "train")
+
+
+def test_training_data_is_the_split_in_the_codecs_space_with_its_record():
+    """elt.data.source: the in-memory form holds the encoded split; its record names the split; a class
+    count the config contradicts is a one-line error. (Shards and tokens: test_shards, test_tokenizer.)"""
+    from elt.codecs import for_run
+    from elt.data.source import training_data
+    from elt.runs import data_shape
+
+    from .conftest import tiny_cfg
+
+    cfg = tiny_cfg()
+    shape = data_shape(cfg)
+    codec = for_run(cfg, shape)
+    source = training_data(cfg, codec, shape)
+    split = data.load(cfg.data, "train")
+    assert torch.equal(source.examples, codec.encode(split.images)) and np.array_equal(source.labels, split.labels)
+    assert source.classes == split.classes and source.shape == shape == split.shape
+    assert source.provenance() == {
+        "n_train": len(split.labels),
+        "split_sha": split.split_sha,
+        "tokens": None,
+        "shards": None,
+    }
+    with pytest.raises(UserError, match="data.num_classes is 7 but the data has 10 classes"):
+        training_data(tiny_cfg(data={"num_classes": 7}), codec, shape)
