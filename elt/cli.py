@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import sys
 from pathlib import Path
@@ -97,11 +95,11 @@ def cmd_sample(args):
         args.num,
         args.seed,
         args.out,
-        args.threads,
-        runtime,
-        args.weights,
-        args.shards,
-        args.shard,
+        threads=args.threads,
+        runtime=runtime,
+        weights=args.weights,
+        shards=args.shards,
+        only_shard=args.shard,
     ):
         print(path)
 
@@ -115,7 +113,8 @@ def parse_exit_range(text: str) -> tuple[int, int]:
 
 def cmd_describe(args):
     from elt import config
-    from elt.eval.accounting import describe, describe_profile
+    from elt.eval.accounting import describe
+    from elt.harness.describe import describe_profile, profile_markdown
     from elt.models.looped import build
     from elt.runs import assemble
 
@@ -135,7 +134,7 @@ def cmd_describe(args):
                 for run, run_cfg in expand(profile).items():
                     write_json(Path(args.run_configs) / f"{run}.json", run_cfg)
             if not args.json:
-                print(profile_table(path, rows))
+                print(profile_markdown(path, rows))
                 continue
             described.extend(rows)
             continue
@@ -160,121 +159,23 @@ def load_profile(path: str) -> dict:
     return config.merge(yaml.safe_load(default.read_text()), overlay) if Path(path).resolve() != default else overlay
 
 
-def profile_table(path: str, rows: list[dict]) -> str:
-    """Markdown: one line per run, with the paper's parameter count beside the harness's where known."""
-    lines = [
-        f"{path}: {len(rows)} runs",
-        "",
-        "| run | family | N x L | width | unique params | GFLOPs/sample | paper params | vs paper |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-
-    def count(n: float) -> str:
-        return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
-
-    for r in rows:
-        paper = count(r["paper_params"]) if r["paper_params"] else "-"
-        versus = f"{r['params_vs_paper']:+.1%}" if r["params_vs_paper"] is not None else "-"
-        lines.append(
-            f"| {r['run']} | {r['family']} | {r['layout']} | {r['width']} (d={r['dim']}) | {count(r['unique_params'])} "
-            f"| {r['gflops_per_sample']:,.{1 if r['gflops_per_sample'] >= 10 else 3}f} | {paper} | {versus} |"
-        )
-    return "\n".join(lines)
-
-
-def _read_json(path: str, what: str, fix: str) -> dict:
-    if not Path(path).is_file():
-        raise UserError(f"{what} {path!r} does not exist: {fix}")
-    try:
-        return json.loads(Path(path).read_text())
-    except ValueError:
-        raise UserError(f"{what} {path!r} is not valid JSON: {fix}") from None
-
-
-def _beside(metrics_file: str, name: str = "provenance.json"):
-    path = Path(metrics_file).with_name(name)
-    return str(path) if path.is_file() else None
-
-
 def cmd_check(args):
-    from elt.harness.check import FORMAT, changed_numbers, check, read_metrics, record_differences, run_record
+    from elt.harness.check import check_files
 
-    reference = _read_json(args.reference, "reference", "build one with 'elt reference' or fix the path")
-    df = read_metrics(args.metrics)
-    result = check(reference, df)
-    show = dict(index=False, float_format=lambda v: f"{v:.4g}")
-    if reference.get("format") != FORMAT:
-        print(result.rows.rename(columns={"seed_mean": "reference"}).to_string(**show))
-        print(
-            f"Per-row test only, against a reference without per-seed values (the baseline seed's value, tolerance "
-            f"{reference['k']:g} seed deviations): rebuild it with 'make reference' for the calibrated per-row and "
-            "aggregate tests"
-        )
-    else:
-        print(
-            f"Per-row test: each (run, L, metric) against the seed mean, tolerance {reference['k']:.2f} predictive "
-            "seed standard deviations"
-        )
-        print(result.rows.to_string(**show))
-        print(
-            f"\nAggregate test: mean log ratio to the seed mean per metric and group, one-sided t test, Holm at a "
-            f"false-alarm rate of {reference['false_alarm_rate']:g}; shift > 0 is worse; detectable = the uniform "
-            "shift "
-            f"flagged with {reference['detectable_shift']['power']:.0%} probability"
-        )
-        print(result.aggregate.to_string(**show))
-        per_row = ", ".join(
-            f"{m} {'none' if s is None else format(s, '.1%')}"
-            for m, s in reference["detectable_shift"]["per_row"].items()
-        )
-        print(f"\nThe per-row test flags a uniform shift from: {per_row}")
-        provenance_file = args.provenance or _beside(args.metrics)
-        if provenance_file:
-            measured = _read_json(
-                provenance_file, "provenance", "pass the provenance.json the pipeline wrote beside the metrics"
-            )
-            differences = record_differences(reference.get("record", {}), run_record(measured))
-            if differences:
-                print(
-                    f"Not an exact repeat of the reference's set-up (differs in: {', '.join(differences)}): no "
-                    "bit-level comparison"
-                )
-            else:
-                changed = changed_numbers(reference, df)
-                print(
-                    f"Same set-up as the reference (config, seeds, device, machine, versions): {len(changed)} "
-                    "number(s) differ at all"
-                    + (
-                        " (information, not a failure)\n" + changed.to_string(**show)
-                        if len(changed)
-                        else ": bit-identical"
-                    )
-                )
-    bad_rows, bad_tests = result.bad_rows, result.bad_tests
-    print(
-        f"{'PASSED' if result.passed else 'FAILED'}: per-row test {len(result.rows) - len(bad_rows)} ok, "
-        f"{len(bad_rows)} regressed or missing"
-        + (f" ({', '.join(sorted(set(bad_rows['metric'])))})" if len(bad_rows) else "")
-        + f"; aggregate test {len(result.aggregate) - len(bad_tests)} ok, {len(bad_tests)} regressed"
-        + (
-            " (" + ", ".join(f"{t.metric}/{t.scope} {t.shift:+.1%}" for t in bad_tests.itertuples()) + ")"
-            if len(bad_tests)
-            else ""
-        )
-        + f"; against {args.reference}"
-    )
+    text, result = check_files(args.reference, args.metrics, args.provenance)
+    print(text)
     if not result.passed:
         sys.exit(1)
 
 
 def cmd_reference(args):
-    from elt.files import write_json
-    from elt.harness.check import build_reference, run_record
+    from elt.files import read_json, write_json
+    from elt.harness.check import build_reference, provenance_beside, run_record, validation_summary
     from elt.provenance import provenance
 
     records = [
-        run_record(_read_json(p, "provenance", "rerun the pipeline that wrote the metrics"))
-        for p in map(_beside, args.metrics)
+        run_record(read_json(p, "provenance", "rerun the pipeline that wrote the metrics"))
+        for p in map(provenance_beside, args.metrics)
         if p
     ]
     # the set-up a check compares with for a bit-level report; none when the sources disagree or lack one
@@ -291,17 +192,7 @@ def cmd_reference(args):
     )
     write_json(args.out, reference)
     print(args.out)
-    for run in reference["validation"]:
-        clean, uniform = run["clean"], run["uniform_shift"]
-        missed = [m for m, planted in run["detectable_shift_planted"].items() if not planted["flagged"]]
-        print(
-            f"leave seed {run['left_out_seed']} out: clean {clean['rows_flagged']} row(s) and "
-            f"{len(clean['aggregate_flagged'])} "
-            "aggregate test(s) flagged; each metric at its detectable shift: "
-            f"{'all flagged' if not missed else 'missed ' + ', '.join(missed)}; "
-            f"uniform {uniform['shift']:.0%}: {'flagged' if uniform['flagged'] else 'NOT flagged'} "
-            f"({uniform['rows_flagged']} rows, aggregate {', '.join(uniform['aggregate_flagged']) or 'none'})"
-        )
+    print(validation_summary(reference))
 
 
 def cmd_tokenizer(args):
@@ -339,44 +230,12 @@ def cmd_export_png(args):
 
 def cmd_job_seconds(args):
     from elt.files import atomic_path
-    from elt.harness.job_seconds import job_seconds, job_seconds_by_part, training_speeds
-    from elt.provenance import git_commit
-
-    def tally_markdown(table, key):
-        return f"| {key} | jobs | job-seconds | share |\n|---|---|---|---|\n" + "".join(
-            f"| {r[key]} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for _, r in table.iterrows()
-        )
+    from elt.harness.job_seconds import markdown
 
     logs = sorted(Path(".snakemake/log").glob("*.snakemake.log")) if args.log is None else [Path(args.log)]
     if not logs or not logs[-1].is_file():
         raise UserError(f"no Snakemake log at {args.log or '.snakemake/log/'}: run the pipeline first, or pass its log")
-    table, jobs, wall = job_seconds(logs[-1].read_text())
-    first_start = jobs["start"].min()
-    text = (
-        f"# Job-seconds per rule\n\nFrom `{logs[-1]}` (commit {git_commit()}, host {platform.node()}, "
-        f"{os.cpu_count()} CPUs): "
-        f"{int(table['jobs'].sum())} jobs, {table['job_seconds'].sum():.0f} job-seconds, "
-        f"{wall:.0f} s from the first start to the last finish.\n\n"
-        + tally_markdown(table, "rule")
-        + "\nPer part of the grid (what leaving it out of the profile would save):\n\n"
-        + tally_markdown(job_seconds_by_part(jobs), "part")
-        + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
-        + "".join(
-            f"| {r.rule} | {r.wildcards} | {(r.start - first_start).total_seconds():.0f} s | {r.seconds:.0f} |\n"
-            for r in jobs.head(args.longest).itertuples()
-        )
-    )
-    if args.work:
-        speeds = training_speeds(args.work)
-        if not speeds:
-            raise UserError(
-                f"no finished training run under {args.work!r} (runs/*/train.json): pass the run's work folder"
-            )
-        text += (
-            "\nMachine speed during the run: training steps/s of each run (its train.json). This machine's speed "
-            "varies by up to 2x between days: compare job-seconds of two runs in proportion to these.\n\n"
-            "| run | steps/s |\n|---|---|\n" + "".join(f"| {run} | {value:.2f} |\n" for run, value in speeds)
-        )
+    text = markdown(logs[-1], args.longest, args.work)
     print(text)
     if args.out:
         with atomic_path(args.out) as tmp:
@@ -385,7 +244,7 @@ def cmd_job_seconds(args):
 
 def cmd_bench(args):
     from elt.files import write_json
-    from elt.harness.bench import bench
+    from elt.harness.bench import bench, summary_lines
     from elt.runtime import RuntimeConfig
 
     result = bench(
@@ -398,14 +257,7 @@ def cmd_bench(args):
         or f"results/bench/{re.sub(r'[^A-Za-z0-9]+', '-', result['device_name']).strip('-').lower()}-{args.scale}.json"
     )
     write_json(out, result)
-    for row in result["layouts"]:
-        train = row["train"]
-        print(
-            f"{row['layout']['name']}: train step {train['elt']['median_ms']:.1f} ms ({train['elt']['mfu']:.0%} MFU) "
-            "vs "
-            f"unshared {train['unshared']['median_ms']:.1f} ms; sampling ELT/unshared speed at L_max: "
-            + ", ".join(f"batch {s['batch']} {s['elt_over_unshared_speed']:.2f}x" for s in row["sampling_forward"])
-        )
+    print(summary_lines(result))
     print(out)
 
 
@@ -428,7 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("train", help="train one run; resumes from DIR/checkpoint.pt if present")
-    p.add_argument("--config", required=True, help="run config (YAML or JSON; see config/runs/*.yaml)")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="run config (YAML or JSON with the sections of elt.config.RunConfig; the pipeline writes each run's "
+        "as work/<profile>/runs/<run>/config.yaml)",
+    )
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt and train.json are written here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

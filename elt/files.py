@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from elt.errors import UserError
+
 
 def file_sha(path) -> str:
     """Short content hash of a file: which reference set, tokenizer or weights a result used."""
@@ -49,3 +51,13 @@ def load_module(path, net_class, config_class):
     net = net_class(config_class(**state["config"]))
     net.load_state_dict(state["model"])
     return net.eval()
+
+
+def read_json(path: str | Path, what: str, fix: str) -> dict:
+    """A JSON file the user named; missing or invalid is a one-line error that names `what` and the `fix`."""
+    if not Path(path).is_file():
+        raise UserError(f"{what} {str(path)!r} does not exist: {fix}")
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError:
+        raise UserError(f"{what} {str(path)!r} is not valid JSON: {fix}") from None

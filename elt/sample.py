@@ -108,6 +108,7 @@ def sample(
     num: int,
     seed: int,
     out: str,
+    *,
     threads: int = 1,
     runtime: dict | None = None,
     weights: str = "ema",

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from elt.cli import load_profile
-from elt.eval.accounting import describe_profile
+from elt.harness.describe import describe_profile
 
 from .conftest import ROOT, SNAKEMAKE, copy_repo
 

@@ -7,18 +7,12 @@ classifier-free guidance (a conditional and an unconditional forward per step).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from elt.codecs.tokenizer import TokenizerConfig, VQCodec, VQTokenizer
-from elt.config import from_dict, parse_section
 from elt.data.datasets import modality
-from elt.harness.grid import expand, paper_rows
-from elt.models.looped import DiT, LoopedNetwork, NetConfig, build, count_params
-from elt.runs import assemble, data_shape
+from elt.models.looped import DiT, LoopedNetwork, NetConfig, count_params
 
 
 def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -99,47 +93,3 @@ def loop_plan_cost(net: LoopedNetwork, loops_used: torch.Tensor, guidance: float
         "loops_used_per_step": loops_used.double().mean(0).tolist(),
         "loops_used_histogram": {int(l): int((loops_used == l).sum()) for l in per_forward},
     }
-
-
-def describe_profile(profile: dict) -> list[dict]:
-    """Every run of a pipeline profile's grid: layout, unique parameters, GFLOPs per sample at its
-    trained L, and the paper's reported parameter count where the profile gives one. Networks are built
-    on the meta device, so paper-scale grids take seconds and no memory, and no data or weights are read."""
-    rows, paper = [], paper_rows(profile)
-    for run, run_cfg in expand(profile).items():
-        cfg = from_dict(run_cfg)
-        parts = assemble(cfg, codec=untrained_tokenizer(cfg, profile))
-        with torch.device("meta"):
-            net = build(parts.net_cfg)
-        passes = parts.cfg.sampling_steps * (2 if parts.cfg.guidance != 1.0 else 1)
-        params = count_params(net)["unique_params"]
-        reported = (paper.get(run) or {}).get("params")
-        rows.append(
-            {
-                "run": run,
-                "family": parts.cfg.model.family,
-                "generator": parts.cfg.model.generator,
-                "width": parts.cfg.model.width,
-                "dim": net.cfg.dim,
-                "layout": f"{net.cfg.n_unique}N x {net.cfg.loops}L",
-                "unique_params": params,
-                "gflops_per_sample": measured_flops(net, net.cfg.loops) * passes / 1e9,
-                "paper_params": reported,
-                "params_vs_paper": (params / reported - 1) if reported else None,
-            }
-        )
-    return rows
-
-
-def untrained_tokenizer(cfg, profile: dict):
-    """For a run on VQ codes whose tokenizer the pipeline has not trained yet: a codec of the geometry
-    the profile's tokenizer settings will give (tokens per clip, codebook), built on the meta device."""
-    if not cfg.codec.tokenizer or Path(cfg.codec.tokenizer).is_file():
-        return None
-    dataset = next(name for name, d in profile["datasets"].items() if d.get("dataset") == cfg.data.dataset)
-    shape = data_shape(cfg)
-    settings = parse_section(
-        TokenizerConfig, {**profile["tokenizers"][dataset], "in_channels": shape[1]}, "tokenizers."
-    )
-    with torch.device("meta"):
-        return VQCodec(VQTokenizer(settings), shape)

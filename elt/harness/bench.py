@@ -211,3 +211,16 @@ def bench(
 def _forward(runtime: Runtime, model, tokens, labels, loops: int):
     with runtime.autocast():
         return model(tokens, labels, loops=loops)
+
+
+def summary_lines(result: dict) -> str:
+    """What `elt bench` prints: per layout pair, the training step and the sampling speed ratios."""
+    lines = []
+    for row in result["layouts"]:
+        train = row["train"]
+        lines.append(
+            f"{row['layout']['name']}: train step {train['elt']['median_ms']:.1f} ms ({train['elt']['mfu']:.0%} MFU) "
+            f"vs unshared {train['unshared']['median_ms']:.1f} ms; sampling ELT/unshared speed at L_max: "
+            + ", ".join(f"batch {s['batch']} {s['elt_over_unshared_speed']:.2f}x" for s in row["sampling_forward"])
+        )
+    return "\n".join(lines)

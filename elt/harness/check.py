@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from elt.errors import UserError
+from elt.files import read_json
 from elt.harness.grid import group_of
 from elt.harness.report import QUALITY
 
@@ -510,3 +512,100 @@ def validate(table: pd.DataFrame, k: float | None, false_alarm_rate: float, plan
             }
         )
     return results
+
+
+def report(reference: dict, df: pd.DataFrame, result: CheckResult, reference_path: str, measured: dict | None) -> str:
+    """What `elt check` prints: the per-row and aggregate tables with how they were tested, a bit-level
+    comparison when `measured` (the run's provenance) repeats the reference's set-up, and a verdict line."""
+    show = dict(index=False, float_format=lambda v: f"{v:.4g}")
+    lines = []
+    if reference.get("format") != FORMAT:
+        lines += [
+            result.rows.rename(columns={"seed_mean": "reference"}).to_string(**show),
+            f"Per-row test only, against a reference without per-seed values (the baseline seed's value, tolerance "
+            f"{reference['k']:g} seed deviations): rebuild it with 'make reference' for the calibrated per-row and "
+            "aggregate tests",
+        ]
+    else:
+        per_row = ", ".join(
+            f"{m} {'none' if s is None else format(s, '.1%')}"
+            for m, s in reference["detectable_shift"]["per_row"].items()
+        )
+        lines += [
+            f"Per-row test: each (run, L, metric) against the seed mean, tolerance {reference['k']:.2f} predictive "
+            "seed standard deviations",
+            result.rows.to_string(**show),
+            f"\nAggregate test: mean log ratio to the seed mean per metric and group, one-sided t test, Holm at a "
+            f"false-alarm rate of {reference['false_alarm_rate']:g}; shift > 0 is worse; detectable = the uniform "
+            f"shift flagged with {reference['detectable_shift']['power']:.0%} probability",
+            result.aggregate.to_string(**show),
+            f"\nThe per-row test flags a uniform shift from: {per_row}",
+        ]
+        if measured:
+            differences = record_differences(reference.get("record", {}), run_record(measured))
+            if differences:
+                lines.append(
+                    f"Not an exact repeat of the reference's set-up (differs in: {', '.join(differences)}): no "
+                    "bit-level comparison"
+                )
+            else:
+                changed = changed_numbers(reference, df)
+                lines.append(
+                    f"Same set-up as the reference (config, seeds, device, machine, versions): {len(changed)} "
+                    "number(s) differ at all"
+                    + (
+                        " (information, not a failure)\n" + changed.to_string(**show)
+                        if len(changed)
+                        else ": bit-identical"
+                    )
+                )
+    bad_rows, bad_tests = result.bad_rows, result.bad_tests
+    lines.append(
+        f"{'PASSED' if result.passed else 'FAILED'}: per-row test {len(result.rows) - len(bad_rows)} ok, "
+        f"{len(bad_rows)} regressed or missing"
+        + (f" ({', '.join(sorted(set(bad_rows['metric'])))})" if len(bad_rows) else "")
+        + f"; aggregate test {len(result.aggregate) - len(bad_tests)} ok, {len(bad_tests)} regressed"
+        + (
+            " (" + ", ".join(f"{t.metric}/{t.scope} {t.shift:+.1%}" for t in bad_tests.itertuples()) + ")"
+            if len(bad_tests)
+            else ""
+        )
+        + f"; against {reference_path}"
+    )
+    return "\n".join(lines)
+
+
+def validation_summary(reference: dict) -> str:
+    """One line per left-out seed of a new reference's validation: false alarms, and planted shifts found."""
+    lines = []
+    for run in reference["validation"]:
+        clean, uniform = run["clean"], run["uniform_shift"]
+        missed = [m for m, planted in run["detectable_shift_planted"].items() if not planted["flagged"]]
+        lines.append(
+            f"leave seed {run['left_out_seed']} out: clean {clean['rows_flagged']} row(s) and "
+            f"{len(clean['aggregate_flagged'])} aggregate test(s) flagged; each metric at its detectable shift: "
+            f"{'all flagged' if not missed else 'missed ' + ', '.join(missed)}; "
+            f"uniform {uniform['shift']:.0%}: {'flagged' if uniform['flagged'] else 'NOT flagged'} "
+            f"({uniform['rows_flagged']} rows, aggregate {', '.join(uniform['aggregate_flagged']) or 'none'})"
+        )
+    return "\n".join(lines)
+
+
+def provenance_beside(metrics_file: str) -> str | None:
+    """The provenance.json the pipeline writes beside its metrics.csv, if there is one."""
+    path = Path(metrics_file).with_name("provenance.json")
+    return str(path) if path.is_file() else None
+
+
+def check_files(reference_path: str, metrics_path: str, provenance_path: str | None = None) -> tuple[str, CheckResult]:
+    """`elt check` and the pipeline's check: (report, result) of a metrics.csv against a reference file. With a
+    per-seed reference, the run's provenance (given, else beside the metrics) adds the bit-level comparison."""
+    reference = read_json(reference_path, "reference", "build one with 'elt reference' or fix the path")
+    df = read_metrics(metrics_path)
+    result = check(reference, df)
+    measured = None
+    if reference.get("format") == FORMAT:
+        path = provenance_path or provenance_beside(metrics_path)
+        if path:
+            measured = read_json(path, "provenance", "pass the provenance.json the pipeline wrote beside the metrics")
+    return report(reference, df, result, reference_path, measured), result

@@ -4,6 +4,8 @@ grid, and the training speed of the machine during the run."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +14,7 @@ import pandas as pd
 
 from elt.errors import UserError
 from elt.harness.grid import group_of
+from elt.provenance import git_commit
 
 _STAMP = r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]"
 _START = re.compile(_STAMP + r"\n(?:local)?rule (\w+):\n((?:    .*\n?)*)")
@@ -81,3 +84,40 @@ def training_speeds(work: str | Path) -> list[tuple[str, float]]:
         if value:
             speeds.append((record.parent.name, float(value)))
     return speeds
+
+
+def _tally_markdown(table: pd.DataFrame, key: str) -> str:
+    return f"| {key} | jobs | job-seconds | share |\n|---|---|---|---|\n" + "".join(
+        f"| {r[key]} | {r.jobs} | {r.job_seconds:,.0f} | {r.share:.0%} |\n" for _, r in table.iterrows()
+    )
+
+
+def markdown(log: Path, longest: int, work: str | None = None) -> str:
+    """`elt job-seconds`: per rule, per part of the grid, the longest jobs, and with `work` (the run's work
+    folder) the machine's training speed during the run."""
+    table, jobs, wall = job_seconds(log.read_text())
+    first_start = jobs["start"].min()
+    text = (
+        f"# Job-seconds per rule\n\nFrom `{log}` (commit {git_commit()}, host {platform.node()}, "
+        f"{os.cpu_count()} CPUs): "
+        f"{int(table['jobs'].sum())} jobs, {table['job_seconds'].sum():.0f} job-seconds, "
+        f"{wall:.0f} s from the first start to the last finish.\n\n"
+        + _tally_markdown(table, "rule")
+        + "\nPer part of the grid (what leaving it out of the profile would save):\n\n"
+        + _tally_markdown(job_seconds_by_part(jobs), "part")
+        + "\nLongest jobs:\n\n| rule | wildcards | started after | seconds |\n|---|---|---|---|\n"
+        + "".join(
+            f"| {r.rule} | {r.wildcards} | {(r.start - first_start).total_seconds():.0f} s | {r.seconds:.0f} |\n"
+            for r in jobs.head(longest).itertuples()
+        )
+    )
+    if work:
+        speeds = training_speeds(work)
+        if not speeds:
+            raise UserError(f"no finished training run under {work!r} (runs/*/train.json): pass the run's work folder")
+        text += (
+            "\nMachine speed during the run: training steps/s of each run (its train.json). This machine's speed "
+            "varies by up to 2x between days: compare job-seconds of two runs in proportion to these.\n\n"
+            "| run | steps/s |\n|---|---|\n" + "".join(f"| {run} | {value:.2f} |\n" for run, value in speeds)
+        )
+    return text
