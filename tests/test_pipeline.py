@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from elt.harness.report import COLUMNS
+from elt.harness.schema import COLUMNS
 from tests.conftest import copy_repo, snakemake
 
 pytestmark = pytest.mark.pipeline
@@ -38,7 +38,10 @@ def test_smoke_outputs_have_the_schema(smoke):
         1,
         2,
     ]  # group's extra_loops: []
-    assert json.loads((results / "metrics.json").read_text())["masked-elt-T-1x2-s0"]["L2"]["fid"] > 0
+    headline = json.loads((results / "metrics.json").read_text())["masked-T-1x2"]
+    assert set(headline) == {"claims", "fd_domain"} and headline["fd_domain"]["elt"] > 0
+    parity = headline["claims"]["iso_compute_parity"]
+    assert parity["low"] <= parity["estimate"] <= parity["high"]
     provenance = json.loads((results / "provenance.json").read_text())
     assert provenance["config"]["profile"] == "smoke" and "masked-elt-T-1x2-s0/L2" in provenance["protocols"]
     for plot in ("pareto_params", "pareto_gflops", "anytime"):

@@ -35,7 +35,7 @@ from scipy import stats
 from elt.errors import UserError
 from elt.files import read_json
 from elt.harness.grid import group_of
-from elt.harness.report import QUALITY
+from elt.harness.schema import QUALITY
 
 SEED = re.compile(r"-s(\d+)$")
 POWER = 0.9  # a test "can detect" a shift it flags with this probability

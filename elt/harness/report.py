@@ -18,48 +18,11 @@ import seaborn as sns
 
 from elt.eval.accounting import describe
 from elt.files import atomic_path, write_json
+from elt.harness.audit import comparison_name
 from elt.harness.grid import group_name
+from elt.harness.schema import COLUMNS, EVALUATION_FIELDS, FAMILY_STYLE, PLAN_COLUMNS
 from elt.runs import load_checkpoint
 from elt.sample import clip_strip, load_samples
-
-# Quality metrics and their good direction. Image rows carry fid, fd_domain and kid; video rows fvd
-# and fvd_domain (the other modality's columns are empty); class_accuracy is measured on both.
-QUALITY = {
-    "fid": "lower",
-    "fd_domain": "lower",
-    "kid": "lower",
-    "fvd": "lower",
-    "fvd_domain": "lower",
-    "class_accuracy": "higher",
-}
-INTERVALS = [f"{m}{end}" for m in ("fid", "fd_domain", "fvd", "fvd_domain") for end in ("", "_ci_low", "_ci_high")]
-COLUMNS = [
-    "run",
-    "group",
-    "family",
-    "generator",
-    "modality",
-    "dataset",
-    "width",
-    "n_unique",
-    "loops_train",
-    "loops_eval",
-    "depth",
-    "unique_params",
-    "total_params",
-    "gflops_per_forward",
-    "gflops_per_sample",
-    "sampling_steps",
-    "guidance",
-    "samples_per_second",
-    *INTERVALS,
-    "kid",
-    "class_accuracy",
-    "n_samples",
-    "n_fid",
-    "n_fvd",
-    "seed",
-]
 
 
 def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFrame:
@@ -97,37 +60,11 @@ def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFram
                 "depth": d["n_unique"] * loops,
                 "gflops_per_forward": d["gflops_per_forward"][loops],
                 "gflops_per_sample": d["gflops_per_sample"][loops],
-                **{
-                    k: e.get(k)
-                    for k in ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")
-                },
+                **{k: e.get(k) for k in EVALUATION_FIELDS},
                 "seed": cfg["seed"],
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS).sort_values(["group", "family", "loops_eval"]).reset_index(drop=True)
-
-
-PLAN_COLUMNS = [
-    "run",
-    "group",
-    "family",
-    "generator",
-    "modality",
-    "loops_train",
-    "plan",
-    "plan_name",
-    "gflops_per_sample",
-    "loops_used_mean",
-    "loops_used_per_step",
-    "samples_per_second",
-    *INTERVALS,
-    "kid",
-    "class_accuracy",
-    "n_samples",
-    "n_fid",
-    "n_fvd",
-    "seed",
-]
 
 
 def plan_table(eval_files: list[str], run_configs: dict[str, dict]) -> pd.DataFrame:
@@ -151,32 +88,43 @@ def plan_table(eval_files: list[str], run_configs: dict[str, dict]) -> pd.DataFr
                 "gflops_per_sample": sampling["gflops_per_sample"],
                 "loops_used_mean": sampling["loops_used_mean"],
                 "loops_used_per_step": " ".join(f"{v:.2f}" for v in sampling["loops_used_per_step"]),
-                **{
-                    k: e.get(k)
-                    for k in ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")
-                },
+                **{k: e.get(k) for k in EVALUATION_FIELDS},
                 "seed": cfg["seed"],
             }
         )
     return pd.DataFrame(rows, columns=PLAN_COLUMNS).sort_values(["group", "plan"]).reset_index(drop=True)
 
 
-def write_table(
-    df: pd.DataFrame, csv_path: str, json_path: str, provenance_path: str, eval_files: list[str], provenance: dict
-) -> None:
-    """metrics.csv; metrics.json (numbers only, what `dvc metrics` shows); provenance.json (how)."""
+def write_table(df: pd.DataFrame, csv_path: str, provenance_path: str, eval_files: list[str], provenance: dict) -> None:
+    """metrics.csv, and provenance.json: how every number in it was obtained."""
     with atomic_path(csv_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-    headline = {}
-    for row in df.itertuples():
-        headline.setdefault(row.run, {})[f"L{row.loops_eval}"] = {
-            k: float(getattr(row, k)) for k in QUALITY if pd.notna(getattr(row, k))
-        }
-    write_json(json_path, headline)
     protocols = {
         Path(f).parent.name + "/" + Path(f).stem: json.loads(Path(f).read_text())["protocol"] for f in eval_files
     }
     write_json(provenance_path, {**provenance, "protocols": protocols})
+
+
+def headline(df: pd.DataFrame, audit_result: dict) -> dict:
+    """metrics.json, what `dvc metrics show` and `dvc metrics diff` compare across commits: per comparison
+    group, each measured claim's statistic with its interval (elt.harness.audit), and the primary metric
+    (mean over seeds) of ELT and vanilla looped at L_max and of the one-depth baselines."""
+    out = {}
+    for c in audit_result["claims"]:
+        if c["estimate"] is not None:
+            low, high = c["interval"]
+            out.setdefault(c["group"], {}).setdefault("claims", {})[c["claim"]] = {
+                "estimate": c["estimate"],
+                "low": low,
+                "high": high,
+            }
+    df = df.assign(comparison=df["group"].map(comparison_name))
+    for (name, modality), rows in df.groupby(["comparison", "modality"]):
+        metric = audit_result["primary_metric"][modality]
+        at_depth = rows[(rows["loops_eval"] == rows["loops_train"]) | rows["family"].isin(["unshared", "shallow"])]
+        values = at_depth.groupby("family")[metric].mean()
+        out.setdefault(name, {})[metric] = {family: float(v) for family, v in values.items() if pd.notna(v)}
+    return out
 
 
 # --- Pareto frontier --------------------------------------------------------------------------
@@ -233,15 +181,29 @@ def plot_pareto(
     for ax, (generator, kind) in zip(axes[0], panels):
         part = table[(table["generator"] == generator) & (table["modality"] == kind)]
         fixed, planned = part[part["family"] != "elt loop plan"], part[part["family"] == "elt loop plan"]
-        sns.scatterplot(data=fixed, x=x, y="value", hue="family", style="family", s=70, ax=ax)
+        families = [f for f in FAMILY_STYLE if f in set(fixed["family"])]
+        sns.scatterplot(
+            data=fixed,
+            x=x,
+            y="value",
+            hue="family",
+            style="family",
+            hue_order=families,
+            style_order=families,
+            palette={f: FAMILY_STYLE[f][0] for f in families},
+            markers={f: FAMILY_STYLE[f][1] for f in families},
+            s=70,
+            ax=ax,
+        )
         if not planned.empty:
-            ax.scatter(planned[x], planned["value"], marker="*", s=160, color="crimson", label="ELT loop plan")
+            colour, marker = FAMILY_STYLE["elt loop plan"]
+            ax.scatter(planned[x], planned["value"], marker=marker, s=160, color=colour, label="ELT loop plan")
             for row in planned.itertuples():
                 ax.annotate(
                     row.loops_eval,
                     (getattr(row, x), row.value),
                     fontsize=6,
-                    color="crimson",
+                    color=FAMILY_STYLE["elt loop plan"][0],
                     xytext=(3, -9),
                     textcoords="offset points",
                 )
@@ -293,14 +255,28 @@ def plot_anytime(df: pd.DataFrame, metrics: dict[str, str], png: Path) -> None:
     for ax, group in zip(axes[0], groups):
         part = table[table["group"] == group]
         looped = part[part["family"].isin(["elt", "looped"])]
-        sns.lineplot(data=looped, x="loops_eval", y="value", hue="family", marker="o", ax=ax)
-        for family, colour in (("elt", "C0"), ("looped", "C1")):
+        families = [f for f in ("elt", "looped") if f in set(looped["family"])]
+        sns.lineplot(
+            data=looped,
+            x="loops_eval",
+            y="value",
+            hue="family",
+            style="family",
+            hue_order=families,
+            style_order=families,
+            palette={f: FAMILY_STYLE[f][0] for f in families},
+            markers={f: FAMILY_STYLE[f][1] for f in families},
+            dashes=False,
+            ax=ax,
+        )
+        for family in families:
             f = looped[looped["family"] == family]
-            ax.fill_between(f["loops_eval"], f["ci_low"], f["ci_high"], alpha=0.15, color=colour)
+            ax.fill_between(f["loops_eval"], f["ci_low"], f["ci_high"], alpha=0.15, color=FAMILY_STYLE[family][0])
         for family, style in (("unshared", "-."), ("shallow", ":")):
             base = part[part["family"] == family]
             if len(base):
-                ax.axhline(base["value"].iloc[0], ls=style, color="k", lw=1, label=f"{family} (one depth)")
+                colour = FAMILY_STYLE[family][0]
+                ax.axhline(base["value"].iloc[0], ls=style, color=colour, lw=1, label=f"{family} (one depth)")
         ax.axvline(part["loops_train"].max(), color="grey", lw=0.8)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(part["metric"].iloc[0])

@@ -8,7 +8,6 @@ with logged(snakemake.log[0]):
     write_table(
         table,
         snakemake.output.csv,
-        snakemake.output.json,
         snakemake.output.provenance,
         snakemake.input.evals,
         {**provenance(), "config": snakemake.config},

@@ -6,6 +6,7 @@ import pandas as pd
 from elt.eval.embedded import SavedFeatures
 from elt.files import atomic_path, write_json
 from elt.harness.audit import audit, markdown
+from elt.harness.report import headline
 from elt.harness.rule_log import logged
 from elt.provenance import provenance
 
@@ -19,8 +20,9 @@ with logged(snakemake.log[0]):
         group: json.loads(Path(path).read_text())
         for group, path in zip(snakemake.params.groups, snakemake.input.timings)
     }
+    metrics = pd.read_csv(snakemake.input.metrics)
     result = audit(
-        pd.read_csv(snakemake.input.metrics),
+        metrics,
         snakemake.params.settings,
         features,
         timings,
@@ -30,3 +32,4 @@ with logged(snakemake.log[0]):
     write_json(snakemake.output.json, {**result, "provenance": prov})
     with atomic_path(snakemake.output.md) as tmp:
         tmp.write_text(markdown(result, prov))
+    write_json(snakemake.output.headline, headline(metrics, result))
