@@ -65,11 +65,11 @@ def cmd_encode(args):
 
 
 def cmd_paper_metrics(args):
-    from elt.eval.paper import evaluate
+    from elt.eval.paper import image_metrics
     from elt.files import write_json
     from elt.runtime import resolve_device
 
-    record = evaluate(args.samples, args.reference, args.inception_weights, resolve_device(args.device or "auto"))
+    record = image_metrics(args.samples, args.reference, args.inception_weights, resolve_device(args.device or "auto"))
     write_json(args.out, record)
     print(json.dumps({k: record.get(k) for k in ("num_samples", "fid_adm", "fid_clean", "inception_score")}))
 

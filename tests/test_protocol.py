@@ -86,7 +86,7 @@ def test_paper_metrics_of_sample_shards_equal_the_metric_functions_on_all_sample
         save_samples(path, rgb(n, 10 + k).transpose(0, 3, 1, 2)[:, None], np.zeros(n, np.int64), {"run": "r"})
         shards.append(str(path))
     np.savez(tmp_path / "ref.npz", arr_0=rgb(7, 1))
-    record = protocol.evaluate(shards, str(tmp_path / "ref.npz"))
+    record = protocol.image_metrics(shards, str(tmp_path / "ref.npz"))
     samples = np.concatenate([load_samples(p)[0][:, 0] for p in shards])
     reference = rgb(7, 1).transpose(0, 3, 1, 2)
     adm = metrics.frechet_distance(

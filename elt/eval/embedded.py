@@ -95,7 +95,7 @@ def reference_features(
         np.savez(f, **stats, reference_sha=np.array(file_sha(reference_npz)))
 
 
-def evaluate(
+def evaluate_samples(
     samples_npz: str,
     reference_npz: str,
     classifier_pt: str,

@@ -199,7 +199,7 @@ def rgb_images(samples: np.ndarray, paths: list[str]) -> np.ndarray:
     return samples[:, 0]
 
 
-def evaluate(
+def image_metrics(
     sample_paths: list[str],
     reference_path: str,
     inception_weights: str | None = None,
@@ -279,7 +279,7 @@ def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str
     clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
     meta = metas[0]
     if clips.shape[1] == 1:
-        record = evaluate(
+        record = image_metrics(
             sample_paths, settings["fid_reference"], settings.get("inception_weights"), device, (clips, metas)
         )
     else:

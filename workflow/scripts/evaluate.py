@@ -1,5 +1,5 @@
 from elt.config import profile_device
-from elt.eval.embedded import evaluate
+from elt.eval.embedded import evaluate_samples
 from elt.files import write_json
 from elt.harness.rule_log import logged
 from elt.methods.schedule import parse_plan
@@ -13,7 +13,7 @@ with logged(snakemake.log[0]):
     )  # sets torch's threads for both
     write_json(
         out.record,
-        evaluate(
+        evaluate_samples(
             out.samples,
             snakemake.input.reference,
             snakemake.input.classifier,
