@@ -24,7 +24,7 @@ def test_every_paper_row_is_a_run_within_5_percent_of_the_papers_parameter_count
     off = {row["run"] for row in rows if abs(row["params_vs_paper"]) > 0.05}
     assert off == NO_WIDTH_FITS
     by_run = {row["run"]: row for row in rows}
-    # PAPER.md's hand counts with the project's classes
+    # docs/paper.md's hand counts with the project's classes
     assert round(by_run["masked_XL7x4-elt-XL-7x4-s0"]["unique_params"] / 1e6, 1) == 115.1
     assert round(by_run["masked_XL7x4-unshared-XL-7x4-s0"]["unique_params"] / 1e6, 1) == 449.9
     assert (

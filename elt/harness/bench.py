@@ -37,7 +37,7 @@ class Layout:
     loops: int
 
 
-# The paper's ImageNet MaskGIT sizes (PAPER.md) on 16x16 = 256 tokens of a 1024-code tokenizer; and
+# The paper's ImageNet MaskGIT sizes (docs/paper.md) on 16x16 = 256 tokens of a 1024-code tokenizer; and
 # tiny ones that a 2-core CPU times in a minute.
 LAYOUTS = {
     "paper": [Layout("ELT-L", "L", 8, 3), Layout("ELT-XL", "XL", 7, 4)],

@@ -1,7 +1,7 @@
 """Named model widths, as DiT names its sizes: configs say "S" or "XL", never raw numbers.
 
 Depth is not part of a size: it is the run's N (unique layers) and L (loops). The paper-scale widths
-follow PAPER.md (inferred from parameter counts at 12 d^2 per layer); the tiny ones fit a 2-core CPU.
+follow docs/paper.md (inferred from parameter counts at 12 d^2 per layer); the tiny ones fit a 2-core CPU.
 """
 
 from dataclasses import dataclass
