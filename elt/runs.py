@@ -51,7 +51,7 @@ def num_classes(cfg: RunConfig) -> int:
 @dataclass
 class Parts:
     cfg: RunConfig
-    codec: object
+    codec: codecs.Codec
     generator: MaskedGenerator | DiffusionGenerator
     net_cfg: NetConfig
 

@@ -140,8 +140,7 @@ def sample(
     parts, net, ckpt = load_checkpoint(checkpoint, weights)
     runtime = Runtime(dataclasses.replace(parts.cfg.runtime, **(runtime or {})))
     model = runtime.prepare(net)
-    if hasattr(parts.codec, "to"):  # a pretrained codec decodes on the run's device
-        parts.codec.to(runtime.device)
+    parts.codec.to(runtime.device)  # a pretrained codec decodes on the run's device
     every_label = balanced_labels(num, net.cfg.num_classes)
     mine = [only_shard] if only_shard is not None else list(range(runtime.rank, shards, runtime.world_size))
     written = []

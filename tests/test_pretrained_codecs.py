@@ -211,3 +211,19 @@ def test_a_masked_run_with_the_vqgan_models_its_tokens(tmp_path):
     )
     codec = codecs.for_run(cfg, (1, 3, 16, 16))
     assert isinstance(codec, vqgan.VQGANCodec) and codec.identity()["codec"] == "maskgit_vqgan"
+
+
+def test_every_codec_implements_the_codec_interface():
+    """elt.codecs.base.Codec: the pipeline calls encode, decode, identity and to(device) on any codec."""
+    import typing
+
+    from elt.codecs import Codec, Pixels, PixelTokens, VAECodec, VQCodec, VQGANCodec
+
+    members = {"encode", "decode", "identity", "to"}
+    assert members <= set(dir(Codec))
+    for cls in (PixelTokens, Pixels, VQCodec, VAECodec, VQGANCodec):
+        assert all(callable(getattr(cls, name, None)) for name in members), cls
+        assert cls.kind in typing.get_args(typing.get_type_hints(Codec)["kind"]), cls
+    levels = PixelTokens(17, (1, 1, 8, 8))
+    levels.to("meta")  # a codec without a network stays on the CPU: its tokens are CPU tensors
+    assert levels.encode(np.zeros((1, 1, 1, 8, 8), np.uint8)).device.type == "cpu"

@@ -3,21 +3,22 @@
 - PixelTokens: each channel value quantised to `levels` tokens; exact for digits (17 levels).
   Channels fold into the grid's time axis, so the token grid is (T*C, H, W).
 - Pixels: identity to continuous values in [-1, 1], laid out (N, C, T, H, W) for the DiT.
-- VQCodec (elt.tokenizer): codes of this harness's 3D VQ tokenizer.
-- VQGANCodec (elt.vqgan): MaskGIT's ImageNet VQGAN tokens; VAECodec (elt.vae): SD VAE latents.
-Every codec has `kind` (tokens | continuous), encode, decode, and `identity()`: what pre-encoded
-shards record, so data another codec made is refused.
+- VQCodec (elt.codecs.tokenizer): codes of this harness's 3D VQ tokenizer.
+- VQGANCodec (elt.codecs.vqgan): MaskGIT's ImageNet VQGAN tokens; VAECodec (elt.codecs.vae): SD VAE latents.
+Every codec implements elt.codecs.base.Codec: `kind` (tokens | continuous), encode, decode, `to(device)`,
+and `identity()`: what pre-encoded shards record, so data another codec made is refused.
 """
 
 from __future__ import annotations
 
+from elt.codecs.base import Codec
 from elt.codecs.pixels import Pixels, PixelTokens
 from elt.codecs.tokenizer import VQCodec, load
 from elt.codecs.vae import VAECodec
 from elt.codecs.vqgan import VQGANCodec
 
 
-def for_run(cfg, shape: tuple[int, int, int, int]):
+def for_run(cfg, shape: tuple[int, int, int, int]) -> Codec:
     """The codec a run config asks for: pixels or SD VAE latents for diffusion; pixel levels, VQ codes
     or MaskGIT VQGAN tokens for masked."""
     c = cfg.codec

@@ -1,12 +1,40 @@
-"""What every codec shares: the [-1, 1] signal layout and loading a pretrained network on first use."""
+"""The codec interface, and what codecs share: the [-1, 1] signal layout and loading a pretrained network
+on first use."""
 
 from __future__ import annotations
 
 import abc
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from einops import rearrange
+
+
+class Codec(Protocol):
+    """Data uint8 (N, T, C, H, W) <-> what a generator models: tokens (N, S) long, or continuous values
+    (N, C', T', H', W'). Pixels, this harness's VQ tokenizer, the SD VAE and MaskGIT's VQGAN implement it."""
+
+    kind: Literal["tokens", "continuous"]
+
+    def encode(self, data: np.ndarray) -> torch.Tensor: ...
+
+    def decode(self, x: torch.Tensor) -> np.ndarray: ...
+
+    def identity(self) -> dict:
+        """What pre-encoded shards record, so data another codec made is refused."""
+        ...
+
+    def to(self, device) -> None:
+        """Code on `device`: a pretrained codec's network moves there; a codec without one ignores it."""
+        ...
+
+
+class OnTheCPU:
+    """A codec without a network of its own, or one that decodes on the CPU: `to` leaves it there."""
+
+    def to(self, device) -> None:
+        pass
 
 
 class LoadsOnFirstUse(abc.ABC):

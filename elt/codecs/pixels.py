@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from elt.codecs.base import from_signal, to_signal
+from elt.codecs.base import OnTheCPU, from_signal, to_signal
 
 
-class PixelTokens:
+class PixelTokens(OnTheCPU):
     kind = "tokens"
 
     def __init__(self, levels: int, shape: tuple[int, int, int, int]):
@@ -30,7 +30,7 @@ class PixelTokens:
         return values.clip(0, 255).astype(np.uint8).reshape(len(tokens), t, c, h, w)
 
 
-class Pixels:
+class Pixels(OnTheCPU):
     kind = "continuous"
 
     def __init__(self, shape: tuple[int, int, int, int]):

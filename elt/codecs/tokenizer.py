@@ -18,7 +18,7 @@ from einops import rearrange
 from torch import nn
 
 from elt import config
-from elt.codecs.base import from_signal, to_signal
+from elt.codecs.base import OnTheCPU, from_signal, to_signal
 from elt.data import datasets as data
 from elt.errors import UserError
 from elt.files import atomic_path, file_sha, load_module, save_module, write_json
@@ -190,7 +190,7 @@ def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, 
     return tokens, labels, classes, split_sha
 
 
-class VQCodec:
+class VQCodec(OnTheCPU):
     """Codec over a trained tokenizer: data uint8 (N, T, C, H, W) <-> tokens (N, T'*H'*W')."""
 
     kind = "tokens"

@@ -106,8 +106,7 @@ def encode(
     runtime.barrier()  # every rank has checked the folder before rank 0 claims it
     if runtime.is_main:
         write_json(out / PLAN, {**wanted, "shard_size": shard_size})
-    if hasattr(codec, "to"):  # a pretrained codec encodes on the rank's device
-        codec.to(runtime.device)
+    codec.to(runtime.device)  # a pretrained codec encodes on the rank's device
     count = math.ceil(len(stream) / shard_size)
     mine = [k for k in range(runtime.rank, count, runtime.world_size) if not (out / f"{shard_name(k)}.json").is_file()]
     bar = tqdm(total=len(mine), desc=f"encoding {split}", unit="shard", disable=not progress or not runtime.is_main)
