@@ -196,7 +196,7 @@ def cmd_reference(args):
 
 
 def cmd_tokenizer(args):
-    from elt.codecs.tokenizer import tokenizer_step
+    from elt.data.tokens import tokenizer_step
 
     path = Path(args.config)
     if not path.is_file():

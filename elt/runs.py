@@ -10,7 +10,7 @@ import torch
 import baselines
 from elt import codecs, config
 from elt.config import RunConfig
-from elt.data.video import ucf101_index
+from elt.data.datasets import data_shape, num_classes
 from elt.errors import UserError
 from elt.methods.diffusion import DiffusionGenerator
 from elt.methods.masked import MaskedGenerator
@@ -24,28 +24,6 @@ def layout(family: str, n_unique: int, loops: int) -> tuple[int, int]:
     if family in baselines.LAYOUTS:
         return baselines.LAYOUTS[family](n_unique, loops)
     return n_unique, loops
-
-
-def data_shape(cfg: RunConfig) -> tuple[int, int, int, int]:
-    """(T, C, H, W) of one example, known from the config alone."""
-    d = cfg.data
-    side = 8 if d.dataset == "digits" else d.image_size
-    return (d.frames if d.is_video else 1, d.channels, side, side)
-
-
-def num_classes(cfg: RunConfig) -> int:
-    if cfg.data.num_classes:
-        return cfg.data.num_classes
-    if cfg.data.dataset in ("digits", "moving_digits"):
-        return 10
-    if cfg.data.dataset == "ucf101":
-        return len(ucf101_index(cfg.data.path, "test", cfg.data.fold)[1])
-    root = Path(cfg.data.path) / ("train" if cfg.data.dataset == "imagenet" else "")
-    if not root.is_dir():
-        raise UserError(
-            f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class"
-        )
-    return sum(1 for d in root.iterdir() if d.is_dir())
 
 
 @dataclass

@@ -20,13 +20,14 @@ from tqdm import tqdm
 
 from elt import codecs, config
 from elt.config import RunConfig
+from elt.data.datasets import data_shape
 from elt.data.source import training_data
 from elt.errors import UserError
 from elt.files import atomic_path, write_json
 from elt.methods import ilsd
 from elt.models.looped import build, count_params
 from elt.provenance import provenance
-from elt.runs import CHECKPOINT_FORMAT, assemble, data_shape
+from elt.runs import CHECKPOINT_FORMAT, assemble
 from elt.runtime import Runtime, out_of_memory
 
 CHECKPOINT = "checkpoint.pt"  # written once, when training is complete

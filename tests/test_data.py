@@ -51,8 +51,8 @@ def test_training_data_is_the_split_in_the_codecs_space_with_its_record():
     """elt.data.source: the in-memory form holds the encoded split; its record names the split; a class
     count the config contradicts is a one-line error. (Shards and tokens: test_shards, test_tokenizer.)"""
     from elt.codecs import for_run
+    from elt.data.datasets import data_shape
     from elt.data.source import training_data
-    from elt.runs import data_shape
 
     from .conftest import tiny_cfg
 

@@ -82,7 +82,8 @@ def test_encoding_writes_shards_and_a_manifest_that_match_the_stream(tmp_path):
 
 
 def shards_codec(cfg):
-    from elt.runs import assemble, data_shape
+    from elt.data.datasets import data_shape
+    from elt.runs import assemble
 
     return assemble(cfg, data_shape(cfg), 3).codec
 

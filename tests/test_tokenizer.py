@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from elt.codecs import tokenizer
+from elt.data import tokens as pretokenized
 from elt.data import video
 
 pytestmark = pytest.mark.slow  # its module fixture trains a tokenizer (about 20 s)
@@ -52,26 +53,27 @@ def test_pretokenized_data_round_trips_and_refuses_another_tokenizer(trained, tm
     path, held, _ = trained
     net = tokenizer.load(path)
     ds = Dataset(held, np.arange(len(held)) % 10, [str(c) for c in range(10)], "abc")
-    tokenizer.save_tokens(tmp_path / "tokens.npz", net, path, ds)
-    tokens, labels, classes, split_sha = tokenizer.load_tokens(tmp_path / "tokens.npz", path, held.shape[1:])
+    pretokenized.save_tokens(tmp_path / "tokens.npz", net, path, ds)
+    tokens, labels, classes, split_sha = pretokenized.load_tokens(tmp_path / "tokens.npz", path, held.shape[1:])
     assert torch.equal(tokens, tokenizer.VQCodec(net, held.shape[1:]).encode(held)) and split_sha == "abc"
     assert list(labels) == list(ds.labels) and classes == ds.classes
     with pytest.raises(UserError, match="another clip shape"):
-        tokenizer.load_tokens(tmp_path / "tokens.npz", path, (16, 1, 12, 12))
+        pretokenized.load_tokens(tmp_path / "tokens.npz", path, (16, 1, 12, 12))
     other = tmp_path / "other.pt"
     tokenizer.save(tokenizer.VQTokenizer(net.cfg), other, {})
     with pytest.raises(UserError, match="another tokenizer"):
-        tokenizer.load_tokens(tmp_path / "tokens.npz", other, held.shape[1:])
+        pretokenized.load_tokens(tmp_path / "tokens.npz", other, held.shape[1:])
     with pytest.raises(UserError, match="does not exist"):
-        tokenizer.load_tokens(tmp_path / "none.npz", path, held.shape[1:])
+        pretokenized.load_tokens(tmp_path / "none.npz", path, held.shape[1:])
 
 
 def test_tokenizer_step_checks_its_settings(tmp_path):
     from elt.errors import UserError
 
     data = {"dataset": "moving_digits", "image_size": 12, "frames": 16}
+    outputs = (tmp_path / "t.pt", tmp_path / "t.json", tmp_path / "t.npz")
     with pytest.raises(UserError, match="does not divide the 16x12x12 clips"):
-        tokenizer.tokenizer_step(data, {"patch": [4, 5, 5]}, tmp_path / "t.pt", tmp_path / "t.json", tmp_path / "t.npz")
+        pretokenized.tokenizer_step(data, {"patch": [4, 5, 5]}, *outputs)
     with pytest.raises(UserError, match="unknown config key 'tokenizer.codes'"):
-        tokenizer.tokenizer_step(data, {"codes": 5}, tmp_path / "t.pt", tmp_path / "t.json", tmp_path / "t.npz")
+        pretokenized.tokenizer_step(data, {"codes": 5}, *outputs)
     assert not list(tmp_path.iterdir())

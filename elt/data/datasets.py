@@ -209,3 +209,25 @@ class Stream:
             return read_imagenet_image(self.items[i], self.cfg.image_size)
 
         return read_clip(self.items[i], self.cfg.frames, self.cfg.frame_stride, self.cfg.image_size)
+
+
+def data_shape(cfg) -> tuple[int, int, int, int]:
+    """(T, C, H, W) of one example of a run config's data, known from the config alone."""
+    d = cfg.data
+    side = 8 if d.dataset == "digits" else d.image_size
+    return (d.frames if d.is_video else 1, d.channels, side, side)
+
+
+def num_classes(cfg) -> int:
+    if cfg.data.num_classes:
+        return cfg.data.num_classes
+    if cfg.data.dataset in ("digits", "moving_digits"):
+        return 10
+    if cfg.data.dataset == "ucf101":
+        return len(ucf101_index(cfg.data.path, "test", cfg.data.fold)[1])
+    root = Path(cfg.data.path) / ("train" if cfg.data.dataset == "imagenet" else "")
+    if not root.is_dir():
+        raise UserError(
+            f"data folder {str(root)!r} does not exist: set data.path to a folder with one sub-folder per class"
+        )
+    return sum(1 for d in root.iterdir() if d.is_dir())

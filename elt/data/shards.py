@@ -25,10 +25,10 @@ from tqdm import tqdm
 from elt.codecs import for_run
 from elt.config import RunConfig
 from elt.data import datasets as data
+from elt.data.datasets import data_shape
 from elt.errors import UnreadableExample, UserError
 from elt.files import atomic_path, write_json
 from elt.provenance import provenance
-from elt.runs import data_shape
 from elt.runtime import Runtime
 
 FORMAT = "elt-shards-1"

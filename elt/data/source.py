@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from elt.codecs.tokenizer import load_tokens
 from elt.config import RunConfig
 from elt.data import datasets
 from elt.data.shards import ShardSet
+from elt.data.tokens import load_tokens
 from elt.errors import UserError
 from elt.files import file_sha
 
@@ -60,7 +60,7 @@ def sharded(cfg: RunConfig, codec, shape: tuple[int, int, int, int]) -> Training
 
 def training_data(cfg: RunConfig, codec, shape: tuple[int, int, int, int]) -> TrainingData:
     """The run's training split in its codec's space; `shape` is one example's (T, C, H, W) as the
-    config describes it (elt.runs.data_shape)."""
+    config describes it (elt.data.datasets.data_shape)."""
     if cfg.codec.shards:
         source = sharded(cfg, codec, shape)
     elif cfg.codec.tokens:

@@ -9,10 +9,11 @@ import torch
 
 from elt.codecs.tokenizer import TokenizerConfig, VQCodec, VQTokenizer
 from elt.config import from_dict, parse_section
+from elt.data.datasets import data_shape
 from elt.eval.accounting import measured_flops
 from elt.harness.grid import expand, paper_rows
 from elt.models.looped import build, count_params
-from elt.runs import assemble, data_shape
+from elt.runs import assemble
 
 
 def describe_profile(profile: dict) -> list[dict]:

@@ -1,4 +1,4 @@
-from elt.eval.paper import paper_table
+from elt.harness.paper_table import paper_table
 from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):

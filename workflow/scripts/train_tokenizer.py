@@ -1,6 +1,6 @@
 import torch
 
-from elt.codecs.tokenizer import tokenizer_step
+from elt.data.tokens import tokenizer_step
 from elt.harness.rule_log import logged
 
 with logged(snakemake.log[0]):
