@@ -5,7 +5,7 @@ claim needs. Thresholds come from the profile's `audit` section and are printed 
 
 A claim's statistic is a ratio of the primary metric (a Frechet distance; lower is better) between
 two settings, or the worst such ratio over loop counts. Its interval comes from one joint bootstrap
-per comparison (a grid group over all its training seeds): each round resamples the seeds of every
+per comparison (a group over all its training seeds): each round resamples the seeds of every
 family (hierarchical: training noise enters the interval), then the samples of each drawn run, with
 one draw shared by all loop counts of a run (they are paired: same labels and noise, elt.sample).
 Intervals are percentiles of the log statistic, shifted by the bootstrap's bias (resampled sets
@@ -109,9 +109,10 @@ def median_interval(values: list[float], level: float) -> tuple[float, float, fl
 
 
 class Comparison:
-    """One grid group over its seeds: point estimates of the primary metric and their joint bootstrap draws,
-    at fixed loop counts (rows of metrics.csv, loops an int) and at loop plans (rows of loop_plans.csv,
-    loops the plan's file name). A plan's samples are paired with its run's fixed-L samples: one draw."""
+    """One comparison (a group over its training seeds): point estimates of the primary metric and their
+    joint bootstrap draws, at fixed loop counts (rows of metrics.csv, loops an int) and at loop plans
+    (rows of loop_plans.csv, loops the plan's file name). A plan's samples are paired with its run's
+    fixed-L samples: one draw."""
 
     def __init__(
         self,
@@ -133,7 +134,7 @@ class Comparison:
         }
         self.n_samples = int(rows["n_samples"].min())
         rng, rounds = np.random.default_rng(settings["bootstrap_seed"]), settings["bootstrap_rounds"]
-        self.plan = {}  # family -> (seed picks (rounds, seeds), sample draws (rounds, seeds, n))
+        self.resamples = {}  # family -> (seed picks (rounds, seeds), sample draws (rounds, seeds, n))
         for family, runs in sorted(self.runs.items()):
             counts = set(rows[rows["family"] == family]["n_samples"].astype(int))
             if len(counts) != 1:
@@ -148,7 +149,7 @@ class Comparison:
                     f"group {name!r}: loop plans of family {family} have {sorted(plan_counts)} samples, its fixed loop "
                     f"counts {n}: sample them alike"
                 )
-            self.plan[family] = (
+            self.resamples[family] = (
                 rng.integers(0, len(runs), (rounds, len(runs))),
                 rng.integers(0, n, (rounds, len(runs), n)),
             )
@@ -176,7 +177,7 @@ class Comparison:
     def draws(self, family: str, loops: int | str | None = None) -> np.ndarray:
         loops = self._at(family, loops)
         if (family, loops) not in self._draws:
-            picks, samples = self.plan[family]
+            picks, samples = self.resamples[family]
             values = np.empty(picks.shape)
             for k, run in enumerate(self.runs[family]):
                 feats = self.features.samples(run, loops, self.metric)
