@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -157,3 +158,17 @@ class Runtime:
 def out_of_memory(err: BaseException, knob: str) -> UserError:
     """CUDA out of memory as a one-line error naming the setting to lower."""
     return UserError(f"the GPU ran out of memory ({str(err).splitlines()[0][:80]}): lower {knob}")
+
+
+def torchrun_command(processes: int, *elt_args: str) -> list[str]:
+    """`elt <elt_args>` as `processes` torchrun ranks on this machine (DDP: NCCL on GPUs, gloo on CPUs)."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "elt.cli",
+        *elt_args,
+    ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from elt.methods import ilsd
 from elt.models.looped import build, count_params
 from elt.provenance import provenance
 from elt.runs import CHECKPOINT_FORMAT, assemble
-from elt.runtime import Runtime, out_of_memory
+from elt.runtime import Runtime, out_of_memory, torchrun_command
 
 CHECKPOINT = "checkpoint.pt"  # written once, when training is complete
 PROGRESS = "progress.pt"  # periodic state of an unfinished run: not a pipeline output, so an
@@ -230,14 +229,8 @@ def launch(cfg: RunConfig, out: str | Path, processes: int, set_aside_stale: boo
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "launch_config.json"
     write_json(config_file, cfg.to_dict())
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={processes}",
-        "-m",
-        "elt.cli",
+    command = torchrun_command(
+        processes,
         "train",
         "--config",
         str(config_file),
@@ -245,7 +238,7 @@ def launch(cfg: RunConfig, out: str | Path, processes: int, set_aside_stale: boo
         str(out),
         "--quiet",
         *(["--set-aside-stale"] if set_aside_stale else []),
-    ]
+    )
     print(" ".join(command), flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
     print(done.stdout + done.stderr, end="")

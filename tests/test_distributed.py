@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 
 from elt import train as train_mod
 from elt.errors import UserError
-from elt.runtime import Runtime, RuntimeConfig
+from elt.runtime import Runtime, RuntimeConfig, torchrun_command
 
 from .conftest import assert_same_training_state, count_steps, tiny_cfg
 
@@ -113,21 +112,15 @@ def test_a_two_rank_run_killed_mid_way_resumes_in_one_process(tmp_path, monkeypa
     config_file, out = tmp_path / "run.json", tmp_path / "run"
     config_file.write_text(json.dumps(cfg.to_dict()))
     ranks = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "elt.cli",
+        torchrun_command(
+            2,
             "train",
             "--config",
             str(config_file),
             "--out",
             str(out),
             "--quiet",
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

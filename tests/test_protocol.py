@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from elt.errors import UserError
 from elt.eval import metrics
 from elt.eval import paper as protocol
+from elt.runtime import torchrun_command
 from elt.sample import load_samples, sample, save_samples
 
 from .conftest import tiny_cfg
@@ -191,14 +192,8 @@ def test_torchrun_ranks_share_the_sample_shards_out(tmp_path):
 
     train(tiny_cfg(train={"steps": 2}), tmp_path / "run", progress=False)
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "elt.cli",
+        torchrun_command(
+            2,
             "sample",
             "--checkpoint",
             str(tmp_path / "run/checkpoint.pt"),
@@ -210,7 +205,7 @@ def test_torchrun_ranks_share_the_sample_shards_out(tmp_path):
             "3",
             "--out",
             str(tmp_path / "ranks_{shard}.npz"),
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=300,

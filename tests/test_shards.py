@@ -15,6 +15,7 @@ from elt import train as train_mod
 from elt.data import datasets as data
 from elt.data import shards
 from elt.errors import UserError
+from elt.runtime import torchrun_command
 
 from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg
 
@@ -181,21 +182,15 @@ def test_two_ranks_encode_the_same_shards_as_one_process(tmp_path):
     cfg = imagenet_cfg(root, tmp_path / "two")
     (tmp_path / "run.json").write_text(json.dumps(cfg.to_dict()))
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "elt.cli",
+        torchrun_command(
+            2,
             "encode",
             "--config",
             str(tmp_path / "run.json"),
             "--shard-size",
             "4",
             "--quiet",
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=300,

@@ -23,18 +23,16 @@ class Codec(Protocol):
 
     def identity(self) -> dict:
         """What pre-encoded shards record, so data another codec made is refused."""
-        ...
 
     def to(self, device) -> None:
         """Code on `device`: a pretrained codec's network moves there; a codec without one ignores it."""
-        ...
 
 
 class OnTheCPU:
     """A codec without a network of its own, or one that decodes on the CPU: `to` leaves it there."""
 
     def to(self, device) -> None:
-        pass
+        """Nothing moves: encoding and decoding stay on the CPU."""
 
 
 class LoadsOnFirstUse(abc.ABC):

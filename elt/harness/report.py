@@ -156,6 +156,19 @@ def _frontier_table(df: pd.DataFrame, x: str, metrics: dict[str, str]) -> pd.Dat
     return pd.concat(out)[["run", "generator", "modality", "family", "loops_eval", x, "metric", "value", "on_frontier"]]
 
 
+def _family_style(families: pd.Series) -> dict:
+    """seaborn's hue and style arguments that draw each family present with its FAMILY_STYLE colour and marker."""
+    present = [f for f in FAMILY_STYLE if f in set(families)]
+    return {
+        "hue": "family",
+        "style": "family",
+        "hue_order": present,
+        "style_order": present,
+        "palette": {f: FAMILY_STYLE[f][0] for f in present},
+        "markers": {f: FAMILY_STYLE[f][1] for f in present},
+    }
+
+
 def _save_plot(fig, png: Path, table: pd.DataFrame) -> None:
     png.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(png.with_suffix(".csv")) as tmp:
@@ -181,20 +194,7 @@ def plot_pareto(
     for ax, (generator, kind) in zip(axes[0], panels):
         part = table[(table["generator"] == generator) & (table["modality"] == kind)]
         fixed, planned = part[part["family"] != "elt loop plan"], part[part["family"] == "elt loop plan"]
-        families = [f for f in FAMILY_STYLE if f in set(fixed["family"])]
-        sns.scatterplot(
-            data=fixed,
-            x=x,
-            y="value",
-            hue="family",
-            style="family",
-            hue_order=families,
-            style_order=families,
-            palette={f: FAMILY_STYLE[f][0] for f in families},
-            markers={f: FAMILY_STYLE[f][1] for f in families},
-            s=70,
-            ax=ax,
-        )
+        sns.scatterplot(data=fixed, x=x, y="value", s=70, ax=ax, **_family_style(fixed["family"]))
         if not planned.empty:
             colour, marker = FAMILY_STYLE["elt loop plan"]
             ax.scatter(planned[x], planned["value"], marker=marker, s=160, color=colour, label="ELT loop plan")
@@ -255,21 +255,9 @@ def plot_anytime(df: pd.DataFrame, metrics: dict[str, str], png: Path) -> None:
     for ax, group in zip(axes[0], groups):
         part = table[table["group"] == group]
         looped = part[part["family"].isin(["elt", "looped"])]
-        families = [f for f in ("elt", "looped") if f in set(looped["family"])]
-        sns.lineplot(
-            data=looped,
-            x="loops_eval",
-            y="value",
-            hue="family",
-            style="family",
-            hue_order=families,
-            style_order=families,
-            palette={f: FAMILY_STYLE[f][0] for f in families},
-            markers={f: FAMILY_STYLE[f][1] for f in families},
-            dashes=False,
-            ax=ax,
-        )
-        for family in families:
+        style = _family_style(looped["family"])
+        sns.lineplot(data=looped, x="loops_eval", y="value", dashes=False, ax=ax, **style)
+        for family in style["hue_order"]:
             f = looped[looped["family"] == family]
             ax.fill_between(f["loops_eval"], f["ci_low"], f["ci_high"], alpha=0.15, color=FAMILY_STYLE[family][0])
         for family, style in (("unshared", "-."), ("shallow", ":")):

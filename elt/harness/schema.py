@@ -13,6 +13,9 @@ QUALITY = {
     "class_accuracy": "higher",
 }
 INTERVALS = [f"{m}{end}" for m in ("fid", "fd_domain", "fvd", "fvd_domain") for end in ("", "_ci_low", "_ci_high")]
+# What an evaluation record contributes to a row of metrics.csv or loop_plans.csv.
+EVALUATION_FIELDS = ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")
+
 COLUMNS = [
     "run",
     "group",
@@ -31,18 +34,9 @@ COLUMNS = [
     "gflops_per_sample",
     "sampling_steps",
     "guidance",
-    "samples_per_second",
-    *INTERVALS,
-    "kid",
-    "class_accuracy",
-    "n_samples",
-    "n_fid",
-    "n_fvd",
+    *EVALUATION_FIELDS,
     "seed",
 ]
-# What an evaluation record contributes to a row of metrics.csv or loop_plans.csv.
-EVALUATION_FIELDS = ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")
-
 # loop_plans.csv: one row per (ELT run, loop plan).
 PLAN_COLUMNS = [
     "run",
@@ -56,13 +50,7 @@ PLAN_COLUMNS = [
     "gflops_per_sample",
     "loops_used_mean",
     "loops_used_per_step",
-    "samples_per_second",
-    *INTERVALS,
-    "kid",
-    "class_accuracy",
-    "n_samples",
-    "n_fid",
-    "n_fvd",
+    *EVALUATION_FIELDS,
     "seed",
 ]
 
