@@ -2,6 +2,7 @@
 # quality and cost, and write the results table, plots, audit and regression check.
 #   snakemake --cores 2                                  # profile "default"
 #   snakemake --cores 2 --configfile config/smoke.yaml   # another profile
+import os
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -14,10 +15,16 @@ configfile: "config/default.yaml"
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
+# Every job computes with the profile's CPU kernels: set before this process imports elt (which pins them),
+# and inherited by every job it starts (elt/cpu_kernels.py).
+os.environ["ELT_CPU_KERNELS"] = config["cpu_kernels"]
+
+from elt import cpu_kernels
 from elt.errors import UserError
 from elt.harness import grid
 
 try:
+    cpu_kernels.check()
     RUNS = grid.expand(config)
     SETTINGS = grid.pipeline_settings(config)
     PLANS = grid.loop_plans(config)

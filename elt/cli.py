@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from elt import cpu_kernels
 from elt.errors import UserError
 
 
@@ -492,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        cpu_kernels.check()
         args.func(args)
     except UserError as err:
         print(f"elt {args.command}: error: {err}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""How a result was obtained: library versions, git commit, host, and where it computed."""
+"""How a result was obtained: library versions, git commit, host, the CPU kernels, and where it computed."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+
+from elt import cpu_kernels
 
 PACKAGES = (
     "torch",
@@ -57,5 +59,6 @@ def provenance(runtime=None) -> dict:
         "git_commit": git_commit(),
         "host": platform.node(),
         "machine": platform.machine(),
+        "cpu": cpu_kernels.describe(),
         **where,
     }

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from elt.errors import UserError
+from elt.files import write_json
 from elt.harness.check import (
     _holm,
     build_reference,
@@ -307,12 +308,14 @@ def rounded(value, digits: int = 10):
 # --- exact reproduction --------------------------------------------------------------------------
 @pytest.mark.slow
 def test_exact_repeat_lists_every_changed_number(reference, tmp_path):
+    cpu = {"cpu_model": "CPU A", "cpu_kernels": "avx2", "capability": "avx2", "blas": "MKL 1", "onednn": "3"}
     record = {
         "config": {"profile": "test"},
         "seeds": [0, 1, 2],
         "device": "cpu",
         "machine": "x86_64",
         "versions": {"torch": "2"},
+        "cpu": cpu,
     }
     reference = {**reference, "record": record}
     (tmp_path / "ref.json").write_text(json.dumps(reference))
@@ -327,13 +330,23 @@ def test_exact_repeat_lists_every_changed_number(reference, tmp_path):
         "device": "cpu",
         "machine": "x86_64",
         "versions": {"torch": "2"},
+        "cpu": {**cpu, "threads": 16},  # the checking process's threads; the jobs' are in the config
     }
     (tmp_path / "provenance.json").write_text(json.dumps(provenance))
     cli = elt_check("--reference", tmp_path / "ref.json", tmp_path / "m.csv")
     assert cli.returncode == 0 and "1 number(s) differ at all" in cli.stdout
     seed_metrics(0).to_csv(tmp_path / "m.csv", index=False)
     assert "bit-identical" in elt_check("--reference", tmp_path / "ref.json", tmp_path / "m.csv").stdout
-    (tmp_path / "provenance.json").write_text(json.dumps({**provenance, "versions": {"torch": "3"}}))
+
+    def differences(**changed_cpu):
+        write_json(tmp_path / "provenance.json", {**provenance, "cpu": {**cpu, **changed_cpu}})
+        return elt_check("--reference", tmp_path / "ref.json", tmp_path / "m.csv").stdout
+
+    # pinned kernels: another CPU model is still a bit-level comparison; any kernel setting is not
+    assert "another CPU model (CPU B vs CPU A)" in differences(cpu_model="CPU B")
+    assert "differs in: cpu_kernels, cpu_model" in differences(cpu_model="CPU B", cpu_kernels="native")
+    assert "differs in: blas, capability" in differences(capability="avx512", blas="MKL 2")
+    write_json(tmp_path / "provenance.json", {**provenance, "versions": {"torch": "3"}})
     assert "differs in: versions" in elt_check("--reference", tmp_path / "ref.json", tmp_path / "m.csv").stdout
 
 

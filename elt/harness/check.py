@@ -427,28 +427,62 @@ def shifted(df: pd.DataFrame, shift: float, metrics=None) -> pd.DataFrame:
 
 # --- exact reproduction -------------------------------------------------------------------------
 def run_record(provenance: dict) -> dict:
-    """What decides the numbers of a run of the grid: its config (less where it writes and which seeds),
-    device, machine and library versions."""
+    """What decides the numbers of a run of the grid: its config (less where it writes and which seeds; threads
+    per job are in it), device, machine, library versions and the CPU kernels (elt.cpu_kernels.describe)."""
     config = {k: v for k, v in (provenance.get("config") or {}).items() if k not in VOLATILE_CONFIG}
+    cpu = {k: v for k, v in (provenance.get("cpu") or {}).items() if k != "threads"}  # this process's, not the jobs'
     return {
         "config": config,
         "seeds": (provenance.get("config") or {}).get("seeds"),
         "device": provenance.get("device"),
         "machine": provenance.get("machine"),
         "versions": provenance.get("versions"),
+        "cpu": cpu,
     }
 
 
 def record_differences(reference_record: dict, measured: dict) -> list[str]:
-    """Why a measured run is not an exact repeat of the reference's set-up ([] when it is)."""
+    """Why a measured run is not an exact repeat of the reference's set-up ([] when it is): the record's keys,
+    and for the CPU each setting that differs (cpu_model, cpu_kernels, capability, pinned, blas, onednn)."""
     if not reference_record:
         return ["the reference records no set-up"]
     differences = [
         key for key in ("config", "device", "machine", "versions") if reference_record.get(key) != measured.get(key)
     ]
+    ours, theirs = reference_record.get("cpu"), measured.get("cpu") or {}
+    if not ours:
+        differences.append("cpu (the reference records no CPU kernels: rebuild it)")
+    else:
+        differences += [key for key in sorted(set(ours) | set(theirs)) if ours.get(key) != theirs.get(key)]
     if not set(measured.get("seeds") or []) <= set(reference_record.get("seeds") or []):
         differences.append("seeds")
     return differences
+
+
+def bit_level_comparison(reference: dict, df: pd.DataFrame, measured: dict) -> str:
+    """Whether the numbers should repeat the reference's to the bit, and how many do not. Bits repeat when
+    everything that decides them matches; pinned CPU kernels make the CPU model not matter."""
+    record = run_record(measured)
+    differences = record_differences(reference.get("record", {}), record)
+    pinned = record["cpu"].get("cpu_kernels", "native") != "native"
+    if differences == ["cpu_model"] and pinned:
+        reference_cpu = reference["record"]["cpu"]["cpu_model"]
+        setup = (
+            f"Same set-up as the reference on another CPU model ({record['cpu']['cpu_model']} vs {reference_cpu}); "
+            f"kernels pinned at {record['cpu']['cpu_kernels']}, so the numbers should repeat bit for bit"
+        )
+    elif differences:
+        return (
+            f"Not an exact repeat of the reference's set-up (differs in: {', '.join(differences)}): no bit-level "
+            "comparison"
+        )
+    else:
+        setup = "Same set-up as the reference (config, seeds, device, machine, versions, CPU model and kernels)"
+    changed = changed_numbers(reference, df)
+    show = dict(index=False, float_format=lambda v: f"{v:.4g}")
+    return f"{setup}: {len(changed)} number(s) differ at all" + (
+        " (information, not a failure)\n" + changed.to_string(**show) if len(changed) else ": bit-identical"
+    )
 
 
 def changed_numbers(reference: dict, df: pd.DataFrame) -> pd.DataFrame:
@@ -542,23 +576,7 @@ def report(reference: dict, df: pd.DataFrame, result: CheckResult, reference_pat
             f"\nThe per-row test flags a uniform shift from: {per_row}",
         ]
         if measured:
-            differences = record_differences(reference.get("record", {}), run_record(measured))
-            if differences:
-                lines.append(
-                    f"Not an exact repeat of the reference's set-up (differs in: {', '.join(differences)}): no "
-                    "bit-level comparison"
-                )
-            else:
-                changed = changed_numbers(reference, df)
-                lines.append(
-                    f"Same set-up as the reference (config, seeds, device, machine, versions): {len(changed)} "
-                    "number(s) differ at all"
-                    + (
-                        " (information, not a failure)\n" + changed.to_string(**show)
-                        if len(changed)
-                        else ": bit-identical"
-                    )
-                )
+            lines.append(bit_level_comparison(reference, df, measured))
     bad_rows, bad_tests = result.bad_rows, result.bad_tests
     lines.append(
         f"{'PASSED' if result.passed else 'FAILED'}: per-row test {len(result.rows) - len(bad_rows)} ok, "
