@@ -73,3 +73,33 @@ def test_training_masks_at_least_one_token():
     counts = inputs["mask"].sum(1)
     assert counts.min() >= 1 and counts.max() <= 64
     assert torch.equal(inputs["inputs"] == 17, inputs["mask"])
+
+
+def test_inverse_cdf_sampling_follows_the_probabilities_and_numpys_searchsorted():
+    """Each token is the first category whose cumulative probability exceeds u x total (numpy's searchsorted,
+    side='right'); over many uniforms the frequencies are the probabilities; zero-probability codes never come."""
+    from elt.methods.masked import inverse_cdf_sample
+
+    probs = torch.tensor([0.0, 0.1, 0.0, 0.6, 0.3])
+    u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    picked = inverse_cdf_sample(probs.expand(len(u), 5), u)
+    cdf = np.cumsum(probs.numpy())
+    assert np.array_equal(picked.numpy(), np.searchsorted(cdf, u.numpy() * cdf[-1], side="right"))
+    freq = np.bincount(picked.numpy(), minlength=5) / len(u)
+    assert freq[0] == freq[2] == 0 and np.abs(freq - probs.numpy()).max() < 0.005
+    assert inverse_cdf_sample(torch.tensor([[0.0, 1.0]]), torch.tensor([0.0])).item() == 1
+
+
+def test_masked_losses_average_over_the_masked_positions_only():
+    from elt.methods.masked import masked_mean
+
+    parts, _ = sampler()
+    gen = torch.Generator().manual_seed(0)
+    inputs = parts.generator.training_inputs((torch.randint(0, 17, (6, 64), generator=gen), torch.zeros(6)), gen)
+    student, teacher = torch.randn(2, 6, 64, 17, generator=gen).unbind()
+    mask = inputs["mask"]
+    expected = torch.nn.functional.cross_entropy(student[mask], inputs["targets"][mask])
+    torch.testing.assert_close(parts.generator.gt_loss(student, inputs), expected)
+    indexed = -(teacher[mask].softmax(-1) * student[mask].log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(parts.generator.distill_loss(student, teacher, inputs), indexed)
+    assert masked_mean(torch.ones(2, 3), torch.tensor([[True, False, False], [False, False, False]])) == 1

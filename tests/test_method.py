@@ -13,6 +13,7 @@ keeps checking that (results/mutants.md).
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -355,7 +356,8 @@ def decode_by_hand(net, labels, loops, gen, noise: float, guidance: float = 1.0,
     """MaskGIT's parallel decoding written out: sample every position from the tempered softmax, keep the
     decided tokens, score each new token by its (untempered-by-noise) log-probability plus scaled Gumbel
     noise, and re-mask the lowest-scoring ones down to the schedule's count. Random draws in the harness's
-    documented order (one multinomial over all positions, then the Gumbel uniforms), on the CPU."""
+    documented order (one uniform per position, turned into a token by the inverse CDF, then the Gumbel
+    uniforms), on the CPU."""
     b, s = len(labels), 64
     tokens = torch.full((b, s), mask_id)
     for k in range(K):
@@ -368,7 +370,11 @@ def decode_by_hand(net, labels, loops, gen, noise: float, guidance: float = 1.0,
             cond, uncond = both[:b], both[b:]
             logits = uncond + guidance * (cond - uncond)
         probs = torch.softmax(logits.float() / TEMPERATURES[k], -1)
-        drawn = torch.multinomial(probs.reshape(b * s, -1), 1, generator=gen).view(b, s)
+        u = torch.rand(b, s, generator=gen).numpy()  # float32, as the harness computes
+        cdf = probs.cumsum(-1).numpy()
+        drawn = torch.tensor(
+            [[np.searchsorted(cdf[i, j], u[i, j] * cdf[i, j, -1], side="right") for j in range(s)] for i in range(b)]
+        )
         unknown = tokens == mask_id
         drawn = torch.where(unknown, drawn, tokens)
         score = probs.gather(-1, drawn[..., None])[..., 0].clamp_min(1e-30).log()

@@ -74,7 +74,7 @@ def test_smoke_audit_and_regression_check_ran(smoke):
         "throughput",
         "loop_plans",
     }
-    plan_claim = next(c for c in audit["claims"] if c["claim"] == "loop_plans" and c["group"] == "masked-T-1x2")
+    plan_claim = next(c for c in audit["claims"] if c["claim"] == "loop_plans" and c["comparison"] == "masked-T-1x2")
     assert plan_claim["verdict"] != "not measured" and set(plan_claim["evidence"]["plans"]) == {
         "linear 1->2",
         "exit<0.05 L1-2",

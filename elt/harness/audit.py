@@ -9,10 +9,13 @@ per comparison (a group over all its training seeds): each round resamples the s
 family (hierarchical: training noise enters the interval), then the samples of each drawn run, with
 one draw shared by all loop counts of a run (they are paired: same labels and noise, elt.sample).
 Intervals are percentiles of the log statistic, shifted by the bootstrap's bias (resampled sets
-repeat samples, which inflates a Frechet distance). Throughput is judged on the interleaved timings
-of its own step (elt.sample.time_throughput): the median of per-repeat speed ratios, with the
-distribution-free order-statistic interval of a median. One line goes beyond the paper: whether a
-loop schedule or early-exit rule of the profile's loop_plans lies below ELT's fixed-L frontier.
+repeat samples, which inflates a Frechet distance). Results of one training seed hold no training
+noise of their own: each run then borrows its seed spread from the regression reference of the same
+profile (TrainingNoise), or every verdict says that training noise is not included. Throughput is
+judged on the interleaved timings of its own step (elt.sample.time_throughput): the median of
+per-repeat speed ratios, with the distribution-free order-statistic interval of a median. One line
+goes beyond the paper: whether a loop schedule or early-exit rule of the profile's loop_plans lies
+below ELT's fixed-L frontier.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from scipy import stats
 
 from elt.errors import UserError
 from elt.eval.metrics import frechet_resamples, frechet_to_reference
+from elt.files import read_json
+from elt.harness.check import FORMAT as REFERENCE_FORMAT
 from elt.harness.schema import PLAN_FIELDS
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "fails", "inconclusive", "not measured"
@@ -36,6 +41,58 @@ BOOTSTRAP_METHOD = (
     "bias-shifted percentile interval of the log statistic"
 )
 THROUGHPUT_METHOD = "median of per-repeat speed ratios of interleaved timings, order-statistic (binomial) interval"
+
+
+def stem(run: str) -> str:
+    """A run without its seed: 'masked-elt-XS-2x3-s0' -> 'masked-elt-XS-2x3'."""
+    return run.rsplit("-s", 1)[0]
+
+
+class TrainingNoise:
+    """Each run's training noise, borrowed from a regression reference (elt.harness.check) that holds the
+    primary metric of the same runs at several seeds. A bootstrap round draws, per run, a Gaussian deviation
+    of the log metric whose covariance across the run's loop counts is the seeds' sample covariance (the
+    centred per-seed log vectors combined with standard-normal weights, over sqrt(seeds - 1)), and scales
+    the run's resampled distances by its exponential. The reference's seed spread holds sampling noise as
+    well: the interval is wider than it needs to be by that much. A loop plan takes its run's deviation at
+    L_max."""
+
+    def __init__(self, reference: dict, source: str):
+        self.source = source
+        self.seeds = sorted(int(s) for s in reference["seeds"])
+        self.entries = {stem(run): by_loops for run, by_loops in reference["entries"].items()}
+
+    def deviations(self, run: str, metric: str) -> dict[int, np.ndarray] | None:
+        """{loops: centred log metric per reference seed} of a run, or None when the reference lacks it."""
+        by_loops = self.entries.get(stem(run))
+        if not by_loops:
+            return None
+        found = {}
+        for loops, per_metric in by_loops.items():
+            per_seed = (per_metric.get(metric) or {}).get("seeds") or {}
+            values = np.array([per_seed.get(str(seed), np.nan) for seed in self.seeds], dtype=float)
+            if len(values) < 2 or not np.all(values > 0):
+                return None
+            found[int(loops)] = np.log(values) - np.log(values).mean()
+        return found
+
+    def describe(self) -> str:
+        return (
+            f"training noise borrowed from {self.source} (seeds {self.seeds}): per run, a Gaussian deviation of the "
+            "log metric with the seeds' covariance across loop counts"
+        )
+
+
+def training_noise(reference_path: str | list) -> TrainingNoise | None:
+    """The TrainingNoise of a per-seed regression reference file (the pipeline's input: a path, or [] for none)."""
+    if not reference_path:
+        return None
+    reference = read_json(str(reference_path), "reference", "build one with 'make reference' or set reference: null")
+    return TrainingNoise(reference, str(reference_path)) if reference.get("format") == REFERENCE_FORMAT else None
+
+
+NO_TRAINING_NOISE = "training noise not included (one seed and no regression reference of the profile)"
+OWN_SEEDS = "training noise from the results' own seeds"
 
 
 class FeatureSource(Protocol):
@@ -122,6 +179,7 @@ class Comparison:
         features: FeatureSource,
         settings: dict,
         plans: pd.DataFrame | None = None,
+        noise: TrainingNoise | None = None,
     ):
         self.name, self.rows, self.metric, self.features = name, rows, metric, features
         self.plans = plans if plans is not None else pd.DataFrame(columns=PLAN_FIELDS)
@@ -154,6 +212,31 @@ class Comparison:
                 rng.integers(0, n, (rounds, len(runs), n)),
             )
         self._draws = {}
+        self.factors, self.training_noise = self._training_noise(noise, settings)
+
+    def _training_noise(self, noise: TrainingNoise | None, settings: dict) -> tuple[dict, str]:
+        """({family: {loops: (rounds,) factor}} scaling a one-seed comparison's draws by borrowed training noise,
+        and what the intervals include)."""
+        if len(self.seeds) > 1:
+            return {}, OWN_SEEDS
+        if noise is None:
+            return {}, NO_TRAINING_NOISE
+        deviations = {family: noise.deviations(runs[0], self.metric) for family, runs in self.runs.items()}
+        if missing := sorted(family for family, found in deviations.items() if found is None):
+            return {}, f"training noise not included ({noise.source} lacks {', '.join(missing)} of {self.name})"
+        # its own stream, so that the sampling draws are those of an audit without training noise
+        rng, rounds = np.random.default_rng([settings["bootstrap_seed"], 1]), settings["bootstrap_rounds"]
+        factors = {}
+        for family, found in sorted(deviations.items()):
+            weights = rng.normal(size=(rounds, len(noise.seeds))) / math.sqrt(len(noise.seeds) - 1)
+            factors[family] = {loops: np.exp(weights @ d) for loops, d in found.items()}
+        return factors, noise.describe()
+
+    def _factor(self, family: str, loops: int | str) -> np.ndarray | float:
+        if family not in self.factors:
+            return 1.0
+        by_loops = self.factors[family]
+        return by_loops.get(loops, by_loops.get(self.l_max, 1.0))  # a loop plan: its run's factor at L_max
 
     def has(self, family: str, loops: int | None = None) -> bool:
         part = self.rows[self.rows["family"] == family]
@@ -185,7 +268,7 @@ class Comparison:
                 self._check(run, loops, frechet_to_reference(feats, mu, sigma))
                 chosen = picks == k
                 values[chosen] = frechet_resamples(feats, samples[chosen], mu, sigma)
-            self._draws[(family, loops)] = values.mean(1)
+            self._draws[(family, loops)] = values.mean(1) * self._factor(family, loops)
         return self._draws[(family, loops)]
 
     def _check(self, run: str, loops: int | str, recomputed: float) -> None:
@@ -202,7 +285,7 @@ class Comparison:
 
     def statistic(self, estimate: float, draws: np.ndarray) -> Statistic:
         low, high = log_interval(estimate, draws, self.level)
-        several = len(self.seeds) > 1
+        several = len(self.seeds) > 1 or bool(self.factors)  # with training noise in it, seeds narrow the interval
         return Statistic(
             estimate,
             low,
@@ -242,7 +325,7 @@ def _claim(
 ) -> dict:
     return {
         "claim": claim,
-        "group": g.name,
+        "comparison": g.name,
         "metric": g.metric,
         "seeds": g.seeds,
         "statement": statement,
@@ -254,6 +337,7 @@ def _claim(
         "verdict": verdict,
         "reason": reason,
         "to_decide": to_decide,
+        "training_noise": g.training_noise if claim != "throughput" else "not applicable: timings",
         "evidence": evidence or {},
     }
 
@@ -450,9 +534,10 @@ def audit(
     timings: dict[str, dict] | None = None,
     l_min: int = 1,
     plans: pd.DataFrame | None = None,
+    noise: TrainingNoise | None = None,
 ) -> dict:
     """settings: the profile's `audit` section; timings: {grid group (with seed): time_throughput record};
-    plans: loop_plans.csv (elt.harness.report.plan_table)."""
+    plans: loop_plans.csv (elt.harness.report.plan_table); noise: the seed spread one-seed results borrow."""
     metrics, timings = settings["primary_metric"], timings or {}
     claims, power = [], []
     df = df.assign(comparison=df["group"].map(comparison_name))
@@ -460,16 +545,23 @@ def audit(
     plans = plans.assign(comparison=plans["group"].map(comparison_name))
     for name, rows in df.groupby("comparison"):
         g = Comparison(
-            name, rows, metrics[rows["modality"].iloc[0]], features, settings, plans[plans["comparison"] == name]
+            name,
+            rows,
+            metrics[rows["modality"].iloc[0]],
+            features,
+            settings,
+            plans[plans["comparison"] == name],
+            noise,
         )
         context = Context(l_min, [timings[group] for group in sorted(rows["group"].unique()) if group in timings])
         found = [judge(g, settings, context) for judge in CLAIMS.values()]
         claims += found
         power.append(
             {
-                "group": name,
+                "comparison": name,
                 "seeds": g.seeds,
                 "samples_per_run": g.n_samples,
+                "training_noise": g.training_noise,
                 "resolution": {c["claim"]: c["resolution"] for c in found if c["resolution"] is not None},
             }
         )
@@ -479,6 +571,7 @@ def audit(
         "level": settings["level"],
         "rounds": settings["bootstrap_rounds"],
         "seed": settings["bootstrap_seed"],
+        "training_noise": sorted({p["training_noise"] for p in power}),
     }
     return {"primary_metric": metrics, "settings": settings, "interval": interval, "claims": claims, "power": power}
 
@@ -510,18 +603,20 @@ def markdown(result: dict, provenance: dict) -> str:
         "lies inside the claim's region, **fails** when it lies wholly outside, **inconclusive** otherwise; "
         "**not measured** when the grid lacks what the claim needs.",
         f"Intervals: {iv['method']}, {iv['rounds']} rounds, seed {iv['seed']}; throughput: {iv['throughput']}.",
+        f"Training noise: {'; '.join(iv['training_noise'])}.",
         "",
         f"Commit {provenance.get('git_commit', '?')}; generated from metrics.csv, the evaluations' saved features and "
         "the throughput timings by `elt.harness.audit`.",
         "",
-        "| group | claim | statistic | estimate [interval] | region | verdict | why | to decide |",
+        "| comparison | claim | statistic | estimate [interval] | region | verdict | why | to decide |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in result["claims"]:
         value = f"{c['estimate']:.3g} [{c['interval'][0]:.3g}, {c['interval'][1]:.3g}]" if c["interval"] else ""
+        caveat = f"; {c['training_noise']}" if c["training_noise"].startswith("training noise not") else ""
         lines.append(
-            f"| {c['group']} | {c['statement']} | {c['statistic']} | {value} | {c['region']} | **{c['verdict']}** "
-            f"| {c['reason']}{'; ' + _fmt(c['evidence']) if c['evidence'] else ''} | {c['to_decide'] or ''} |"
+            f"| {c['comparison']} | {c['statement']} | {c['statistic']} | {value} | {c['region']} | **{c['verdict']}** "
+            f"| {c['reason']}{caveat}{'; ' + _fmt(c['evidence']) if c['evidence'] else ''} | {c['to_decide'] or ''} |"
         )
     counts = pd.Series([c["verdict"] for c in result["claims"]]).value_counts().to_dict()
     lines += [
@@ -533,10 +628,10 @@ def markdown(result: dict, provenance: dict) -> str:
         "Relative half-width of each claim's interval: a true value closer than this to the threshold stays "
         "inconclusive at this many seeds and samples.",
         "",
-        "| group | seeds | samples per (run, L) | " + " | ".join(CLAIMS) + " |",
+        "| comparison | seeds | samples per (run, L) | " + " | ".join(CLAIMS) + " |",
         "|---|---|---|" + "---|" * len(CLAIMS),
     ]
     for p in result["power"]:
         cells = [f"±{p['resolution'][c]:.0%}" if c in p["resolution"] else "" for c in CLAIMS]
-        lines.append(f"| {p['group']} | {len(p['seeds'])} | {p['samples_per_run']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {p['comparison']} | {len(p['seeds'])} | {p['samples_per_run']} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])

@@ -113,7 +113,7 @@ def headline(df: pd.DataFrame, audit_result: dict) -> dict:
     for c in audit_result["claims"]:
         if c["estimate"] is not None:
             low, high = c["interval"]
-            out.setdefault(c["group"], {}).setdefault("claims", {})[c["claim"]] = {
+            out.setdefault(c["comparison"], {}).setdefault("claims", {})[c["claim"]] = {
                 "estimate": c["estimate"],
                 "low": low,
                 "high": high,

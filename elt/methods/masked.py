@@ -25,6 +25,19 @@ def token_divergence(previous: torch.Tensor, current: torch.Tensor) -> torch.Ten
     return (0.5 * (p.exp() * (p - m)).sum(-1) + 0.5 * (q.exp() * (q - m)).sum(-1)).mean(-1)
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of values (B, S) over the True positions of mask (at least one per row: training_inputs)."""
+    return (values * mask).sum() / mask.sum()
+
+
+def inverse_cdf_sample(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """One category per row of probs (..., V) from uniforms (...) in [0, 1): the first whose cumulative
+    probability exceeds u times the total. On the device of probs, with no copy to the host."""
+    cdf = probs.cumsum(-1)
+    picked = torch.searchsorted(cdf, (uniforms * cdf[..., -1])[..., None].contiguous(), right=True)
+    return picked[..., 0].clamp_max(probs.shape[-1] - 1)
+
+
 class MaskedGenerator:
     def __init__(self, cfg: RunConfig, codec):
         self.cfg, self.codec = cfg, codec
@@ -59,14 +72,17 @@ class MaskedGenerator:
     def forward(self, net, inputs, exits):
         return net(inputs["inputs"], inputs["labels"], exits=exits)
 
+    # Both losses average over the masked positions by weighting with the mask: boolean indexing would wait
+    # for the device to count them (a host sync every step).
     def gt_loss(self, logits, inputs):
         mask = inputs["mask"]
-        return F.cross_entropy(logits[mask], inputs["targets"][mask])
+        per_position = F.cross_entropy(logits.flatten(0, 1), inputs["targets"].flatten(), reduction="none")
+        return masked_mean(per_position.view_as(mask), mask)
 
     def distill_loss(self, student, teacher, inputs):
         """Cross-entropy of the student against the teacher's full softmax, on masked positions."""
-        mask = inputs["mask"]
-        return -(F.softmax(teacher[mask], -1) * F.log_softmax(student[mask], -1)).sum(-1).mean()
+        per_position = -(F.softmax(teacher, -1) * F.log_softmax(student, -1)).sum(-1)
+        return masked_mean(per_position, inputs["mask"])
 
     # --- sampling -------------------------------------------------------------------------------
     def guided_logits(self, net, tokens, labels, loops):
@@ -102,10 +118,8 @@ class MaskedGenerator:
                 if loops_used is not None:
                     loops_used.append(used)
                 probs = F.softmax(logits.float() / temperature, -1)  # (B, S, V)
-                # draws on the CPU from the seeded generator: the same tokens on every device
-                sampled = (
-                    torch.multinomial(probs.flatten(0, 1).cpu(), 1, generator=gen).view_as(tokens).to(tokens.device)
-                )
+                # uniforms drawn on the CPU from the seeded generator (the same on every device), tokens on the device
+                sampled = inverse_cdf_sample(probs, torch.rand(tokens.shape, generator=gen).to(tokens.device))
                 unknown = tokens == mask_id
                 sampled = torch.where(unknown, sampled, tokens)
                 confidence = torch.log(torch.gather(probs, -1, sampled[..., None])[..., 0].clamp_min(1e-30))

@@ -63,6 +63,7 @@ rule audit:
         plan_features=plan_files("features"),
         references=[f"{WORK}/features/{dataset}/reference_features.npz" for dataset in sorted({s["dataset"] for s in SETTINGS.values()})],
         timings=[f"{WORK}/throughput/{group}.json" for group in timed_groups()],
+        reference=config["reference"] or [],  # the seed spread one-seed results borrow (training noise)
     output:
         md=report(f"{RESULTS}/audit.md", category="Audit"),
         json=f"{RESULTS}/audit.json",

@@ -5,7 +5,7 @@ import pandas as pd
 
 from elt.eval.embedded import SavedFeatures
 from elt.files import atomic_path, write_json
-from elt.harness.audit import audit, markdown
+from elt.harness.audit import audit, markdown, training_noise
 from elt.harness.report import headline
 from elt.harness.rule_log import logged
 from elt.provenance import provenance
@@ -27,6 +27,7 @@ with logged(snakemake.log[0]):
         features,
         timings,
         plans=pd.read_csv(snakemake.input.plans),
+        noise=training_noise(snakemake.input.reference),
     )
     prov = provenance()
     write_json(snakemake.output.json, {**result, "provenance": prov})
