@@ -95,13 +95,13 @@ class Runtime:
             )
         return batch_size // parts
 
-    def average(self, value: float) -> float:
-        """The mean of a number over the ranks (a logged loss)."""
+    def average_each(self, values: list[float]) -> list[float]:
+        """Each number's mean over the ranks (logged losses), in one all-reduce."""
         if self.world_size == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(tensor)
-        return float(tensor) / self.world_size
+        return [value / self.world_size for value in tensor.tolist()]
 
     def barrier(self) -> None:
         if self.world_size > 1:

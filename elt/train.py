@@ -8,6 +8,7 @@ the data stay on the CPU and each batch moves to the device.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import subprocess
@@ -52,12 +53,52 @@ class EMA:
         self.decay, self.shadow = decay, {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     def update(self, net: torch.nn.Module) -> None:
+        """One multi-tensor lerp over every floating-point tensor (a kernel launch per tensor would be hundreds)."""
         with torch.no_grad():  # not a decorator: mutmut (make mutants) skips decorated functions
-            for key, value in net.state_dict().items():
-                if value.dtype.is_floating_point:
-                    self.shadow[key].lerp_(value, 1.0 - self.decay)
-                else:
+            state = net.state_dict()
+            floats = [key for key, value in state.items() if value.dtype.is_floating_point]
+            torch._foreach_lerp_([self.shadow[k] for k in floats], [state[k] for k in floats], 1.0 - self.decay)
+            for key, value in state.items():
+                if not value.dtype.is_floating_point:
                     self.shadow[key].copy_(value)
+
+
+def optimisation_step(model, generator, inputs: dict, l_int, l_max: int, weight: float, micro: int, runtime: Runtime):
+    """Forward and backward of one step over this rank's micro-batches (gradients accumulate in the network)
+    -> each micro-batch's loss, detached on the device: nothing here waits for the device."""
+    slices = list(range(runtime.rank, runtime.world_size * runtime.cfg.grad_accum, runtime.world_size))
+    losses = []
+    try:
+        for k, part in enumerate(slices):
+            micro_inputs = {key: value[part * micro : (part + 1) * micro] for key, value in inputs.items()}
+            last = k == len(slices) - 1
+            with contextlib.nullcontext() if last or runtime.world_size == 1 else model.no_sync(), runtime.autocast():
+                loss, logged = ilsd.loss(generator, model, micro_inputs, l_int, l_max, weight)
+            (loss / len(slices) if len(slices) > 1 else loss).backward()
+            losses.append(logged["loss"])
+    except torch.OutOfMemoryError as err:
+        raise out_of_memory(
+            err, "the per-rank micro-batch: raise runtime.grad_accum, or use runtime.precision bf16"
+        ) from None
+    return losses
+
+
+def settle(pending: list[tuple[int, list[torch.Tensor]]], runtime: Runtime, run: str) -> list[float]:
+    """The pending steps' losses as numbers, each the mean of its micro-batches averaged over the ranks: one
+    wait for the device and one all-reduce per checkpoint interval, not per step. A loss that is not finite
+    stops the run before its state is saved."""
+    values = torch.stack([loss for _, losses in pending for loss in losses]).tolist()
+    means, at = [], 0
+    for _, losses in pending:
+        means.append(sum(values[at : at + len(losses)]) / len(losses))
+        at += len(losses)
+    means = runtime.average_each(means)
+    for (step, _), value in zip(pending, means):
+        if not math.isfinite(value):
+            raise UserError(
+                f"loss became {value} at step {step} of run {run!r}: lower train.lr or raise train.warmup_steps"
+            )
+    return means
 
 
 def save_checkpoint(
@@ -83,20 +124,22 @@ def save_checkpoint(
 
 
 def resume(
-    cfg: RunConfig, out: Path, net, opt, ema: EMA | None, gen: torch.Generator, device, set_aside_stale: bool
+    cfg: RunConfig, out: Path, net, opt, ema: EMA | None, gen: torch.Generator, runtime: Runtime, set_aside_stale: bool
 ) -> tuple[int, list[float], float]:
     """Restore the run's saved state in `out` (its checkpoint, else its progress file) into net, opt, ema
     and gen -> (step, loss history, wall seconds); (0, [], 0.0) when there is none.
 
-    A saved state of a different config is an error, or, with set_aside_stale (the pipeline, whose
-    config the user changed), renamed to <name>.stale-<step>.pt and left beside the new run.
+    Every rank reads the file memory-mapped: it copies what it needs into its own tensors and holds no host
+    copy of the whole state (eight ranks each loading a 34 GB state would need 270 GB). A saved state of a
+    different config is an error, or, with set_aside_stale (the pipeline, whose config the user changed),
+    renamed to <name>.stale-<step>.pt and left beside the new run: by rank 0, once every rank has read it.
     """
     ckpt_path, progress_path = out / CHECKPOINT, out / PROGRESS
     resume_from = ckpt_path if ckpt_path.exists() else progress_path
     if not resume_from.exists():
         return 0, [], 0.0
     try:
-        ckpt = torch.load(resume_from, map_location="cpu", weights_only=True)
+        ckpt = torch.load(resume_from, map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:
         raise UserError(
             f"checkpoint {str(resume_from)!r} is corrupt ({type(err).__name__}): delete it to start over"
@@ -105,15 +148,18 @@ def resume(
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if ema:
-            ema.shadow = {k: v.to(device) for k, v in ckpt["ema"].items()}
+            ema.shadow = {k: v.to(runtime.device, copy=True) for k, v in ckpt["ema"].items()}
         gen.set_state(ckpt["rng"])
         print(f"resuming {cfg.run} from step {ckpt['step']} ({resume_from.name})")
         return ckpt["step"], ckpt["history"], ckpt["wall_seconds"]
     if not set_aside_stale:
         raise UserError(f"{str(out)!r} holds a checkpoint of a different config: use another --out or delete it")
     stale = resume_from.with_name(f"{resume_from.stem}.stale-{ckpt.get('step', 0)}.pt")
-    resume_from.rename(stale)
-    print(f"{resume_from} was trained with another config: kept as {stale.name}, starting afresh")
+    runtime.barrier()  # every rank has decided from the file before it moves
+    if runtime.is_main:
+        resume_from.rename(stale)
+        print(f"{resume_from} was trained with another config: kept as {stale.name}, starting afresh")
+    runtime.barrier()
     return 0, [], 0.0
 
 
@@ -136,12 +182,13 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
     ema = EMA(net, tc.ema_decay) if tc.ema_decay > 0 else None
     gen = torch.Generator().manual_seed(cfg.seed)
     ckpt_path, progress_path = out / CHECKPOINT, out / PROGRESS
-    step, history, wall = resume(cfg, out, net, opt, ema, gen, runtime.device, set_aside_stale)
+    step, history, wall = resume(cfg, out, net, opt, ema, gen, runtime, set_aside_stale)
     out.mkdir(parents=True, exist_ok=True)
 
     net.train()
     bar = tqdm(total=tc.steps, initial=step, desc=cfg.run, disable=not progress, mininterval=2.0, unit="step")
     started = time.perf_counter() - wall
+    pending = []  # (step, its micro-batches' losses): on the device until the next checkpoint (settle)
     while step < tc.steps:
         idx = torch.randint(0, len(y_all), (tc.batch_size,), generator=gen)
         labels = y_all[idx].clone()
@@ -153,45 +200,26 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         inputs, l_int = ilsd.draw(
             parts.generator, runtime.to(x_all[idx], labels), cfg.model.family, tc.l_min, net.cfg.loops, gen
         )
-        slices = list(range(runtime.rank, runtime.world_size * runtime.cfg.grad_accum, runtime.world_size))
+        weight = ilsd.lam(step, tc.steps)
         opt.zero_grad(set_to_none=True)
-        losses = []
-        try:
-            for k, part in enumerate(slices):
-                micro_inputs = {key: value[part * micro : (part + 1) * micro] for key, value in inputs.items()}
-                last = k == len(slices) - 1
-                with (
-                    contextlib.nullcontext() if last or runtime.world_size == 1 else model.no_sync(),
-                    runtime.autocast(),
-                ):
-                    loss, parts_log = ilsd.loss(
-                        parts.generator, model, micro_inputs, l_int, net.cfg.loops, ilsd.lam(step, tc.steps)
-                    )
-                (loss / len(slices) if len(slices) > 1 else loss).backward()
-                losses.append(parts_log["loss"])
-        except torch.OutOfMemoryError as err:
-            raise out_of_memory(
-                err, "the per-rank micro-batch: raise runtime.grad_accum, or use runtime.precision bf16"
-            ) from None
-        step_loss = runtime.average(sum(losses) / len(losses))
-        if not math.isfinite(step_loss):
-            raise UserError(
-                f"loss became {step_loss} at step {step} of run {cfg.run!r}: lower train.lr or raise train.warmup_steps"
-            )
+        losses = optimisation_step(model, parts.generator, inputs, l_int, net.cfg.loops, weight, micro, runtime)
         torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
         opt.step()
         if ema:
             ema.update(net)
+        pending.append((step, losses))
         step += 1
-        history.append(step_loss)
         bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.4f}")
-        if runtime.is_main and (step % tc.checkpoint_every == 0 or step == tc.steps):
-            wall = time.perf_counter() - started
-            target = ckpt_path if step == tc.steps else progress_path
-            save_checkpoint(
-                target, parts, net, opt, gen, step, history, wall, shape, source.classes, ema, runtime.describe()
-            )
+        if step % tc.checkpoint_every == 0 or step == tc.steps:
+            history += settle(pending, runtime, cfg.run)
+            pending = []
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+            if runtime.is_main:
+                wall = time.perf_counter() - started
+                target = ckpt_path if step == tc.steps else progress_path
+                save_checkpoint(
+                    target, parts, net, opt, gen, step, history, wall, shape, source.classes, ema, runtime.describe()
+                )
     bar.close()
     runtime.barrier()  # every rank's last step is done before rank 0 finishes the run
     if not runtime.is_main:
@@ -240,12 +268,16 @@ def launch(cfg: RunConfig, out: str | Path, processes: int, set_aside_stale: boo
         *(["--set-aside-stale"] if set_aside_stale else []),
     )
     print(" ".join(command), flush=True)
-    done = subprocess.run(command, capture_output=True, text=True)
-    print(done.stdout + done.stderr, end="")
-    if done.returncode:
+    # The ranks' output goes to this job's log as it comes: a run killed by a time limit leaves it behind.
+    tail = collections.deque(maxlen=200)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as ranks:
+        for line in ranks.stdout:
+            print(line, end="", flush=True)
+            tail.append(line.strip())
+    if ranks.returncode:
         lines = (
-            [line for line in done.stderr.splitlines() if "error:" in line]
-            or done.stderr.splitlines()[-1:]
+            [line for line in tail if "error:" in line.lower()]
+            or [line for line in tail if line and set(line) - set("=-_ ")][-1:]
             or ["no output"]
         )
-        raise UserError(f"torchrun with {processes} ranks failed ({lines[0].strip()[:200]}): see the log above")
+        raise UserError(f"torchrun with {processes} ranks failed ({lines[0][:200]}): see the log above")

@@ -140,3 +140,14 @@ def test_a_two_rank_run_killed_mid_way_resumes_in_one_process(tmp_path, monkeypa
     assert "world_size" not in record["runtime"] and not (out / "progress.pt").exists()
     train_mod.train(cfg, tmp_path / "one", progress=False)
     assert_same_training_state(tmp_path / "one", out, tolerance=TOLERANCE)
+
+
+def test_two_ranks_set_a_stale_checkpoint_aside_once_and_train_afresh(tmp_path):
+    """The pipeline passes --set-aside-stale: with a checkpoint of another config in the run's folder, rank 0
+    alone renames it, after every rank has read it, and both ranks train the new config from step 0."""
+    out = tmp_path / "run"
+    train_mod.train(diffusion_cfg(steps=4, lr=1e-3), out, progress=False)
+    train_mod.launch(diffusion_cfg(), out, processes=2, set_aside_stale=True)
+    assert sorted(p.name for p in out.glob("*.pt")) == ["checkpoint.pt", "checkpoint.stale-4.pt"]
+    record = json.loads((out / "train.json").read_text())
+    assert record["steps"] == 12 and record["runtime"]["world_size"] == 2 and len(record["loss_history"]) == 12

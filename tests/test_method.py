@@ -103,8 +103,8 @@ def test_masked_ilsd_loss_and_gradients_equal_the_papers_loss_built_by_hand(l_in
     assert_same_loss_and_gradients(value, masked_loss_by_hand(net, inputs, l_int, 4, LAM), net)
     # the logged parts are the terms themselves
     for key, term in masked_terms_by_hand(net, inputs, l_int, 4).items():
-        assert log[key] == pytest.approx(term.item(), rel=1e-10), key
-    assert log["loss"] == pytest.approx(value.item(), rel=1e-12)
+        assert float(log[key]) == pytest.approx(term.item(), rel=1e-10), key
+    assert float(log["loss"]) == pytest.approx(value.item(), rel=1e-12)
 
 
 def test_the_teachers_output_gets_gradient_from_its_own_ground_truth_only():

@@ -14,6 +14,7 @@ from elt import train as train_mod
 from elt.errors import UserError
 from elt.models.looped import build
 from elt.runs import assemble
+from elt.runtime import Runtime
 
 from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg
 
@@ -115,9 +116,13 @@ def test_resume_of_an_empty_folder_or_a_stale_state_starts_at_step_zero(tmp_path
     cfg = tiny_cfg()
     net = build(assemble(cfg).net_cfg)
     opt = torch.optim.AdamW(net.parameters())
-    assert train_mod.resume(cfg, tmp_path, net, opt, None, torch.Generator(), "cpu", False) == (0, [], 0.0)
+    assert train_mod.resume(cfg, tmp_path, net, opt, None, torch.Generator(), Runtime(), False) == (0, [], 0.0)
     torch.save({"run_config": {}, "step": 7, "history": [1.0], "wall_seconds": 9.0}, tmp_path / "progress.pt")
-    assert train_mod.resume(cfg, tmp_path, net, opt, None, torch.Generator(), "cpu", True) == (0, [], 0.0)  # set aside
+    assert train_mod.resume(cfg, tmp_path, net, opt, None, torch.Generator(), Runtime(), True) == (
+        0,
+        [],
+        0.0,
+    )  # set aside
     assert (tmp_path / "progress.stale-7.pt").exists()
 
 
@@ -134,7 +139,8 @@ def test_saved_states_that_are_not_this_runs_get_one_line_each(tmp_path, capsys)
     cfg, progress = tiny_cfg(train={"steps": 3}), tmp_path / "progress.pt"
     progress.write_bytes(b"not a checkpoint")
     with pytest.raises(
-        UserError, match=f"^checkpoint '{progress}' is corrupt \\(UnpicklingError\\): delete it to start over$"
+        UserError,
+        match=f"^checkpoint '{progress}' is corrupt \\((UnpicklingError|RuntimeError)\\): delete it to start over$",
     ):
         train_mod.train(cfg, tmp_path, progress=False)
     torch.save({"run_config": cfg.to_dict(), "step": 1, "payload": fractions.Fraction(1, 3)}, progress)

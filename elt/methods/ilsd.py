@@ -32,21 +32,22 @@ def draw(generator, batch, family: str, l_min: int, l_max: int, gen: torch.Gener
 
 
 def loss(generator, net, inputs: dict, l_int: int | None, l_max: int, weight: float):
-    """Loss on (a slice of) the drawn inputs and a dict of its parts (floats, for logging)."""
+    """Loss on (a slice of) the drawn inputs and a dict of its parts for logging: detached tensors on the
+    loss's device (a float would wait for the device every step), lam and l_int as numbers."""
     if l_int is None:
         teacher = generator.forward(net, inputs, exits=[l_max])[l_max]
         value = generator.gt_loss(teacher, inputs)
-        return value, {"loss": value.item(), "gt_teacher": value.item()}
+        return value, {"loss": value.detach(), "gt_teacher": value.detach()}
     outputs = generator.forward(net, inputs, exits=[l_int, l_max])
     gt_teacher = generator.gt_loss(outputs[l_max], inputs)
     gt_student = generator.gt_loss(outputs[l_int], inputs)
     distill = generator.distill_loss(outputs[l_int], outputs[l_max].detach(), inputs)
     value = gt_teacher + weight * gt_student + (1.0 - weight) * distill
-    parts = {"gt_teacher": gt_teacher.item(), "gt_student": gt_student.item(), "distill": distill.item()}
-    return value, {"loss": value.item(), "lam": weight, "l_int": l_int, **parts}
+    parts = {"gt_teacher": gt_teacher.detach(), "gt_student": gt_student.detach(), "distill": distill.detach()}
+    return value, {"loss": value.detach(), "lam": weight, "l_int": l_int, **parts}
 
 
 def objective(generator, net, batch, family: str, step: int, total_steps: int, l_min: int, gen: torch.Generator):
-    """Loss for one iteration on one batch and a dict of its parts (floats, for logging)."""
+    """Loss for one iteration on one batch and a dict of its parts (see loss)."""
     inputs, l_int = draw(generator, batch, family, l_min, net.cfg.loops, gen)
     return loss(generator, net, inputs, l_int, net.cfg.loops, lam(step, total_steps))
