@@ -49,7 +49,7 @@ def tf_bilinear_resize(images: torch.Tensor, size: int = INCEPTION_SIZE) -> torc
     at i * in / out (no half-pixel offset, unlike torch's bilinear), the last row and column clamped."""
 
     def taps(n_in: int):
-        where = torch.arange(size, dtype=torch.float32) * (n_in / size)
+        where = torch.arange(size, dtype=torch.float32, device=images.device) * (n_in / size)
         low = where.floor().long().clamp(max=n_in - 1)
         return low, (low + 1).clamp(max=n_in - 1), (where - low).to(images.dtype)
 
