@@ -24,6 +24,7 @@ import torch
 from elt.errors import UserError
 
 DEVICES = "auto, cpu, cuda or cuda:N"
+COMPILE_OPTIONS = {"dynamic": True}  # torch.compile's options for runtime.compile (tests pick the eager backend)
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -126,16 +127,21 @@ class Runtime:
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
     def prepare(self, net: torch.nn.Module, train: bool = False) -> torch.nn.Module:
-        """The network on the device, compiled when asked, and for training under torchrun wrapped in
-        DistributedDataParallel (gradients averaged over ranks); returns the module to call."""
+        """The network on the device, its blocks compiled when asked, and for training under torchrun wrapped
+        in DistributedDataParallel (gradients averaged over ranks); returns the module to call."""
         net.to(self.device)
-        model = torch.compile(net) if self.cfg.compile else net
+        if self.cfg.compile:
+            # Each block, not the network: the loop over L stays in Python, so every loop count, ILSD exit
+            # and batch size (dynamic shapes) reuses the same graphs, and DDP's gradient all-reduce overlaps
+            # the backward as it does uncompiled.
+            for block in net.stack.layers:
+                block.compile(**COMPILE_OPTIONS)
         if train and self.world_size > 1:
             self.join()
-            model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device] if self.device.type == "cuda" else None
+            return torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device] if self.device.type == "cuda" else None
             )
-        return model
+        return net
 
     def describe(self) -> dict:
         """What a record says about where its numbers were computed."""
@@ -153,6 +159,18 @@ class Runtime:
                 else {}
             ),
         }
+
+
+@contextlib.contextmanager
+def exact_fp32():
+    """TF32 off for matrix multiplies and cuDNN convolutions (torch leaves cuDNN's on by default) while feature
+    extractors run: reference and sample features are fp32 alike, in whatever process computes them."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def out_of_memory(err: BaseException, knob: str) -> UserError:

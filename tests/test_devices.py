@@ -139,3 +139,45 @@ def test_elt_and_the_unshared_model_train_with_the_same_kernels_but_sharing_and_
     assert {c[0] for c in only_looped} == {"aten.add"} and {c[1][0] for c in only_looped} <= block
     assert len(only_looped) == (net.cfg.loops - 1) * len(list(net.stack.parameters())) and len(unshared) > 100
     assert 0 < len(elt) - len(looped) < len(looped) // 3
+
+
+def test_guidance_and_the_samplers_arithmetic_run_in_fp32_on_a_bf16_network():
+    from elt.methods.diffusion import relative_change, to_x0_eps
+    from elt.models.looped import guide
+
+    half = torch.randn(4, 3, dtype=torch.bfloat16)
+    assert guide(half, 1.0).dtype == guide(half, 2.0).dtype == torch.float32
+    z, alpha, sigma = torch.randn(2, 3), torch.tensor(0.6), torch.tensor(0.8)
+    for target in ("eps", "x0", "v"):
+        assert {t.dtype for t in to_x0_eps(half[:2], z, alpha, sigma, target)} == {torch.float32}
+    assert relative_change(half, half * 2).dtype == torch.float32
+
+
+def test_feature_extractors_compute_without_tf32_whatever_the_process_set():
+    """torch turns TF32 on for cuDNN by default: a feature process without a Runtime would compute reference
+    features at TF32 and sample features at fp32. Every extractor runs with both switches off."""
+    from elt.eval import i3d, metrics, paper
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, width):
+            super().__init__()
+            self.width = width
+
+        def forward(self, x):
+            seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+            return torch.zeros(len(x), self.width)
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8).numpy()
+        metrics.inception_features(images, Recorder(2048))
+        paper.adm_features(images, Recorder(2048))
+        paper.inception_logits(Recorder(1008), images)
+        i3d.i3d_features(torch.zeros(1, 9, 3, 8, 8, dtype=torch.uint8).numpy(), Recorder(400))
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    assert seen == [(False, False)] * 4

@@ -171,3 +171,27 @@ def test_compiled_network_computes_what_the_eager_one_does():
         eager = net(tokens, labels, loops=2)
         compiled = Runtime(RuntimeConfig(device="cpu", compile=True)).prepare(net)(tokens, labels, loops=2)
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_blocks_make_one_graph_for_every_loop_count_exit_and_batch_size(monkeypatch):
+    """runtime.compile compiles the blocks, not the looped network: sampling at L = 1..4 and batch sizes 4, 5
+    and 6, and training steps with ILSD's exits, reuse two graphs (with and without autograd). A compiled
+    network would trace one graph per loop count, exit set and batch size, and past the recompile limit
+    fall back to eager without a word. Dynamo's own graph counter, on its eager backend (no C++ build)."""
+    from torch._dynamo.utils import counters
+
+    from elt import runtime as runtime_mod
+    from tests.test_devices import tiny, training_step
+
+    monkeypatch.setattr(runtime_mod, "COMPILE_OPTIONS", {**runtime_mod.COMPILE_OPTIONS, "backend": "eager"})
+    torch._dynamo.reset()
+    counters.clear()
+    parts, net = tiny("masked", n_unique=2, loops=3)
+    Runtime(RuntimeConfig(device="cpu", compile=True)).prepare(net)
+    for batch in (4, 5, 6):
+        net.eval()
+        for loops in (1, 2, 3, 4):
+            parts.generator.sample(net, torch.arange(batch) % 10, loops, torch.Generator().manual_seed(0))
+        net.train()
+        training_step(parts, net, "cpu")
+    assert counters["stats"]["unique_graphs"] == 2 and counters["stats"]["calls_captured"] > 0

@@ -22,6 +22,7 @@ from torch import nn
 
 from elt.errors import UserError
 from elt.eval.metrics import packaged_file
+from elt.runtime import exact_fp32
 
 WEIGHTS = "weights/i3d-kinetics-400.ckpt"
 MIN_FRAMES = 9  # three temporal stride-2 stages must leave the final (2, 7, 7) average pool 2 frames
@@ -207,11 +208,12 @@ def i3d_features(
         )
     # channels-last lets oneDNN pick its faster 3D convolutions (about 15% on a CPU core; features equal to 1e-5)
     net = (net or load_i3d()).to(device, memory_format=torch.channels_last_3d)
-    out = [
-        net(preprocess(videos[i : i + batch_size]).to(device, memory_format=torch.channels_last_3d))
-        .double()
-        .cpu()
-        .numpy()
-        for i in range(0, len(videos), batch_size)
-    ]
+    with exact_fp32():
+        out = [
+            net(preprocess(videos[i : i + batch_size]).to(device, memory_format=torch.channels_last_3d))
+            .double()
+            .cpu()
+            .numpy()
+            for i in range(0, len(videos), batch_size)
+        ]
     return np.concatenate(out)

@@ -22,6 +22,7 @@ import torch
 from cleanfid.resize import build_resizer
 
 from elt.errors import UserError
+from elt.runtime import exact_fp32
 
 INCEPTION_FILE = "default_1.pt"
 PROTOCOL_FID = {
@@ -222,6 +223,6 @@ def inception_features(
     for start in range(0, n, batch_size):
         batch = images[(start + np.arange(batch_size)) % n].astype(np.float32)
         resized = np.stack([resize(image.transpose(1, 2, 0)).transpose(2, 0, 1) for image in batch])
-        with torch.no_grad():
+        with torch.no_grad(), exact_fp32():
             features.append(extractor(torch.from_numpy(resized).to(device)).cpu().numpy())
     return np.concatenate(features)[:n]

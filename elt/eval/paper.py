@@ -27,6 +27,7 @@ from elt.eval import metrics
 from elt.eval.i3d import i3d_features, load_i3d
 from elt.files import atomic_path, file_sha
 from elt.provenance import provenance
+from elt.runtime import exact_fp32
 from elt.sample import load_samples
 
 INCEPTION_SIZE = 299
@@ -62,9 +63,10 @@ def adm_features(images: np.ndarray, extractor=None, batch_size: int = 50, devic
     """uint8 (N, 3, H, W) -> (N, 2048) pool3 features at ADM's resize."""
     extractor = (extractor or metrics.InceptionExtractor()).to(device)
     out = []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(images[start : start + batch_size].astype(np.float32)).to(device)
-        out.append(extractor(tf_bilinear_resize(batch)).double().cpu().numpy())
+    with exact_fp32():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start : start + batch_size].astype(np.float32)).to(device)
+            out.append(extractor(tf_bilinear_resize(batch)).double().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -120,9 +122,10 @@ def inception_logits(net: torch.nn.Module, images: np.ndarray, batch_size: int =
     """uint8 (N, 3, H, W) -> (N, 1008) logits, the images resized as ADM's graph does."""
     net = net.to(device)
     out = []
-    for start in range(0, len(images), batch_size):
-        batch = tf_bilinear_resize(torch.from_numpy(images[start : start + batch_size].astype(np.float32)).to(device))
-        out.append(net((batch - 128.0) / 128.0).double().cpu().numpy())
+    with exact_fp32():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(images[start : start + batch_size].astype(np.float32)).to(device)
+            out.append(net((tf_bilinear_resize(batch) - 128.0) / 128.0).double().cpu().numpy())
     return np.concatenate(out)
 
 

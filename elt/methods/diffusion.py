@@ -36,7 +36,9 @@ def loss_weight(logsnr: torch.Tensor, dc: DiffusionConfig) -> torch.Tensor:
 
 
 def to_x0_eps(out, z, alpha, sigma, target: str):
-    """Network output -> (x0_hat, eps_hat), for any prediction target."""
+    """Network output -> (x0_hat, eps_hat), for any prediction target; in fp32 whatever the network's precision
+    (a bf16 head output would put its rounding into every sampling step)."""
+    out = out.float()
     if target == "eps":
         return (z - sigma * out) / alpha, out
     if target == "x0":
@@ -45,7 +47,8 @@ def to_x0_eps(out, z, alpha, sigma, target: str):
 
 
 def relative_change(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-    """||current - previous|| / ||previous|| per sample -> (B,): how much a loop moved the prediction."""
+    """||current - previous|| / ||previous|| per sample -> (B,): how much a loop moved the prediction (fp32)."""
+    previous, current = previous.float(), current.float()
     diff = (current - previous).flatten(1).norm(dim=1)
     return diff / previous.flatten(1).norm(dim=1).clamp_min(1e-12)
 

@@ -62,7 +62,9 @@ def check_loops(loops: int) -> int:
 
 
 def guide(output, scale: float):
-    """Classifier-free guidance: output holds the conditional then the unconditional half of a batch."""
+    """Classifier-free guidance: output holds the conditional then the unconditional half of a batch. In fp32:
+    under bf16 autocast the head's output is bf16, and the difference of two close halves would lose most bits."""
+    output = output.float()
     if scale == 1.0:
         return output
     cond, uncond = output.chunk(2)
