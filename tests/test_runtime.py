@@ -156,6 +156,21 @@ def test_bench_times_elt_against_its_unshared_baseline_and_counts_the_step(tmp_p
     assert 1.0 <= elt["flops_per_step"] / unshared["flops_per_step"] < 1.5
     assert [s["batch"] for s in row["sampling_forward"]] == [1, 2]
     assert {"elt L=1", "elt L=2", "unshared L=1"} <= set(row["sampling_forward"][0])
+    assert result["datasheet_peak_tflop_per_s"] is None and elt["mfu_datasheet"] is None  # no datasheet for a CPU
+
+
+def test_mfu_against_the_datasheet_uses_the_devices_peak_at_the_runs_precision():
+    from elt.harness.bench import datasheet_peak
+
+    class H200:
+        def __init__(self, precision, tf32):
+            self.described = {"device_name": "NVIDIA H200", "precision": precision, "tf32": tf32}
+
+        def describe(self):
+            return self.described
+
+    assert datasheet_peak(H200("bf16", False)) == 989.0 and datasheet_peak(H200("fp32", True)) == 494.0
+    assert datasheet_peak(H200("fp32", False)) == 67.0 and datasheet_peak(Runtime(RuntimeConfig(device="cpu"))) is None
 
 
 @pytest.mark.slow

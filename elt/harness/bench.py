@@ -1,16 +1,19 @@
 """`elt bench`: what ELT costs on this machine against its unshared baseline, measured properly.
 
 For each layout pair (ELT N x L and the unshared N*L-layer model at equal FLOPs) of the masked
-generator: the training step (ILSD for ELT) time, its FLOPs counted by torch over one step, the
-achieved TFLOP/s and MFU against a matrix-multiply peak measured in the same run, peak device memory;
-and the sampling forward latency per loop count at several batch sizes. Timings are medians of
-interleaved repeats (ELT and baseline alternate) after warm-up, taken after the device has
-finished (CUDA synchronise). Figures go to results/bench/<device>.json; they are benchmarks, not
-tests.
+generator: the training step as elt.train runs it (ILSD for ELT, gradient clipping, AdamW, EMA, and
+under torchrun DDP's all-reduce), its FLOPs counted by torch once on the eager network, the achieved
+TFLOP/s and MFU against both a matrix-multiply peak measured in the same run and the device's
+datasheet peak (known GPUs), peak device memory of each model measured alone; and the sampling
+forward latency per loop count at several batch sizes. Timings are medians of interleaved repeats
+(ELT and baseline alternate) after warm-up, taken after the device has finished (CUDA synchronise).
+Figures go to results/bench/<device>.json; they are benchmarks, not tests.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import statistics
 import time
 from dataclasses import dataclass
@@ -27,6 +30,31 @@ from elt.models.looped import build, count_params
 from elt.provenance import provenance
 from elt.runs import layout
 from elt.runtime import Runtime, RuntimeConfig
+from elt.train import EMA, optimisation_step
+
+# Dense tensor-core peaks from the vendors' datasheets (SXM parts), TFLOP/s: (name fragment, precision) ->
+# peak; fp32 with runtime.tf32 counts against the TF32 peak.
+DATASHEET_TFLOPS = {
+    ("H200", "bf16"): 989.0,
+    ("H200", "tf32"): 494.0,
+    ("H200", "fp32"): 67.0,
+    ("H100", "bf16"): 989.0,
+    ("H100", "tf32"): 494.0,
+    ("H100", "fp32"): 67.0,
+    ("A100", "bf16"): 312.0,
+    ("A100", "tf32"): 156.0,
+    ("A100", "fp32"): 19.5,
+}
+
+
+def datasheet_peak(runtime: Runtime) -> float | None:
+    """The datasheet's dense peak of this device at the runtime's precision, None when unknown (CPUs)."""
+    described = runtime.describe()
+    precision = "tf32" if described["precision"] == "fp32" and described["tf32"] else described["precision"]
+    return next(
+        (peak for (name, p), peak in DATASHEET_TFLOPS.items() if name in described["device_name"] and p == precision),
+        None,
+    )
 
 
 @dataclass(frozen=True)
@@ -113,22 +141,54 @@ def _member(lay: Layout, family: str, shape: dict):
 
 
 def _train_step(runtime: Runtime, family: str, generator, net, batch: int):
-    """One optimiser step of the real training loss (elt.methods.ilsd) on random tokens: returns a closure."""
+    """One step of elt.train's loop on random tokens (draw, forward and backward of the real loss, clipping,
+    AdamW, EMA): returns a closure."""
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=runtime.device.type == "cuda")
+    ema = EMA(net, 0.9999)
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, generator.codec.vocab_size, (batch, net.cfg.seq_len), generator=gen)
     labels = torch.randint(0, 1000, (batch,), generator=gen)
-    model = runtime.prepare(net, train=True)
+    model, micro = runtime.prepare(net, train=True), runtime.micro_batch(batch)
 
     def step():
         inputs, l_int = ilsd.draw(generator, runtime.to(tokens, labels), family, 1, net.cfg.loops, gen)
-        with runtime.autocast():
-            loss, _ = ilsd.loss(generator, model, inputs, l_int, net.cfg.loops, 0.5)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        optimisation_step(model, generator, inputs, l_int, net.cfg.loops, 0.5, micro, runtime)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
+        ema.update(net)
 
     return step
+
+
+def _counted_flops(runtime_cfg: RuntimeConfig, family: str, generator, net, batch: int) -> int:
+    """FLOPs of one training step, counted once on the eager network (a compiled one would count its graphs)."""
+    step = _train_step(Runtime(dataclasses.replace(runtime_cfg, compile=False)), family, generator, net, batch)
+    step()  # creates the optimiser state outside the counter
+    counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION)
+    with counter:
+        step()
+    return counter.get_total_flops()
+
+
+def _peak_memory_alone(runtime: Runtime, family: str, generator, net, batch: int) -> float | None:
+    """Peak device memory (GiB) of a training step with only this model's weights, gradients and optimiser
+    state on the device: the other model's are not there to inflate it."""
+    if runtime.device.type != "cuda":
+        return None
+    net.to(runtime.device)
+    step = _train_step(runtime, family, generator, net, batch)
+    step()
+    torch.cuda.synchronize(runtime.device)
+    torch.cuda.reset_peak_memory_stats(runtime.device)
+    step()
+    peak = torch.cuda.max_memory_allocated(runtime.device) / 2**30
+    del step
+    net.zero_grad(set_to_none=True)
+    net.to("cpu")
+    gc.collect()
+    torch.cuda.empty_cache()
+    return peak
 
 
 def bench(
@@ -137,23 +197,16 @@ def bench(
     runtime = Runtime(runtime_cfg)
     device, shape = runtime.device, SHAPES[scale]
     cuda = device.type == "cuda"
-    peak = matmul_peak(runtime, matmul_n or (8192 if cuda else 1024), repeats)
+    peak, datasheet = matmul_peak(runtime, matmul_n or (8192 if cuda else 1024), repeats), datasheet_peak(runtime)
     rows = []
     for lay in LAYOUTS[scale]:
         members = {family: _member(lay, family, shape) for family in ("elt", "unshared")}
-        steps, flops, memory = {}, {}, {}
+        flops, memory, steps = {}, {}, {}
         for family, (_, generator, net) in members.items():
-            net.to(device)
+            flops[family] = _counted_flops(runtime_cfg, family, generator, net, shape["train_batch"])
+            memory[family] = _peak_memory_alone(runtime, family, generator, net, shape["train_batch"])
+        for family, (_, generator, net) in members.items():
             steps[family] = _train_step(runtime, family, generator, net, shape["train_batch"])
-            steps[family]()  # creates the optimiser state outside the counter
-            counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION)
-            with counter:
-                steps[family]()
-            flops[family] = counter.get_total_flops()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-                steps[family]()
-                memory[family] = torch.cuda.max_memory_allocated(device) / 2**30
         timed = interleaved(steps, device, repeats, warmup)
         train = {}
         for family, seconds in timed.items():
@@ -163,7 +216,8 @@ def bench(
                 "flops_per_step": flops[family],
                 "tflop_per_s": tflops,
                 "mfu": tflops / peak,
-                "peak_memory_gib": memory.get(family),
+                "mfu_datasheet": tflops / datasheet if datasheet else None,
+                "peak_memory_gib": memory[family],
                 "unique_params": count_params(members[family][2])["unique_params"],
             }
         sampling = []
@@ -199,6 +253,7 @@ def bench(
     return {
         "scale": scale,
         "matmul_peak_tflop_per_s": peak,
+        "datasheet_peak_tflop_per_s": datasheet,
         "shape": shape,
         "warmup": warmup,
         "layouts": rows,
@@ -219,7 +274,10 @@ def summary_lines(result: dict) -> str:
     for row in result["layouts"]:
         train = row["train"]
         lines.append(
-            f"{row['layout']['name']}: train step {train['elt']['median_ms']:.1f} ms ({train['elt']['mfu']:.0%} MFU) "
+            f"{row['layout']['name']}: train step {train['elt']['median_ms']:.1f} ms ({train['elt']['mfu']:.0%} MFU "
+            f"of the measured matmul peak"
+            + (f", {train['elt']['mfu_datasheet']:.0%} of the datasheet's" if train["elt"]["mfu_datasheet"] else "")
+            + ") "
             f"vs unshared {train['unshared']['median_ms']:.1f} ms; sampling ELT/unshared speed at L_max: "
             + ", ".join(f"batch {s['batch']} {s['elt_over_unshared_speed']:.2f}x" for s in row["sampling_forward"])
         )
