@@ -202,7 +202,10 @@ def test_slurm_profile_resolves_resources_for_the_full_grid(tmp_path):
     assert resolved == {
         ("*", "slurm_account"): "acct",
         ("*", "slurm_partition"): "cpu",
-        ("train", "slurm_partition"): "gpu",
+        **{
+            (rule, "slurm_partition"): "gpu"
+            for rule in ("train", "encode", "sample_shard", "fvd_reference", "paper_metrics")
+        },
     }
     assert (
         settings["executor"] == "slurm"
@@ -235,3 +238,38 @@ def test_local_scheduler_scripts_submit_report_and_cancel(tmp_path):
     assert call("cancel.sh", slow).returncode == 0
     time.sleep(0.5)
     assert call("status.sh", slow).stdout == "failed\n"  # gone without an exit status, as on a cancelled node
+
+
+@pytest.mark.parametrize(
+    "profile, gpu_rules",
+    [
+        ("imagenet_masked", {"train", "encode", "sample_shard", "paper_metrics"}),
+        ("ucf101_masked", {"train", "sample_shard", "fvd_reference", "paper_metrics"}),
+    ],
+)
+def test_slurm_profile_sends_every_gpu_rule_of_the_paper_profiles_to_the_gpu_partition(tmp_path, profile, gpu_rules):
+    """Dry runs of the paper profiles: every job that asks for a GPU (training, encoding, sampling shards, the
+    FVD reference, paper metrics) gets the GPU partition and CPUs per GPU from the Slurm profile, and only
+    training asks for more than one GPU (it starts its own ranks; the others run one process)."""
+    repo, executor_profile = copy_repo(tmp_path / "repo"), "workflow/profiles/slurm"
+    env = {**os.environ, "ELT_SLURM_ACCOUNT": "acct", "ELT_SLURM_PARTITION": "cpu", "ELT_SLURM_GPU_PARTITION": "gpu"}
+    result = subprocess.run(
+        [SNAKEMAKE, "--profile", executor_profile, "--configfile", f"config/paper/{profile}.yaml", "-n"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    gpus = {
+        rule: int(re.search(r"\bgpu=(\d+)", block).group(1))
+        for rule, block in re.findall(r"^rule (\w+):\n(.*?)(?:\n\n|\Z)", result.stdout, re.M | re.S)
+        if re.search(r"\bgpu=(\d+)", block)
+    }
+    assert {rule for rule, n in gpus.items() if n > 0} == gpu_rules
+    assert {rule for rule, n in gpus.items() if n > 1} == {"train"}
+    settings = yaml.safe_load((repo / executor_profile / "config.yaml").read_text())["set-resources"]
+    for rule, n in gpus.items():
+        if n:
+            partition = ast.literal_eval(string.Template(settings[rule]["slurm_partition"]).substitute(env))
+            assert partition == "gpu" and settings[rule]["cpus_per_gpu"] >= 1, rule

@@ -36,7 +36,7 @@ rule encode:
         batch_size=PAPER["encode_batch_size"],
     threads: config["threads"]
     resources:
-        gpu=config["resources"]["gpu"],
+        gpu=min(1, config["resources"]["gpu"]),  # one process encodes: more GPUs would sit idle
         mem_mb=config["resources"]["mem_mb"],
         runtime=config["resources"]["runtime"],
     log:
