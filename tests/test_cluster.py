@@ -125,23 +125,29 @@ def test_make_run_restarts_after_kill_9_without_manual_steps(tmp_path, uninterru
     assert_same_as_uninterrupted(repo, uninterrupted)
 
 
-def test_two_runs_in_one_directory_are_refused(tmp_path):
+def test_two_runs_in_one_directory_are_refused_and_a_dying_run_is_waited_for(tmp_path):
+    """A live run's lock refuses a second run after the wait; a lock released within the wait (the processes
+    of a run killed a moment ago) lets the restart go on."""
     repo = copy_repo(tmp_path / "repo")
     (repo / ".snakemake").mkdir()
+    command = [str(ROOT / "workflow/run.sh"), SNAKEMAKE, "--cores", "1", "-n", "--configfile", "config/smoke.yaml"]
+    env = {**os.environ, "ELT_RUN_LOCK_WAIT": "1"}
     with open(repo / ".snakemake/elt-run.lock", "w") as lock:
-        holder = subprocess.Popen(["flock", "-n", str(lock.name), "sleep", "30"], cwd=repo)
+        holder = subprocess.Popen(["flock", "-n", str(lock.name), "sleep", "30"], cwd=repo, start_new_session=True)
         try:
             time.sleep(0.5)
-            result = subprocess.run(
-                [str(ROOT / "workflow/run.sh"), SNAKEMAKE, "--cores", "1", "-n"],
-                cwd=repo,
-                capture_output=True,
-                text=True,
-            )
+            result = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=env)
         finally:
-            holder.kill()
-    assert result.returncode == 2 and "another run of the pipeline" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+            os.killpg(holder.pid, signal.SIGKILL)  # flock and its sleep, which holds the lock too
+            holder.wait()
+        assert result.returncode == 2 and "another run of the pipeline" in result.stderr.splitlines()[-1]
+        dying = subprocess.Popen(["flock", "-n", str(lock.name), "sleep", "1"], cwd=repo)
+        time.sleep(0.3)
+        restarted = subprocess.run(
+            command, cwd=repo, capture_output=True, text=True, env={**env, "ELT_RUN_LOCK_WAIT": "20"}
+        )
+        dying.wait()
+    assert restarted.returncode == 0 and "waiting up to 20 s" in restarted.stderr, restarted.stderr[-2000:]
 
 
 def test_a_preempted_job_on_the_scheduler_is_retried_and_resumes(tmp_path, uninterrupted):
