@@ -227,3 +227,22 @@ def test_every_codec_implements_the_codec_interface():
     levels = PixelTokens(17, (1, 1, 8, 8))
     levels.to("meta")  # a codec without a network stays on the CPU: its tokens are CPU tensors
     assert levels.encode(np.zeros((1, 1, 1, 8, 8), np.uint8)).device.type == "cpu"
+
+
+def test_pretrained_codecs_decode_a_few_examples_per_network_call(tmp_path):
+    """A sampling batch (256 at the paper's size) goes through the VAE or VQGAN decoder decode_batch examples
+    at a time, in order: the same images as one call, without one call's memory."""
+    tiny_vae(tmp_path / "vae")
+    codec = vae.VAECodec(str(tmp_path / "vae"), None, (1, 3, 16, 16), downsampling=2)
+    latents = codec.encode(images(n=5))
+    whole = codec.decode(latents)
+    sizes, real = [], codec.net.decode
+    codec.net.decode = lambda z: sizes.append(len(z)) or real(z)
+    codec.decode_batch = 2
+    assert np.array_equal(codec.decode(latents), whole) and sizes == [2, 2, 1]
+    saved_vqgan(tmp_path / "vqgan.pt")
+    tokens_codec = vqgan.VQGANCodec(str(tmp_path / "vqgan.pt"), "T", (1, 3, 16, 16))
+    tokens = tokens_codec.encode(images(n=5))
+    whole = tokens_codec.decode(tokens)
+    tokens_codec.decode_batch = 3
+    assert np.array_equal(tokens_codec.decode(tokens), whole)

@@ -40,6 +40,7 @@ class LoadsOnFirstUse(abc.ABC):
     reading its shards needs only the codec's geometry), on the device the codec was moved to."""
 
     _net, device = None, torch.device("cpu")
+    decode_batch = 32  # examples per decoder call: a sampling batch of 256 at 256 x 256 would not fit at once
 
     @abc.abstractmethod
     def load(self) -> torch.nn.Module:
@@ -50,6 +51,16 @@ class LoadsOnFirstUse(abc.ABC):
         if self._net is None:
             self._net = self.load().to(self.device)
         return self._net
+
+    def decode(self, x: torch.Tensor) -> np.ndarray:
+        """Decoded decode_batch examples at a time."""
+        return np.concatenate(
+            [self.decode_chunk(x[i : i + self.decode_batch]) for i in range(0, len(x), self.decode_batch)]
+        )
+
+    @abc.abstractmethod
+    def decode_chunk(self, x: torch.Tensor) -> np.ndarray:
+        """Decode a few examples in one call of the network."""
 
     def to(self, device) -> None:
         """Code on `device` (the run's: sampling and pre-encoding on a GPU decode and encode there)."""

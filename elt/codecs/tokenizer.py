@@ -103,25 +103,27 @@ def reconstruction_error(net: VQTokenizer, data: np.ndarray) -> dict:
     }
 
 
-def train_tokenizer(train_data: np.ndarray, held_data: np.ndarray, cfg: TokenizerConfig):
-    """Train on uint8 clips; -> (network, held-out reconstruction error)."""
+def train_tokenizer(train_data: np.ndarray, held_data: np.ndarray, cfg: TokenizerConfig, device="cpu"):
+    """Train on uint8 clips on `device` (random draws on the CPU: the same on every device); each batch becomes
+    float on its way there (the whole split in float32 would be 4x its size: 30 GB for UCF-101 at the paper's
+    size) -> (network on the CPU, held-out reconstruction error)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    net = VQTokenizer(cfg)
-    x_all = to_signal(train_data)
+    net = VQTokenizer(cfg).to(device)
+
+    def draw(n):
+        return to_signal(train_data[torch.randint(0, len(train_data), (n,), generator=gen).numpy()]).to(device)
 
     def encoder_outputs(n):
-        batch = x_all[torch.randint(0, len(x_all), (n,), generator=gen)]
-        return rearrange(net.encoder(batch), "n d t h w -> (n t h w) d")
+        return rearrange(net.encoder(draw(n)), "n d t h w -> (n t h w) d")
 
     with torch.no_grad():  # codebook from encoder outputs: no dead codes at the start
         z = encoder_outputs(cfg.batch_size * 4)
-        net.codes.copy_(z[torch.randint(0, len(z), (cfg.codebook,), generator=gen)])
+        net.codes.copy_(z[torch.randint(0, len(z), (cfg.codebook,), generator=gen).to(device)])
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    last_used = torch.zeros(cfg.codebook, dtype=torch.long)
+    last_used = torch.zeros(cfg.codebook, dtype=torch.long, device=device)
     for step in range(1, cfg.steps + 1):
-        batch = x_all[torch.randint(0, len(x_all), (cfg.batch_size,), generator=gen)]
-        _, loss, z, idx = net(batch)
+        _, loss, z, idx = net(draw(cfg.batch_size))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -130,9 +132,9 @@ def train_tokenizer(train_data: np.ndarray, held_data: np.ndarray, cfg: Tokenize
         if len(dead) and step < 0.8 * cfg.steps:  # restart dead codes on current encoder outputs
             with torch.no_grad():
                 flat = rearrange(z.detach(), "n d t h w -> (n t h w) d")
-                net.codes[dead] = flat[torch.randint(0, len(flat), (len(dead),), generator=gen)]
+                net.codes[dead] = flat[torch.randint(0, len(flat), (len(dead),), generator=gen).to(device)]
                 last_used[dead] = step
-    net.eval()
+    net.eval().to("cpu")
     return net, reconstruction_error(net, held_data)
 
 

@@ -136,7 +136,7 @@ class VAECodec(LoadsOnFirstUse):
         return rearrange(latents.float().cpu(), "(n t) c h w -> n c t h w", n=len(data))
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> np.ndarray:  # (N, c, T, h, w) -> uint8 (N, T, C, H, W)
+    def decode_chunk(self, z: torch.Tensor) -> np.ndarray:  # (N, c, T, h, w) -> uint8 (N, T, C, H, W)
         frames = rearrange(z, "n c t h w -> (n t) c h w").to(self.device) / self.scale
         pixels = self.net.decode(frames).sample.float().cpu()
         return from_signal(rearrange(pixels, "(n t) c h w -> n c t h w", n=len(z)))

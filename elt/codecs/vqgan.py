@@ -231,6 +231,6 @@ class VQGANCodec(LoadsOnFirstUse):
     def encode(self, data: np.ndarray) -> torch.Tensor:  # uint8 (N, 1, C, H, W) -> (N, h*w) long
         return self.net.encode(torch.from_numpy(data[:, 0]).float().div(255).to(self.device)).cpu()
 
-    def decode(self, tokens: torch.Tensor) -> np.ndarray:
+    def decode_chunk(self, tokens: torch.Tensor) -> np.ndarray:
         pixels = self.net.decode(tokens.to(self.device), self.side)
         return (pixels * 255).round().to(torch.uint8).cpu().numpy()[:, None]

@@ -186,8 +186,13 @@ class ShardSet:
         return int(self.offsets[-1])
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        """One fancy-indexed read per shard the batch touches (not one per example), rows in idx's order."""
         idx = np.asarray(idx)
         shard = np.searchsorted(self.offsets, idx, side="right") - 1
-        rows = np.stack([self.x[s][i - self.offsets[s]] for s, i in zip(shard, idx)])
+        first = self.x[0]
+        rows = np.empty((len(idx), *first.shape[1:]), first.dtype)
+        for s in np.unique(shard):
+            picked = np.flatnonzero(shard == s)
+            rows[picked] = self.x[s][idx[picked] - self.offsets[s]]
         tensor = torch.from_numpy(rows)
         return tensor.long() if self.kind == "tokens" else tensor

@@ -54,8 +54,8 @@ def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, 
     return tokens, labels, classes, split_sha
 
 
-def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -> dict:
-    """Train a dataset's tokenizer, record its held-out error, pre-tokenize the training split
+def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens, device="cpu") -> dict:
+    """Train a dataset's tokenizer on `device`, record its held-out error, pre-tokenize the training split
     (the pipeline's train_tokenizer rule and 'elt tokenizer')."""
     dcfg = config.from_dict({"data": data_cfg}).data
     train, held = data.load(dcfg, "train"), data.load(dcfg, "held_out")
@@ -63,7 +63,7 @@ def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -
     t, _, h, w = train.shape
     if t % tcfg.patch[0] or h % tcfg.patch[1] or w % tcfg.patch[2]:
         raise UserError(f"tokenizer.patch {tcfg.patch} does not divide the {t}x{h}x{w} clips: pick divisors")
-    net, error = train_tokenizer(train.images, held.images, tcfg)
+    net, error = train_tokenizer(train.images, held.images, tcfg, device)
     save(net, out_pt, error)
     save_tokens(out_tokens, net, out_pt, train)
     summary = {
@@ -74,6 +74,7 @@ def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens) -
         "n_train": len(train.labels),
         "split_sha": train.split_sha,
         **provenance(),
+        "device": str(device),
     }
     write_json(record, summary)
     return summary
