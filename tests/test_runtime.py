@@ -2,6 +2,8 @@
 weights (arithmetic, checkpointing, sampling from it), and runs that resume under another runtime."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from elt.errors import UserError
 from elt.runs import load_checkpoint
 from elt.runtime import Runtime, RuntimeConfig
 from elt.sample import load_samples, sample
+from tests.conftest import ROOT
 
 from .conftest import assert_same_training_state, count_steps, interrupt_training_at, tiny_cfg
 
@@ -210,3 +213,17 @@ def test_compiled_blocks_make_one_graph_for_every_loop_count_exit_and_batch_size
         net.train()
         training_step(parts, net, "cpu")
     assert counters["stats"]["unique_graphs"] == 2 and counters["stats"]["calls_captured"] > 0
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_its_stages_and_records_each_outcome(tmp_path):
+    """benchmarks/gpu_check.py on the CPU (--quick): each stage in its own process, its figures or its failure
+    in one results file, a failed stage failing only itself and the exit status."""
+    out = tmp_path / "gpu_check.json"
+    command = [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick", "--out", str(out)]
+    done = subprocess.run(command + ["--stages", "environment,vae,torchrun"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stages = json.loads(out.read_text())["stages"]
+    assert all(stage["ok"] for stage in stages.values()) and stages["environment"]["figures"]["cpu_kernels"]
+    failed = subprocess.run(command + ["--stages", "environment,nonsense"], cwd=ROOT, capture_output=True, text=True)
+    assert failed.returncode == 1 and not json.loads(out.read_text())["stages"]["nonsense"]["ok"]
