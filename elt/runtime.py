@@ -115,7 +115,14 @@ class Runtime:
         return contextlib.nullcontext()
 
     def to(self, *tensors: torch.Tensor):
-        moved = tuple(t.to(self.device) for t in tensors)
+        """Tensors on the device; from the CPU to a GPU through pinned memory, without waiting for the copy."""
+        pinned = self.device.type == "cuda"
+        moved = tuple(
+            t.pin_memory().to(self.device, non_blocking=True)
+            if pinned and t.device.type == "cpu"
+            else t.to(self.device)
+            for t in tensors
+        )
         return moved[0] if len(moved) == 1 else moved
 
     def join(self) -> None:
