@@ -96,6 +96,14 @@ class Runtime:
             )
         return batch_size // parts
 
+    def micro_batches(self) -> list[int]:
+        """Which micro-batches of the global batch this rank computes: r, r + ranks, ... (rank r)."""
+        return list(range(self.rank, self.world_size * self.cfg.grad_accum, self.world_size))
+
+    def rows(self, micro: int) -> torch.Tensor:
+        """The rows of the global batch in this rank's micro-batches."""
+        return torch.cat([torch.arange(part * micro, (part + 1) * micro) for part in self.micro_batches()])
+
     def average_each(self, values: list[float]) -> list[float]:
         """Each number's mean over the ranks (logged losses), in one all-reduce."""
         if self.world_size == 1:

@@ -63,10 +63,22 @@ class EMA:
                     self.shadow[key].copy_(value)
 
 
+def global_batch(x_all, idx: torch.Tensor, runtime: Runtime, micro: int) -> torch.Tensor:
+    """The examples at idx, as a global batch in which only this rank's rows are read (from memory or shards);
+    the other ranks' rows are zeros that this rank never computes on."""
+    if runtime.world_size == 1:
+        return x_all[idx]
+    rows = runtime.rows(micro)
+    mine = x_all[idx[rows]]
+    batch = mine.new_zeros((len(idx), *mine.shape[1:]))
+    batch[rows] = mine
+    return batch
+
+
 def optimisation_step(model, generator, inputs: dict, l_int, l_max: int, weight: float, micro: int, runtime: Runtime):
     """Forward and backward of one step over this rank's micro-batches (gradients accumulate in the network)
     -> each micro-batch's loss, detached on the device: nothing here waits for the device."""
-    slices = list(range(runtime.rank, runtime.world_size * runtime.cfg.grad_accum, runtime.world_size))
+    slices = runtime.micro_batches()
     losses = []
     try:
         for k, part in enumerate(slices):
@@ -198,7 +210,12 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         # Every rank draws the whole global batch's randomness (same generator state everywhere) and
         # computes on its own micro-batches: rank r takes micro-batches r, r + ranks, ...
         inputs, l_int = ilsd.draw(
-            parts.generator, runtime.to(x_all[idx], labels), cfg.model.family, tc.l_min, net.cfg.loops, gen
+            parts.generator,
+            runtime.to(global_batch(x_all, idx, runtime, micro), labels),
+            cfg.model.family,
+            tc.l_min,
+            net.cfg.loops,
+            gen,
         )
         weight = ilsd.lam(step, tc.steps)
         opt.zero_grad(set_to_none=True)

@@ -151,3 +151,26 @@ def test_two_ranks_set_a_stale_checkpoint_aside_once_and_train_afresh(tmp_path):
     assert sorted(p.name for p in out.glob("*.pt")) == ["checkpoint.pt", "checkpoint.stale-4.pt"]
     record = json.loads((out / "train.json").read_text())
     assert record["steps"] == 12 and record["runtime"]["world_size"] == 2 and len(record["loss_history"]) == 12
+
+
+def test_each_rank_reads_only_the_rows_of_its_own_micro_batches():
+    """Rank 1 of 2 with 2 accumulation steps computes micro-batches 1 and 3 of 4: it reads those rows of the
+    global batch (from memory or shards) and leaves the others zero, never touched by its steps."""
+
+    class Counting:
+        def __init__(self, data):
+            self.data, self.read = data, []
+
+        def __getitem__(self, idx):
+            self.read += idx.tolist()
+            return self.data[idx]
+
+    runtime = Runtime(RuntimeConfig(grad_accum=2))
+    runtime.world_size, runtime.rank = 2, 1
+    source = Counting(torch.arange(100.0)[:, None].repeat(1, 3))
+    idx = torch.arange(16) * 5
+    batch = train_mod.global_batch(source, idx, runtime, micro=4)
+    rows = [4, 5, 6, 7, 12, 13, 14, 15]
+    assert runtime.micro_batches() == [1, 3] and runtime.rows(4).tolist() == rows
+    assert sorted(source.read) == sorted(idx[rows].tolist())
+    assert torch.equal(batch[rows], source.data[idx[rows]]) and not batch[[0, 1, 2, 3, 8, 9, 10, 11]].any()

@@ -456,7 +456,9 @@ def test_training_replaces_the_configured_share_of_labels_by_the_null_class(tmp_
         return real(generator, batch, *args, **kwargs)
 
     monkeypatch.setattr(ilsd, "draw", recording)
-    monkeypatch.setattr(ilsd, "loss", lambda generator, net, *a: (next(net.parameters()).sum() * 0, {"loss": 0.0}))
+    monkeypatch.setattr(
+        ilsd, "loss", lambda generator, net, *a: (next(net.parameters()).sum() * 0, {"loss": torch.zeros(())})
+    )
     train_mod.train(
         tiny_cfg(train={"steps": 50, "batch_size": 64, "label_drop": drop, "checkpoint_every": 1000}),
         tmp_path,

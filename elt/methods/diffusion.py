@@ -16,7 +16,7 @@ import torch
 from elt.config import DiffusionConfig, RunConfig
 from elt.errors import UserError
 from elt.methods.schedule import EarlyExit, LoopSchedule
-from elt.models.looped import NetConfig, guide
+from elt.models.looped import NetConfig, at_least_fp32, guide
 from elt.models.sizes import width
 
 
@@ -36,9 +36,9 @@ def loss_weight(logsnr: torch.Tensor, dc: DiffusionConfig) -> torch.Tensor:
 
 
 def to_x0_eps(out, z, alpha, sigma, target: str):
-    """Network output -> (x0_hat, eps_hat), for any prediction target; in fp32 whatever the network's precision
-    (a bf16 head output would put its rounding into every sampling step)."""
-    out = out.float()
+    """Network output -> (x0_hat, eps_hat), for any prediction target; at least fp32 whatever the network's
+    precision (a bf16 head output would put its rounding into every sampling step)."""
+    out = at_least_fp32(out)
     if target == "eps":
         return (z - sigma * out) / alpha, out
     if target == "x0":
@@ -47,8 +47,8 @@ def to_x0_eps(out, z, alpha, sigma, target: str):
 
 
 def relative_change(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-    """||current - previous|| / ||previous|| per sample -> (B,): how much a loop moved the prediction (fp32)."""
-    previous, current = previous.float(), current.float()
+    """||current - previous|| / ||previous|| per sample -> (B,): how much a loop moved the prediction (>= fp32)."""
+    previous, current = at_least_fp32(previous), at_least_fp32(current)
     diff = (current - previous).flatten(1).norm(dim=1)
     return diff / previous.flatten(1).norm(dim=1).clamp_min(1e-12)
 

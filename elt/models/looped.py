@@ -61,10 +61,15 @@ def check_loops(loops: int) -> int:
     return loops
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """A bf16 or fp16 tensor (a head's output under autocast) in fp32; fp32 and fp64 as they are."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def guide(output, scale: float):
-    """Classifier-free guidance: output holds the conditional then the unconditional half of a batch. In fp32:
-    under bf16 autocast the head's output is bf16, and the difference of two close halves would lose most bits."""
-    output = output.float()
+    """Classifier-free guidance: output holds the conditional then the unconditional half of a batch. At least
+    fp32: under bf16 autocast the head's output is bf16, and the difference of two close halves would lose most bits."""
+    output = at_least_fp32(output)
     if scale == 1.0:
         return output
     cond, uncond = output.chunk(2)
