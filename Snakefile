@@ -17,7 +17,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 # Every job computes with the profile's CPU kernels: set before this process imports elt (which pins them),
 # and inherited by every job it starts (elt/cpu_kernels.py).
-os.environ["ELT_CPU_KERNELS"] = config["cpu_kernels"]
+os.environ.update(ELT_CPU_KERNELS=config["cpu_kernels"])
 
 from elt import cpu_kernels
 from elt.errors import UserError
