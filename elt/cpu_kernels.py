@@ -16,6 +16,8 @@ count): the jobs set theirs from the profile's `threads`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import platform
 import re
@@ -87,30 +89,35 @@ def in_use() -> str:
     return torch.backends.cpu.get_cpu_capability().lower()
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            found = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        if found:
-            return found.group(1).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+@functools.cache
+def _machine() -> dict:
+    """What does not change within a process: the CPU model and torch's BLAS and oneDNN builds."""
+    import torch
+
+    model = None
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+    config = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version (\S+)", config)
+    onednn = re.search(r"MKL-DNN v(\S+)", config)
+    return {
+        "cpu_model": model.group(1).strip() if model else (platform.processor() or platform.machine()),
+        "blas": f"MKL {mkl.group(1)}" if mkl else ("MKL" if torch.backends.mkl.is_available() else "other"),
+        "onednn": onednn.group(1) if onednn else None,
+    }
 
 
 def describe() -> dict:
     """What decides the bits of a number computed on this CPU, for a result's provenance."""
     import torch
 
-    config = torch.__config__.show()
-    mkl = re.search(r"Math Kernel Library Version (\S+)", config)
-    onednn = re.search(r"MKL-DNN v(\S+)", config)
+    machine = _machine()
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": machine["cpu_model"],
         "cpu_kernels": level(),
         "capability": in_use(),
         "pinned": {name: os.environ.get(name) for name in PINNED_VARIABLES},
-        "blas": f"MKL {mkl.group(1)}" if mkl else ("MKL" if torch.backends.mkl.is_available() else "other"),
-        "onednn": onednn.group(1) if onednn else None,
+        "blas": machine["blas"],
+        "onednn": machine["onednn"],
         "threads": torch.get_num_threads(),
     }

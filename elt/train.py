@@ -51,16 +51,18 @@ class EMA:
 
     def __init__(self, net: torch.nn.Module, decay: float):
         self.decay, self.shadow = decay, {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.floats = [k for k, v in self.shadow.items() if v.dtype.is_floating_point]
+        self.others = [k for k in self.shadow if k not in self.floats]
 
     def update(self, net: torch.nn.Module) -> None:
         """One multi-tensor lerp over every floating-point tensor (a kernel launch per tensor would be hundreds)."""
         with torch.no_grad():  # not a decorator: mutmut (make mutants) skips decorated functions
             state = net.state_dict()
-            floats = [key for key, value in state.items() if value.dtype.is_floating_point]
-            torch._foreach_lerp_([self.shadow[k] for k in floats], [state[k] for k in floats], 1.0 - self.decay)
-            for key, value in state.items():
-                if not value.dtype.is_floating_point:
-                    self.shadow[key].copy_(value)
+            torch._foreach_lerp_(
+                [self.shadow[k] for k in self.floats], [state[k] for k in self.floats], 1.0 - self.decay
+            )
+            for key in self.others:
+                self.shadow[key].copy_(state[key])
 
 
 def global_batch(x_all, idx: torch.Tensor, runtime: Runtime, micro: int) -> torch.Tensor:

@@ -32,6 +32,7 @@ from elt.errors import UserError
 from elt.eval.metrics import frechet_resamples, frechet_to_reference
 from elt.files import read_json
 from elt.harness.check import FORMAT as REFERENCE_FORMAT
+from elt.harness.check import SEED
 from elt.harness.schema import PLAN_FIELDS
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "fails", "inconclusive", "not measured"
@@ -41,11 +42,6 @@ BOOTSTRAP_METHOD = (
     "bias-shifted percentile interval of the log statistic"
 )
 THROUGHPUT_METHOD = "median of per-repeat speed ratios of interleaved timings, order-statistic (binomial) interval"
-
-
-def stem(run: str) -> str:
-    """A run without its seed: 'masked-elt-XS-2x3-s0' -> 'masked-elt-XS-2x3'."""
-    return run.rsplit("-s", 1)[0]
 
 
 class TrainingNoise:
@@ -60,11 +56,11 @@ class TrainingNoise:
     def __init__(self, reference: dict, source: str):
         self.source = source
         self.seeds = sorted(int(s) for s in reference["seeds"])
-        self.entries = {stem(run): by_loops for run, by_loops in reference["entries"].items()}
+        self.entries = {SEED.sub("", run): by_loops for run, by_loops in reference["entries"].items()}
 
     def deviations(self, run: str, metric: str) -> dict[int, np.ndarray] | None:
         """{loops: centred log metric per reference seed} of a run, or None when the reference lacks it."""
-        by_loops = self.entries.get(stem(run))
+        by_loops = self.entries.get(SEED.sub("", run))
         if not by_loops:
             return None
         found = {}
@@ -524,7 +520,7 @@ CLAIMS = {
 
 def comparison_name(group: str) -> str:
     """A grid group over its seeds: 'masked-XS-2x3-s0' -> 'masked-XS-2x3'."""
-    return group.rsplit("-s", 1)[0]
+    return SEED.sub("", group)
 
 
 def audit(
