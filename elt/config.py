@@ -48,6 +48,8 @@ class DataConfig:
         None  # classes of a data set that may not be here yet (dry runs, describe); checked when read
     )
     on_bad_file: str = "stop"  # pre-encoding a file that cannot be read: stop | skip (listed in the shards' manifest)
+    hflip: bool = False  # training sees each example mirrored left-right with probability 1/2 (ADM, DiT, MaskGIT);
+    # the mirrored copy is encoded once beside the original (fast-DiT), so codes and latents flip too
 
     @property
     def is_video(self) -> bool:
@@ -64,6 +66,8 @@ class ModelConfig:
     patch_size: int = 1  # diffusion: pixels per patch side
     patch_time: int = 1  # diffusion on video: frames per tubelet
     activation: str = "gelu"  # MLP nonlinearity: gelu (exact) | gelu_tanh (DiT's approximation, ~5x slower on CPUs)
+    norm: str = "pre"  # LayerNorm placement in each layer: pre (DiT) | post (BERT, MaskGIT's transformer; masked only)
+    dropout: float = 0.0  # on attention weights and both residual branches in training (MaskGIT: 0.1)
 
 
 @dataclass
@@ -74,7 +78,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     warmup_steps: int = 50
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0  # global gradient norm bound; null = no clipping (DiT)
+    lr_schedule: str = "cosine"  # after warm-up: cosine (decays to lr_final x lr at the last step) | constant (DiT)
+    lr_final: float = 0.1  # cosine: the last step's share of the peak learning rate
+    label_smoothing: float = 0.0  # masked: on the cross-entropy with the true tokens (MaskGIT: 0.1)
     l_min: int = 1  # ILSD draws L_int uniformly from [l_min, loops)
     label_drop: float = 0.1  # share of labels replaced by the null class (classifier-free guidance)
     checkpoint_every: int = 200
@@ -97,6 +104,7 @@ class CodecConfig:
     )
     downsampling: int = 8
     vqgan: str = "maskgit"  # maskgit_vqgan: the layout (elt.codecs.vqgan.LAYOUTS) the weights must match
+    latents: str = "mean"  # sd_vae: mean (the posterior mean) | sample (latent_dist.sample(), as DiT's training)
     shards: str | None = (
         None  # pre-encoded training data from 'elt encode' (streamed; any codec); null = encode at start
     )
@@ -107,7 +115,9 @@ class MaskedConfig:
     sampling_steps: int = 8
     temperature_min: float = 0.5  # token temperature at step k of K: min + range * (1 - (k+1)/K)
     temperature_range: float = 0.8
-    remask_noise: float = 1.0  # Gumbel noise on confidences, scaled by (1 - (k+1)/K), as MaskGIT
+    remask_noise: float = 1.0  # Gumbel noise on confidences, scaled by (1 - (k+1)/K): MaskGIT's choice temperature
+    confidence: str = "tempered"  # re-masking confidences from the tempered probabilities the tokens were drawn
+    # from, or untempered ones (MaskGIT: log softmax of the raw logits)
     guidance: float = 1.0  # classifier-free guidance scale; 1 = off (one forward per step)
 
 
@@ -121,6 +131,8 @@ class DiffusionConfig:
     sampler: str = "ddim"  # ddim (deterministic) | ddpm (ancestral)
     sampling_steps: int = 25
     guidance: float = 1.0  # 1 = off
+    clip_x0: bool | None = None  # clamp x0 to [-1, 1] at each sampling step; null = on for pixels, off for
+    # latents (SD-VAE latents have unit spread: DiT samples them with clip_denoised=False)
 
 
 @dataclass
@@ -211,6 +223,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check_choice(cfg.data.dataset, DATASETS, "data.dataset")
     _check_choice(cfg.diffusion.target, ("x0", "eps", "v"), "diffusion.target")
     _check_choice(cfg.diffusion.sampler, ("ddim", "ddpm"), "diffusion.sampler")
+    _check_choice(m.norm, NORMS, "model.norm")
+    _check_choice(cfg.train.lr_schedule, LR_SCHEDULES, "train.lr_schedule")
+    _check_choice(cfg.codec.latents, ("mean", "sample"), "codec.latents")
+    _check_choice(cfg.masked.confidence, ("tempered", "untempered"), "masked.confidence")
+    _check_recipe(cfg)
     width(m.width)
     for key, value in [
         ("model.n_unique", m.n_unique),
@@ -264,6 +281,28 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 
 BAD_FILE_POLICIES = ("stop", "skip")
+NORMS = ("pre", "post")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def _check_recipe(cfg: RunConfig) -> None:
+    """The public recipes' settings (elt.config fields from model.norm on): ranges and what they apply to."""
+    t, m = cfg.train, cfg.model
+    for key, value in [("model.dropout", m.dropout), ("train.label_smoothing", t.label_smoothing)]:
+        if not 0 <= value < 1:
+            raise UserError(f"config key {key!r} is {value}: use a share in [0, 1)")
+    if not 0 <= t.lr_final <= 1:
+        raise UserError(f"config key 'train.lr_final' is {t.lr_final}: use a share of train.lr in [0, 1]")
+    if t.grad_clip is not None and t.grad_clip <= 0:
+        raise UserError(f"config key 'train.grad_clip' is {t.grad_clip}: use a positive bound, or null for none")
+    if m.norm == "post" and m.generator != "masked":
+        raise UserError("model.norm post is MaskGIT's (masked) layout; DiT's adaLN needs pre: set model.norm pre")
+    if t.label_smoothing and m.generator != "masked":
+        raise UserError("train.label_smoothing applies to the masked generator's cross-entropy: set it to 0")
+    if cfg.codec.latents == "sample" and cfg.codec.pretrained != "sd_vae":
+        raise UserError(
+            "codec.latents sample draws from the SD VAE's posterior: set codec.pretrained sd_vae or codec.latents mean"
+        )
 
 
 def _check_codec(cfg: RunConfig) -> None:

@@ -37,12 +37,14 @@ RECORD = "train.json"
 
 
 def learning_rate(step: int, cfg: RunConfig) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    """Linear warm-up, then constant or a cosine decay to lr_final of the peak."""
     tc = cfg.train
     if step < tc.warmup_steps:
         return tc.lr * (step + 1) / tc.warmup_steps
+    if tc.lr_schedule == "constant":
+        return tc.lr
     progress = (step - tc.warmup_steps) / max(1, tc.steps - tc.warmup_steps)
-    return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return tc.lr * (tc.lr_final + (1 - tc.lr_final) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 class EMA:
@@ -115,6 +117,17 @@ def settle(pending: list[tuple[int, list[torch.Tensor]]], runtime: Runtime, run:
     return means
 
 
+def device_rng_state() -> dict:
+    """The streams dropout draws from (torch's default generators: the CPU's and the current CUDA device's)."""
+    return {"cpu": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_available() else {})}
+
+
+def set_device_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
 def save_checkpoint(
     path: Path, parts, net, opt, gen, step, history, wall, shape, classes, ema: EMA | None, runtime: dict
 ):
@@ -127,6 +140,7 @@ def save_checkpoint(
         "model": net.state_dict(),
         "optimizer": opt.state_dict(),
         "rng": gen.get_state(),
+        "device_rng": device_rng_state(),
         "step": step,
         "history": history,
         "wall_seconds": wall,
@@ -164,6 +178,8 @@ def resume(
         if ema:
             ema.shadow = {k: v.to(runtime.device, copy=True) for k, v in ckpt["ema"].items()}
         gen.set_state(ckpt["rng"])
+        if "device_rng" in ckpt:
+            set_device_rng_state(ckpt["device_rng"])
         print(f"resuming {cfg.run} from step {ckpt['step']} ({resume_from.name})")
         return ckpt["step"], ckpt["history"], ckpt["wall_seconds"]
     if not set_aside_stale:
@@ -207,6 +223,8 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         idx = torch.randint(0, len(y_all), (tc.batch_size,), generator=gen)
         labels = y_all[idx].clone()
         labels[torch.rand(tc.batch_size, generator=gen) < tc.label_drop] = net.null_class
+        if cfg.data.hflip:  # the mirrored copies are examples len(y_all) .. 2 len(y_all) - 1 (elt.data.source)
+            idx = idx + len(y_all) * (torch.rand(tc.batch_size, generator=gen) < 0.5)
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
         # Every rank draws the whole global batch's randomness (same generator state everywhere) and
@@ -222,7 +240,8 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         weight = ilsd.lam(step, tc.steps)
         opt.zero_grad(set_to_none=True)
         losses = optimisation_step(model, parts.generator, inputs, l_int, net.cfg.loops, weight, micro, runtime)
-        torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+        if tc.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
         opt.step()
         if ema:
             ema.update(net)

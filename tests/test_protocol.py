@@ -61,6 +61,23 @@ def test_the_inception_score_network_loads_strictly_from_a_local_file(is_weights
         protocol.load_is_network(tmp_path / "absent.pth")
 
 
+def test_inception_score_logits_are_pool3_times_the_head_weight_without_its_bias(is_weights):
+    """ADM's evaluator: softmax(pool3 @ W) of the softmax/logits/MatMul node, before the bias is added."""
+    net = protocol.load_is_network(is_weights)
+    images = np.random.default_rng(1).integers(0, 256, (3, 3, 40, 40), dtype=np.uint8)
+    logits = protocol.inception_logits(net, images)
+    headless = protocol.load_is_network(is_weights)
+    headless.fc = torch.nn.Identity()  # the network up to pool3, computed without the code under test
+    with torch.no_grad():
+        x = protocol.tf_bilinear_resize(torch.from_numpy(images.astype(np.float32)))
+        pool3 = headless((x - 128.0) / 128.0).double()
+    expected = pool3 @ net.fc.weight.detach().double().T
+    assert np.abs(logits - expected.numpy()).max() < 1e-4 * np.abs(expected.numpy()).max()
+    with torch.no_grad():
+        net.fc.bias.copy_(torch.linspace(-1e4, 1e4, 1008))  # a bias that would decide every softmax
+    assert protocol.inception_score(protocol.inception_logits(net, images)) == protocol.inception_score(logits)
+
+
 def rgb(n, seed, side=16):
     return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
 

@@ -23,7 +23,7 @@ def for_run(cfg, shape: tuple[int, int, int, int]) -> Codec:
     or MaskGIT VQGAN tokens for masked."""
     c = cfg.codec
     if c.pretrained == "sd_vae":
-        return VAECodec(c.weights, c.subfolder, shape, c.latent_channels, c.downsampling)
+        return VAECodec(c.weights, c.subfolder, shape, c.latent_channels, c.downsampling, c.latents)
     if c.pretrained == "maskgit_vqgan":
         return VQGANCodec(c.weights, c.vqgan, shape)
     if cfg.model.generator != "masked":

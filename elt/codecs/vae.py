@@ -2,8 +2,10 @@
 
 The diffusion generator then models latents: images uint8 (N, T, C, H, W) <-> latents
 (N, latent_channels, T, H/f, W/f) scaled by the VAE's own `scaling_factor` (0.18215 for SD's), as
-DiT does. Video frames are coded one by one. Encoding keeps the posterior mean, so pre-encoded
-shards are deterministic. The network loads on first use; its config is read at once.
+DiT does. Video frames are coded one by one. Encoding keeps the posterior mean, or with latents
+"sample" draws from the posterior as DiT's training does (latent_dist.sample()) with noise seeded by
+the example's own bytes, so a draw does not depend on batching, ranks or device and pre-encoded shards
+stay deterministic. The network loads on first use; its config is read at once.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def load(weights: str, subfolder: str | None = None):
     return vae.eval().requires_grad_(False)
 
 
+def example_noise(example: np.ndarray, frame_shape) -> torch.Tensor:
+    """Standard normal noise (T, *frame_shape) for one uint8 example (T, C, H, W), seeded by its bytes."""
+    seed = int.from_bytes(hashlib.sha256(example.tobytes()).digest()[:8], "little") >> 1
+    return torch.randn((len(example), *frame_shape), generator=torch.Generator().manual_seed(seed))
+
+
 class VAECodec(LoadsOnFirstUse):
     kind = "continuous"
 
@@ -78,11 +86,12 @@ class VAECodec(LoadsOnFirstUse):
         shape: tuple[int, int, int, int],
         latent_channels: int = 4,
         downsampling: int = 8,
+        latents: str = "mean",
     ):
         """latent_channels, downsampling: the geometry the run expects (SD's by default), known before the
         weights exist (elt describe, dry runs) and checked against the VAE's config where it does exist."""
         t, c, h, w = shape
-        self.weights, self.subfolder, self.shape = weights, subfolder, shape
+        self.weights, self.subfolder, self.shape, self.latents = weights, subfolder, shape, latents
         self.channels, self.spatial = latent_channels, (t, h // downsampling, w // downsampling)
         self._scale = None
         if folder(weights, subfolder).exists():
@@ -127,13 +136,18 @@ class VAECodec(LoadsOnFirstUse):
             with open(f, "rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
-        return {"codec": "sd_vae", "scaling_factor": self.scale, "weights_sha": digest.hexdigest()[:16]}
+        identity = {"codec": "sd_vae", "scaling_factor": self.scale, "weights_sha": digest.hexdigest()[:16]}
+        return identity | ({"latents": "sample"} if self.latents == "sample" else {})  # mean: as shards always were
 
     @torch.no_grad()
     def encode(self, data: np.ndarray) -> torch.Tensor:  # uint8 (N, T, C, H, W) -> (N, c, T, h, w)
         frames = rearrange(to_signal(data), "n c t h w -> (n t) c h w").to(self.device)
-        latents = self.net.encode(frames).latent_dist.mean * self.scale
-        return rearrange(latents.float().cpu(), "(n t) c h w -> n c t h w", n=len(data))
+        posterior = self.net.encode(frames).latent_dist
+        latents = posterior.mean
+        if self.latents == "sample":
+            noise = torch.cat([example_noise(example, posterior.mean.shape[1:]) for example in data])
+            latents = latents + posterior.std * noise.to(latents)
+        return rearrange((latents * self.scale).float().cpu(), "(n t) c h w -> n c t h w", n=len(data))
 
     @torch.no_grad()
     def decode_chunk(self, z: torch.Tensor) -> np.ndarray:  # (N, c, T, h, w) -> uint8 (N, T, C, H, W)

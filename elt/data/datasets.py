@@ -40,6 +40,11 @@ class Dataset:
         return tuple(self.images.shape[1:])
 
 
+def mirrored(data: np.ndarray) -> np.ndarray:
+    """uint8 (N, T, C, H, W) mirrored left-right (training's flips, data.hflip)."""
+    return np.ascontiguousarray(data[..., ::-1])
+
+
 def modality(shape) -> str:
     """(T, C, H, W) of one example -> "image" (T = 1) or "video"."""
     return "image" if shape[0] == 1 else "video"

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from elt.codecs import for_run
 from elt.config import RunConfig
 from elt.data import datasets as data
-from elt.data.datasets import data_shape
+from elt.data.datasets import data_shape, mirrored
 from elt.errors import UnreadableExample, UserError
 from elt.files import atomic_path, write_json
 from elt.provenance import provenance
@@ -49,6 +49,7 @@ def data_identity(cfg: RunConfig, split: str) -> dict:
         "frame_stride",
         "fold",
         "on_bad_file",
+        "hflip",
     ]
     return {"split": split, **{k: getattr(d, k) for k in keys}}
 
@@ -76,6 +77,12 @@ def _describe_difference(found: dict, wanted: dict) -> str:
                 return f"{part} {key}: {found[part].get(key)!r} there, {wanted[part].get(key)!r} here"
             return f"{part}: {found.get(part)!r} there, {wanted.get(part)!r} here"
     return "nothing"
+
+
+def as_stored(coded: list[torch.Tensor], codec) -> np.ndarray:
+    """Encoded batches as one array of the shard's dtype (int32 codes, float32 values)."""
+    x = torch.cat(coded).numpy() if coded else np.zeros((0,), np.float32)
+    return x.astype(np.int32) if codec.kind == "tokens" else x.astype(np.float32)
 
 
 def encode(
@@ -123,9 +130,14 @@ def encode(
             labels.append(int(stream.labels[i]))
             names.append(stream.name(i))
         coded = [codec.encode(np.stack(examples[j : j + batch_size])) for j in range(0, len(examples), batch_size)]
-        x = torch.cat(coded).numpy() if coded else np.zeros((0,), np.float32)
-        x = x.astype(np.int32) if codec.kind == "tokens" else x.astype(np.float32)
+        x = as_stored(coded, codec)
         _save_npy(out / f"{shard_name(k)}.x.npy", x)
+        if cfg.data.hflip:  # the mirrored copies, for training's flips (elt.data.source)
+            flipped = [
+                codec.encode(mirrored(np.stack(examples[j : j + batch_size])))
+                for j in range(0, len(examples), batch_size)
+            ]
+            _save_npy(out / f"{shard_name(k)}.xf.npy", as_stored(flipped, codec))
         _save_npy(out / f"{shard_name(k)}.y.npy", np.array(labels, dtype=np.int64))
         write_json(out / f"{shard_name(k)}.json", {"count": len(labels), "skipped": skipped, "first": k * shard_size})
         bar.update(1)
@@ -172,11 +184,13 @@ class ShardSet:
         self.manifest, self.kind = manifest, manifest["kind"]
         self.classes, self.split_sha = manifest["classes"], manifest["split_sha"]
         kept = [s for s in manifest["shards"] if s["count"]]
-        self.x = [np.load(folder / f"{s['name']}.x.npy", mmap_mode="r") for s in kept]
+        # with data.hflip the mirrored copies follow the originals: example i + N is example i mirrored
+        suffixes = ("x", "xf") if cfg.data.hflip else ("x",)
+        self.x = [np.load(folder / f"{s['name']}.{suffix}.npy", mmap_mode="r") for suffix in suffixes for s in kept]
         self.labels = (
             np.concatenate([np.load(folder / f"{s['name']}.y.npy") for s in kept]) if kept else np.zeros(0, np.int64)
         )
-        self.offsets = np.cumsum([0] + [s["count"] for s in kept])
+        self.offsets = np.cumsum([0] + [s["count"] for s in kept] * len(suffixes))
         if not len(self.labels):
             raise UserError(
                 f"shard folder {str(folder)!r} holds no examples: check data.path and the manifest's skipped list"

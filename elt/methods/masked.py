@@ -55,6 +55,8 @@ class MaskedGenerator:
             num_classes,
             vocab_size=self.codec.vocab_size,
             activation=self.cfg.model.activation,
+            norm=self.cfg.model.norm,
+            dropout=self.cfg.model.dropout,
         )
 
     # --- training -------------------------------------------------------------------------------
@@ -76,7 +78,12 @@ class MaskedGenerator:
     # for the device to count them (a host sync every step).
     def gt_loss(self, logits, inputs):
         mask = inputs["mask"]
-        per_position = F.cross_entropy(logits.flatten(0, 1), inputs["targets"].flatten(), reduction="none")
+        per_position = F.cross_entropy(
+            logits.flatten(0, 1),
+            inputs["targets"].flatten(),
+            reduction="none",
+            label_smoothing=self.cfg.train.label_smoothing,
+        )
         return masked_mean(per_position.view_as(mask), mask)
 
     def distill_loss(self, student, teacher, inputs):
@@ -122,7 +129,9 @@ class MaskedGenerator:
                 sampled = inverse_cdf_sample(probs, torch.rand(tokens.shape, generator=gen).to(tokens.device))
                 unknown = tokens == mask_id
                 sampled = torch.where(unknown, sampled, tokens)
-                confidence = torch.log(torch.gather(probs, -1, sampled[..., None])[..., 0].clamp_min(1e-30))
+                # MaskGIT ranks by the untempered probability of the drawn token: confidence "untempered"
+                ranked = probs if mc.confidence == "tempered" else F.softmax(logits.float(), -1)
+                confidence = torch.log(torch.gather(ranked, -1, sampled[..., None])[..., 0].clamp_min(1e-30))
                 gumbel = -torch.log(-torch.log(torch.rand(tokens.shape, generator=gen).clamp(1e-20, 1 - 1e-7))).to(
                     tokens.device
                 )

@@ -38,6 +38,8 @@ class NetConfig:
     in_channels: int = 0  # diffusion: channels of the denoised signal
     patch: tuple[int, int, int] = (1, 1, 1)  # diffusion: (pt, ph, pw)
     activation: str = "gelu"  # MLP nonlinearity: gelu | gelu_tanh
+    norm: str = "pre"  # pre | post (LayerNorm after each residual sum: BERT, MaskGIT)
+    dropout: float = 0.0  # training only: attention weights and both residual branches
 
     @property
     def seq_len(self) -> int:
@@ -81,11 +83,23 @@ def modulate(x, shift, scale):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer layer; with adaln=True the norms are modulated by a condition (adaLN-Zero)."""
+    """Pre-norm transformer layer (post-norm with norm="post"); with adaln=True the norms are modulated by a
+    condition (adaLN-Zero)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, adaln: bool, activation: str = "gelu"):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: int,
+        adaln: bool,
+        activation: str = "gelu",
+        norm: str = "pre",
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        self.heads = heads
+        self.heads, self.post_norm, self.attention_dropout = heads, norm == "post", dropout
+        # no module at 0: a run without dropout draws nothing from the device's random stream
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=not adaln, eps=1e-6)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -104,16 +118,20 @@ class Block(nn.Module):
     def attention(self, x):
         b, s, d = x.shape
         q, k, v = rearrange(self.qkv(x), "b s (three h e) -> three b h s e", three=3, h=self.heads)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, S, d/heads), bidirectional
+        dropout = self.attention_dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # (B, heads, S, d/heads), bidirectional
         return self.proj(rearrange(out, "b h s e -> b s (h e)"))
 
     def forward(self, x, c=None):
+        if self.adaln is None and self.post_norm:
+            x = self.norm1(x + self.drop(self.attention(x)))
+            return self.norm2(x + self.drop(self.mlp(x)))
         if self.adaln is None:
-            x = x + self.attention(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
+            x = x + self.drop(self.attention(self.norm1(x)))
+            return x + self.drop(self.mlp(self.norm2(x)))
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(c)[:, None].chunk(6, dim=-1)
-        x = x + gate1 * self.attention(modulate(self.norm1(x), shift1, scale1))
-        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        x = x + gate1 * self.drop(self.attention(modulate(self.norm1(x), shift1, scale1)))
+        return x + gate2 * self.drop(self.mlp(modulate(self.norm2(x), shift2, scale2)))
 
 
 class LoopedStack(nn.Module):
@@ -122,7 +140,8 @@ class LoopedStack(nn.Module):
     def __init__(self, cfg: NetConfig, adaln: bool):
         super().__init__()
         self.layers = nn.ModuleList(
-            Block(cfg.dim, cfg.heads, cfg.mlp_ratio, adaln, cfg.activation) for _ in range(cfg.n_unique)
+            Block(cfg.dim, cfg.heads, cfg.mlp_ratio, adaln, cfg.activation, cfg.norm, cfg.dropout)
+            for _ in range(cfg.n_unique)
         )
 
     def step(self, x, c):
