@@ -75,6 +75,31 @@ def cmd_paper_metrics(args):
     print(json.dumps({k: record.get(k) for k in ("num_samples", "fid_adm", "fid_clean", "inception_score")}))
 
 
+def cmd_paper_selftest(args):
+    from elt.eval.paper import ADM_PUBLISHED, self_test
+    from elt.files import write_json
+    from elt.runtime import resolve_device
+
+    expected = {"fid_adm": args.expect_fid, "inception_score": args.expect_is}
+    expected = {k: ADM_PUBLISHED[k] if v is None else v for k, v in expected.items()}
+    record = self_test(
+        args.reference, args.samples, args.inception_weights, resolve_device(args.device or "auto"), expected
+    )
+    if args.out:
+        write_json(args.out, record)
+    for name, check in record["checks"].items():
+        verdict = "ok" if check["passed"] else "OFF"
+        print(
+            f"{name}: {check['measured']:.4f} against {check['expected']:.4f} "
+            f"(tolerance {check['tolerance']}): {verdict}"
+        )
+    if not record["passed"]:
+        print(
+            "elt paper-selftest: the protocol does not reproduce the expected numbers on this machine", file=sys.stderr
+        )
+        sys.exit(1)
+
+
 def cmd_sample(args):
     from elt.methods.schedule import EarlyExit, parse_schedule
     from elt.sample import sample
@@ -101,6 +126,8 @@ def cmd_sample(args):
         weights=args.weights,
         shards=args.shards,
         only_shard=args.shard,
+        guidance=args.guidance,
+        labels=args.labels,
     ):
         print(path)
 
@@ -347,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
         "seed; under torchrun the ranks share them out (default 1)",
     )
     p.add_argument("--shard", type=int, help="with --shards: write only this shard (0-based)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale instead of the run's own")
+    p.add_argument(
+        "--labels",
+        choices=("balanced", "uniform"),
+        default="balanced",
+        help="balanced: cycling through the classes (default); uniform: drawn at random from --seed (ADM, DiT)",
+    )
     add_runtime_options(p)
     p.set_defaults(func=cmd_sample)
 
@@ -469,6 +503,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the JSON record to write")
     p.add_argument("--device", help="where the Inception runs: auto (default), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_paper_metrics)
+
+    p = sub.add_parser(
+        "paper-selftest",
+        help="before trusting any paper-protocol number: FID and IS of ADM's own sample batch against ADM's "
+        "published 3.94 and 215.8; exit 1 when off",
+    )
+    p.add_argument("--reference", required=True, help="ADM's VIRTUAL_imagenet256_labeled.npz (needs mu and sigma)")
+    p.add_argument("--samples", required=True, help="ADM's admnet_guided_upsampled_imagenet256.npz (arr_0 images)")
+    p.add_argument("--inception-weights", required=True, help="pytorch-fid's pt_inception-2015-12-05 .pth (for the IS)")
+    p.add_argument("--expect-fid", type=float, help="the FID to reproduce (default: ADM's published 3.9426)")
+    p.add_argument("--expect-is", type=float, help="the Inception Score to reproduce (default: ADM's 215.837)")
+    p.add_argument("--out", help="also write the record (measured, expected, provenance) here as JSON")
+    p.add_argument("--device", help="where the Inception runs: auto (default), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_paper_selftest)
 
     p = sub.add_parser("export-png", help="write the samples of an .npz file as PNGs (video: one strip per clip)")
     p.add_argument("samples", help=".npz written by 'elt sample' or the pipeline (work/<profile>/samples/...)")

@@ -42,6 +42,20 @@ def balanced_labels(num: int, classes: int) -> torch.Tensor:
     return torch.arange(num) % classes
 
 
+LABEL_DRAWS = ("balanced", "uniform")
+
+
+def sampling_labels(num: int, classes: int, draw: str, seed: int) -> torch.Tensor:
+    """The class of each of `num` samples: balanced (cycling through the classes: every class the same count)
+    or uniform (drawn independently and uniformly from a generator seeded by `seed`, as ADM's and DiT's
+    sample scripts draw them)."""
+    if draw not in LABEL_DRAWS:
+        raise UserError(f"sampling labels {draw!r} are unknown: use one of {', '.join(LABEL_DRAWS)}")
+    if draw == "balanced":
+        return balanced_labels(num, classes)
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, classes, num))
+
+
 def generate(
     parts,
     net,
@@ -114,11 +128,14 @@ def sample(
     weights: str = "ema",
     shards: int = 1,
     only_shard: int | None = None,
+    guidance: float | None = None,
+    labels: str = "balanced",
 ) -> list[Path]:
     """loops: loop counts (ints), or LoopSchedules / EarlyExit rules (elt.methods.schedule), one file each.
     runtime: settings that override the run's own runtime section (e.g. {"device": "cpu"});
-    weights: ema or raw (elt.runs.load_checkpoint).
-    shards > 1 splits the `num` samples (labels balanced over all of them) into that many files, each
+    weights: ema or raw (elt.runs.load_checkpoint); guidance: a scale instead of the run's own (a sweep's);
+    labels: balanced or uniform (sampling_labels, drawn over all `num` samples from `seed`).
+    shards > 1 splits the `num` samples (labels drawn over all of them) into that many files, each
     with its own seed; `out` then names them with {shard}. Under torchrun rank r writes shards r, r +
     ranks, ...; only_shard writes one."""
     torch.set_num_threads(threads)
@@ -137,24 +154,29 @@ def sample(
             f"--out {out!r} names one file for {shards} shards: put '{{shard}}' in it, e.g. samples_{{shard}}.npz"
         )
     out_paths(out, [plan_name(loop) for loop in loops])  # a bad --out fails before any work
+    if guidance is not None and not guidance > 0:
+        raise UserError(f"guidance scale {guidance} is invalid: use a scale > 0 (1 = no guidance)")
     parts, net, ckpt = load_checkpoint(checkpoint, weights)
+    if guidance is not None:  # the generator reads its section's scale when it samples
+        section = parts.cfg.masked if parts.cfg.model.generator == "masked" else parts.cfg.diffusion
+        section.guidance = float(guidance)
     runtime = Runtime(dataclasses.replace(parts.cfg.runtime, **(runtime or {})))
     model = runtime.prepare(net)
     parts.codec.to(runtime.device)  # a pretrained codec decodes on the run's device
-    every_label = balanced_labels(num, net.cfg.num_classes)
+    every_label = sampling_labels(num, net.cfg.num_classes, labels, seed)
     mine = [only_shard] if only_shard is not None else list(range(runtime.rank, shards, runtime.world_size))
     written = []
     for shard in mine:
         first, end = shard * num // shards, (shard + 1) * num // shards
-        labels, shard_seed_value = every_label[first:end], shard_seed(seed, shard, shards)
+        shard_labels, shard_seed_value = every_label[first:end], shard_seed(seed, shard, shards)
         paths = out_paths(out.replace("{shard}", f"{shard:05d}"), [plan_name(loop) for loop in loops])
         for loop, path in zip(loops, paths.values()):
             generate(
-                parts, model, loop, labels[:2], shard_seed_value, runtime=runtime
+                parts, model, loop, shard_labels[:2], shard_seed_value, runtime=runtime
             )  # warm-up, so the timing below is steady-state
             started, used = time.perf_counter(), []
             samples = generate(
-                parts, model, loop, labels, shard_seed_value, loops_used=used, runtime=runtime
+                parts, model, loop, shard_labels, shard_seed_value, loops_used=used, runtime=runtime
             )  # ends on the CPU
             seconds = time.perf_counter() - started
             meta = {
@@ -162,12 +184,13 @@ def sample(
                 "checkpoint": str(checkpoint),
                 "checkpoint_step": ckpt["step"],
                 "loops": loop if isinstance(loop, int) else loop.text,
-                "num": len(labels),
+                "num": len(shard_labels),
                 "seed": shard_seed_value,
                 "sampling_steps": parts.cfg.sampling_steps,
                 "guidance": parts.cfg.guidance,
                 "seconds": seconds,
-                "samples_per_second": len(labels) / seconds,
+                "samples_per_second": len(shard_labels) / seconds,
+                "labels": labels,
                 "threads": threads,
                 "weights": "ema" if weights == "ema" and "ema" in ckpt else "raw",
                 **(
@@ -178,7 +201,7 @@ def sample(
                 **({} if isinstance(loop, int) else loop_plan_cost(net, used[0], parts.cfg.guidance)),
                 **provenance(runtime),
             }
-            save_samples(path, samples, labels.numpy(), meta)
+            save_samples(path, samples, shard_labels.numpy(), meta)
             written.append(path)
     return written
 

@@ -46,6 +46,8 @@ def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):
             "fvd_reference_clips": None,
             "shard_examples": 4,
             "encode_batch_size": 4,
+            "guidance_sweep": {"samples": 4, "scales": [1.0, 2.5]},
+            "sample_labels": "uniform",
         },
         "datasets": {
             "imagenet": {"dataset": "imagenet", "path": str(root), "image_size": 16, "channels": 3, "num_classes": 3}
@@ -57,7 +59,7 @@ def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):
                 "anytime": False,
                 "families": ["elt", "unshared"],
                 "codec": {"pretrained": "sd_vae", "weights": str(tmp_path / "vae"), "downsampling": 2},
-                "paper": {"elt": {"params": 100000, "fid": 1.5}},
+                "paper": {"elt": {"params": 100000, "fid": 1.5, "sampler": "ddim", "sampling_steps": 2}},
                 "run": {
                     "model": {"generator": "diffusion", "width": "T", "n_unique": 1, "loops": 2, "patch_size": 2},
                     "train": train,
@@ -91,8 +93,25 @@ def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):
     ]
     assert (table.num_samples == 6).all() and table.fid_adm.gt(0).all() and table.fid_clean.gt(0).all()
     assert table.inception_score.isna().all()  # no Inception weights given: not measured
-    elt_row = table.set_index("run").loc["dit-elt-T-1x2-s0"]
-    assert elt_row.paper_fid == 1.5 and elt_row.paper_params == 100000
+    # the sweep: every run at its trained L and every scale; the evaluation samples at the lowest FID's scale
+    sweep = pd.read_csv(repo / "results/tiny_paper/guidance_sweep.csv")
+    assert sorted(zip(sweep.run, sweep.loops, sweep.guidance)) == [
+        (run, loops, g) for run, loops in sorted(zip(table.run, table.loops)) for g in (1.0, 2.5)
+    ]
+    picks = sweep[sweep.picked].set_index("run")
+    for run, group in sweep.groupby("run"):
+        assert picks.loc[run, "fid_adm"] == group.fid_adm.min() and (group.num_samples == 4).all()
+    by_run = table.set_index("run")
+    assert (by_run.guidance == picks.guidance.reindex(by_run.index)).all() and (by_run.guidance_from == "sweep").all()
+    assert (table.labels == "uniform").all()
+    # nothing here is the paper's protocol: the paper's FID stays out of the row, and the reasons are given
+    elt_row = by_run.loc["dit-elt-T-1x2-s0"]
+    assert elt_row.paper_params == 100000 and pd.isna(elt_row.paper_fid)
+    assert elt_row.comparable == (
+        "no: FID against the batch's arr_0 (7 images), not ADM's mu/sigma; 6 samples, not 50000"
+    )
+    assert by_run.loc["maskgit-elt-T-1x2-s0"].comparable.startswith("no: the paper reports no row")
+    assert elt_row.fid_clean_reference == "the batch's arr_0 (7 images)"
     shards = sorted((repo / "work/tiny_paper/shards").iterdir())
     assert len(shards) == 2 and all(
         (s / "manifest.json").is_file() for s in shards

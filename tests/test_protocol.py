@@ -118,7 +118,10 @@ def test_paper_metrics_of_sample_shards_equal_the_metric_functions_on_all_sample
         and record["fid_adm"] == pytest.approx(adm)
         and record["fid_clean"] == pytest.approx(clean)
     )
-    assert record["fid_adm"] != pytest.approx(record["fid_clean"]) and record["fid_adm_reference"] == "arr_0 images"
+    assert (
+        record["fid_adm"] != pytest.approx(record["fid_clean"])
+        and record["fid_adm_reference"] == "the batch's arr_0 (7 images)"
+    )
     assert record["inception_score"] is None and "not measured" in record["inception_score_note"]
     assert record["protocol"]["name"] == "paper"
     # ADM's own statistics, when the batch has them, are the ADM-resize reference; no images: no clean FID
@@ -231,3 +234,89 @@ def test_torchrun_ranks_share_the_sample_shards_out(tmp_path):
     one = sample(str(tmp_path / "run/checkpoint.pt"), [2], 12, 0, str(tmp_path / "one_{shard}.npz"), shards=3)
     for k, path in enumerate(one):
         assert np.array_equal(load_samples(tmp_path / f"ranks_{k:05d}.npz")[0], load_samples(path)[0])
+
+
+@pytest.mark.slow
+def test_the_protocol_self_test_reproduces_expected_numbers_or_exits_1(tmp_path, is_weights):
+    """Its plumbing on tiny fake batches in ADM's layout: FID against the reference's mu/sigma and IS from
+    unbiased logits, the samples streamed from the archive in chunks; exit 1 when a number is off."""
+    samples, reference = rgb(6, 3), rgb(5, 4)
+    np.savez(tmp_path / "samples.npz", arr_0=samples)
+    mu, sigma = metrics.mean_cov(protocol.adm_features(reference.transpose(0, 3, 1, 2)))
+    np.savez(tmp_path / "reference.npz", mu=mu, sigma=sigma, arr_0=reference)
+    nchw = samples.transpose(0, 3, 1, 2)
+    fid = metrics.frechet_distance(*metrics.mean_cov(protocol.adm_features(nchw)), mu, sigma)
+    score = protocol.inception_score(protocol.inception_logits(protocol.load_is_network(is_weights), nchw))
+    expected = {"fid_adm": fid, "inception_score": score["inception_score"]}
+    record = protocol.self_test(
+        tmp_path / "reference.npz", tmp_path / "samples.npz", is_weights, expected=expected, batch_size=4
+    )
+    assert record["passed"] and record["num_samples"] == 6
+    assert record["checks"]["fid_adm"]["measured"] == pytest.approx(fid, rel=1e-9)
+
+    def selftest(*extra):
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "elt.cli",
+                "paper-selftest",
+                "--reference",
+                str(tmp_path / "reference.npz"),
+                "--samples",
+                str(tmp_path / "samples.npz"),
+                "--inception-weights",
+                str(is_weights),
+                "--device",
+                "cpu",
+                "--expect-is",
+                str(score["inception_score"]),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+        )
+
+    done = selftest("--expect-fid", repr(fid), "--out", str(tmp_path / "selftest.json"))
+    assert done.returncode == 0, done.stderr
+    assert "fid_adm" in done.stdout and done.stdout.count(": ok") == 2
+    assert json.loads((tmp_path / "selftest.json").read_text())["passed"] is True
+    off = selftest("--expect-fid", repr(fid + 0.5))
+    assert off.returncode == 1 and "fid_adm" in off.stdout and "OFF" in off.stdout
+    assert "does not reproduce the expected numbers" in off.stderr
+    np.savez(tmp_path / "no_stats.npz", arr_0=reference)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elt.cli",
+            "paper-selftest",
+            "--reference",
+            str(tmp_path / "no_stats.npz"),
+            "--samples",
+            str(tmp_path / "samples.npz"),
+            "--inception-weights",
+            str(is_weights),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "has no mu/sigma" in bad.stderr
+
+
+def test_a_sample_batch_is_streamed_from_its_archive_or_refused_in_one_line(tmp_path):
+    images = rgb(7, 5)
+    np.savez(tmp_path / "batch.npz", arr_0=images)
+    chunks = list(protocol.npz_image_batches(tmp_path / "batch.npz", batch_size=3))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    assert np.array_equal(np.concatenate(chunks), images.transpose(0, 3, 1, 2))
+    np.savez_compressed(tmp_path / "compressed.npz", arr_0=images)
+    assert np.array_equal(
+        np.concatenate(list(protocol.npz_image_batches(tmp_path / "compressed.npz", 5))), images.transpose(0, 3, 1, 2)
+    )
+    np.savez(tmp_path / "other.npz", images=images)
+    with pytest.raises(UserError, match="cannot be read as an .npz with arr_0"):
+        list(protocol.npz_image_batches(tmp_path / "other.npz"))
+    np.savez(tmp_path / "gray.npz", arr_0=images[..., 0])
+    with pytest.raises(UserError, match="not uint8 \\(N, H, W, 3\\) images"):
+        list(protocol.npz_image_batches(tmp_path / "gray.npz"))

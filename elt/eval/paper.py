@@ -17,6 +17,7 @@ Samples come as shard files of `elt sample --shards`, read one at a time.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -158,8 +159,17 @@ def inception_score(logits: np.ndarray, split: int = IS_SPLIT) -> dict:
 
 
 # --- the reference batch and the evaluation ------------------------------------------------------
-def reference_batch(path) -> dict:
-    """ADM's reference .npz -> {"mu", "sigma"} (its own statistics, when present) and "images" (uint8 (N, 3, H, W))."""
+STATS_REFERENCE = "the batch's mu/sigma"  # ADM's statistics (of the whole training set, for its ImageNet batches)
+
+
+def images_reference(images: np.ndarray) -> str:
+    """What a FID computed from a batch's own arr_0 images is against."""
+    return f"the batch's arr_0 ({len(images)} images)"
+
+
+def reference_batch(path, require_stats: bool = False, images: bool = True) -> dict:
+    """ADM's reference .npz -> {"mu", "sigma"} (its own statistics, when present) and "images" (uint8 (N, 3, H, W);
+    None when absent or not asked for). require_stats: the batch must hold mu and sigma (the paper's FID)."""
     if not path or not Path(path).is_file():
         raise UserError(
             f"FID reference batch {str(path)!r} does not exist: set paper_protocol.fid_reference to ADM's "
@@ -167,26 +177,62 @@ def reference_batch(path) -> dict:
         )
     try:
         with np.load(path) as f:
-            found = {key: f[key] for key in ("mu", "sigma", "arr_0") if key in f.files}
+            wanted = ("mu", "sigma", "arr_0") if images else ("mu", "sigma")
+            found = {key: f[key] for key in wanted if key in f.files}
+            has_images = "arr_0" in f.files
     except Exception as err:
         raise UserError(
             f"FID reference batch {str(path)!r} cannot be read ({type(err).__name__}): pass an .npz file"
         ) from None
-    if "arr_0" not in found and not {"mu", "sigma"} <= set(found):
+    has_stats = {"mu", "sigma"} <= set(found)
+    if not has_images and not has_stats:
         raise UserError(
             f"FID reference batch {str(path)!r} holds neither arr_0 (images) nor mu and sigma: pass ADM's reference "
             "batch"
         )
+    if require_stats and not has_stats:
+        raise UserError(
+            f"FID reference batch {str(path)!r} has no mu/sigma, which the paper's FID is computed against (ADM's "
+            "statistics of the training set): pass ADM's VIRTUAL_imagenet256_labeled.npz, or set "
+            "paper_protocol.require_reference_stats false (the FID is then not comparable with the paper's)"
+        )
     out = {"mu": found.get("mu"), "sigma": found.get("sigma"), "images": None}
     if "arr_0" in found:
-        images = found["arr_0"]
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise UserError(
-                f"arr_0 of {str(path)!r} is {images.dtype} {images.shape}, not uint8 (N, H, W, 3) images: fix the "
-                "reference batch"
-            )
-        out["images"] = images.transpose(0, 3, 1, 2)
+        out["images"] = checked_images(found["arr_0"], path).transpose(0, 3, 1, 2)
     return out
+
+
+def checked_images(images: np.ndarray, path) -> np.ndarray:
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise UserError(
+            f"arr_0 of {str(path)!r} is {images.dtype} {images.shape}, not uint8 (N, H, W, 3) images: fix the batch"
+        )
+    return images
+
+
+def npz_image_batches(path, batch_size: int = 500):
+    """uint8 (B, 3, H, W) chunks of the arr_0 images of an ADM-style .npz, read from the archive a chunk at a
+    time (ADM's 50,000 samples at 256 px are 9.8 GB: never read whole)."""
+    try:
+        archive = zipfile.ZipFile(path)
+        member = archive.open("arr_0.npy")
+    except (OSError, KeyError, zipfile.BadZipFile) as err:
+        raise UserError(
+            f"sample batch {str(path)!r} cannot be read as an .npz with arr_0 ({type(err).__name__}): pass ADM's "
+            "sample batch (arr_0: uint8 (N, H, W, 3))"
+        ) from None
+    with archive, member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(member)
+        checked_images(np.empty((0, *shape[1:]), dtype), path)
+        if fortran:
+            raise UserError(f"arr_0 of {str(path)!r} is stored in Fortran order: save it C-ordered")
+        per_image = int(np.prod(shape[1:]))
+        for start in range(0, shape[0], batch_size):
+            count = min(batch_size, shape[0] - start)
+            chunk = np.frombuffer(member.read(count * per_image), np.uint8).reshape(count, *shape[1:])
+            yield chunk.transpose(0, 3, 1, 2)
 
 
 def read_sample_shards(paths: list[str]) -> tuple[np.ndarray, list[dict]]:
@@ -215,21 +261,22 @@ def image_metrics(
     inception_weights: str | None = None,
     device="cpu",
     read: tuple[np.ndarray, list[dict]] | None = None,
+    require_reference_stats: bool = False,
+    clean: bool = True,
 ) -> dict:
     """FID at ADM's and clean resize and the Inception Score of the samples in `sample_paths`
-    (read: those files already read by read_sample_shards)."""
-    reference = reference_batch(reference_path)
+    (read: those files already read by read_sample_shards; clean False: ADM's resize only, as a sweep needs)."""
+    reference = reference_batch(reference_path, require_reference_stats)
     samples, metas = read or read_sample_shards(sample_paths)
     samples = rgb_images(samples, sample_paths)
     extractor = metrics.InceptionExtractor()
     adm = adm_features(samples, extractor, device=device)
-    clean = metrics.inception_features(samples, extractor, device=device)
     if reference["mu"] is not None:
-        adm_reference, adm_source = (reference["mu"], reference["sigma"]), "the batch's mu/sigma"
+        adm_reference, adm_source = (reference["mu"], reference["sigma"]), STATS_REFERENCE
     else:
         adm_reference, adm_source = (
             metrics.mean_cov(adm_features(reference["images"], extractor, device=device)),
-            "arr_0 images",
+            images_reference(reference["images"]),
         )
     record = {
         "num_samples": len(samples),
@@ -238,12 +285,15 @@ def image_metrics(
         "reference": str(reference_path),
         "reference_sha": file_sha(reference_path),
     }
-    if reference["images"] is not None:
+    if not clean:
+        record["fid_clean"], record["fid_clean_note"] = None, "not measured: a guidance sweep needs ADM's FID only"
+    elif reference["images"] is not None:
         record["fid_clean"] = metrics.frechet_distance(
-            *metrics.mean_cov(clean),
+            *metrics.mean_cov(metrics.inception_features(samples, extractor, device=device)),
             *metrics.mean_cov(metrics.inception_features(reference["images"], extractor, device=device)),
         )
         record["num_reference"] = len(reference["images"])
+        record["fid_clean_reference"] = images_reference(reference["images"])
     else:
         record["fid_clean"], record["fid_clean_note"] = None, "not measured: the reference batch has no arr_0 images"
     if inception_weights:
@@ -267,6 +317,61 @@ def image_metrics(
     return record
 
 
+# --- the protocol self-test: ADM's own numbers for its own sample batch ------------------------------
+# ADM's evaluator on its guided ImageNet 256 samples (admnet_guided_upsampled_imagenet256.npz) against
+# VIRTUAL_imagenet256_labeled.npz, as its evaluations README prints them. Tolerances: FID to 0.02 (the
+# resize matches TF's to 3e-5 of a grey level; a PyTorch port of the evaluator was reported 8e-4 away),
+# IS to 1.0 (0.5%: float32 softmax sums over 50,000 samples and 1008 classes in another order).
+ADM_PUBLISHED = {"fid_adm": 3.9425574129223264, "inception_score": 215.8370361328125}
+SELFTEST_TOLERANCE = {"fid_adm": 0.02, "inception_score": 1.0}
+
+
+def self_test(
+    reference_path,
+    samples_path,
+    inception_weights,
+    device="cpu",
+    expected: dict | None = None,
+    tolerance: dict | None = None,
+    batch_size: int = 500,
+) -> dict:
+    """FID (ADM's resize, against the reference's mu/sigma) and Inception Score of an ADM-style sample batch,
+    each compared with the expected value: {"passed": bool, "checks": {metric: {measured, expected, ...}}}."""
+    expected, tolerance = expected or ADM_PUBLISHED, tolerance or SELFTEST_TOLERANCE
+    reference = reference_batch(reference_path, require_stats=True, images=False)
+    net, extractor = load_is_network(inception_weights), metrics.InceptionExtractor()
+    features, logits = [], []
+    for images in npz_image_batches(samples_path, batch_size):
+        features.append(adm_features(images, extractor, device=device))
+        logits.append(inception_logits(net, images, device=device))
+    features = np.concatenate(features)
+    measured = {
+        "fid_adm": metrics.frechet_distance(*metrics.mean_cov(features), reference["mu"], reference["sigma"]),
+        "inception_score": inception_score(np.concatenate(logits))["inception_score"],
+    }
+    checks = {
+        name: {
+            "measured": value,
+            "expected": expected[name],
+            "tolerance": tolerance[name],
+            "passed": abs(value - expected[name]) <= tolerance[name],
+        }
+        for name, value in measured.items()
+    }
+    return {
+        "passed": all(c["passed"] for c in checks.values()),
+        "checks": checks,
+        "num_samples": len(features),
+        "reference": str(reference_path),
+        "reference_sha": file_sha(reference_path),
+        "samples": str(samples_path),
+        "inception_weights_sha": file_sha(inception_weights),
+        "protocol": {**PROTOCOL, "feature_device": str(device)},
+        **provenance(),
+        "device": str(device),
+    }
+
+
 # --- videos: FVD against the training split (MAGVIT's protocol) -----------------------------------
 def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int = 32, device=None) -> None:
     """I3D features of the first `clips` training clips (all when None), read a chunk at a time."""
@@ -283,14 +388,23 @@ def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int
         np.savez(f, features=np.concatenate(chunks), split_sha=np.array(stream.split_sha), clips=np.array(count))
 
 
-def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str | None = None, device="cpu") -> dict:
+def evaluate_run(
+    sample_paths: list[str], settings: dict, fvd_reference_npz: str | None = None, device="cpu", sweep: bool = False
+) -> dict:
     """The paper's metrics of one (run, loop count) from its sample shards: images FID and IS (evaluate),
-    videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting)."""
+    videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting).
+    sweep: one scale of a guidance sweep (elt.eval.guidance_sweep), ADM's FID only."""
     clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
     meta = metas[0]
     if clips.shape[1] == 1:
         record = image_metrics(
-            sample_paths, settings["fid_reference"], settings.get("inception_weights"), device, (clips, metas)
+            sample_paths,
+            settings["fid_reference"],
+            None if sweep else settings.get("inception_weights"),
+            device,
+            (clips, metas),
+            settings.get("require_reference_stats", False),
+            clean=not sweep,
         )
     else:
         with np.load(fvd_reference_npz) as f:
@@ -316,4 +430,5 @@ def evaluate_run(sample_paths: list[str], settings: dict, fvd_reference_npz: str
         "checkpoint_step": meta["checkpoint_step"],
         "sampling_steps": meta["sampling_steps"],
         "guidance": meta["guidance"],
+        "labels": meta.get("labels", "balanced"),
     }

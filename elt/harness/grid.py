@@ -124,6 +124,11 @@ def eval_loops(run: dict, extra_loops: list[int], anytime: bool = True) -> list[
     return sorted(set(below) | {l for l in extra_loops if l > model["loops"]})
 
 
+def trained_loops(run: dict) -> int:
+    """The loop count a run was trained at: L_max for looped runs, 1 for unlooped baselines (their depth is N*L)."""
+    return run["model"]["loops"] if run["model"]["family"] not in baselines.LAYOUTS else 1
+
+
 def targets(profile: dict) -> list[tuple[str, int]]:
     """Every (run, loop count) the pipeline samples and evaluates."""
     return [

@@ -1,5 +1,5 @@
-"""paper_metrics.csv of a paper-protocol pipeline: one row per (run, L) with the paper's reported row beside
-it at the run's trained L."""
+"""paper_metrics.csv of a paper-protocol pipeline: one row per (run, L), and the paper's reported row beside
+it only where the measurement follows the paper's protocol; elsewhere `comparable` says why not."""
 
 from __future__ import annotations
 
@@ -8,22 +8,59 @@ from pathlib import Path
 
 import pandas as pd
 
+from elt.eval.guidance_sweep import picked_guidance
+from elt.eval.paper import STATS_REFERENCE
 from elt.files import atomic_path
-from elt.harness.grid import expand, paper_rows
+from elt.harness.grid import expand, paper_rows, trained_loops
 
 PAPER_TABLE_METRICS = ("fid_adm", "fid_clean", "inception_score", "fvd")
+PAPER_NUM_SAMPLES = 50_000  # the ImageNet FID convention (ADM, DiT, MaskGIT)
+PAPER_SAMPLING = ("sampler", "sampling_steps", "guidance")  # what a paper row may state about its sampling
 
 
-def paper_table(record_paths: list[str], profile: dict, out_csv: str) -> None:
-    """One row per (run, loop count) with the paper's reported row beside it at the run's trained L."""
+def sampling_of(cfg: dict) -> dict:
+    """The run's sampler settings as a paper row states them."""
+    if cfg["model"]["generator"] == "masked":
+        return {"sampler": "maskgit", "sampling_steps": cfg["masked"]["sampling_steps"]}
+    return {"sampler": cfg["diffusion"]["sampler"], "sampling_steps": cfg["diffusion"]["sampling_steps"]}
+
+
+def not_comparable(record: dict, cfg: dict, paper: dict, swept: bool) -> list[str]:
+    """Why a measured row cannot stand beside the paper's ([] when it can): a paper row at this L, ADM's
+    mu/sigma as the reference, 50,000 samples, guidance picked by a sweep (or the paper's own scale), and
+    the sampler and steps the paper states."""
+    if not paper:
+        return ["the paper reports no row for this run at this loop count"]
+    reasons = []
+    if "fvd" in record:
+        reasons.append("FVD against the first clip of each training video, not MAGVIT's protocol")
+    elif record.get("fid_adm_reference") != STATS_REFERENCE:
+        reasons.append(f"FID against {record.get('fid_adm_reference')}, not ADM's mu/sigma")
+    if record["num_samples"] != PAPER_NUM_SAMPLES:
+        reasons.append(f"{record['num_samples']} samples, not {PAPER_NUM_SAMPLES}")
+    if not swept and record["guidance"] != paper.get("guidance"):
+        stated = f"the paper's {paper['guidance']}" if "guidance" in paper else "a scale the paper states"
+        reasons.append(f"guidance {record['guidance']} neither picked by a sweep nor {stated}")
+    ours = sampling_of(cfg)
+    for key in ("sampler", "sampling_steps"):
+        if key in paper and paper[key] != ours[key]:
+            reasons.append(f"{key} {ours[key]}, the paper's is {paper[key]}")
+    return reasons
+
+
+def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv: str) -> None:
+    """One row per (run, loop count); settings: the checked paper_protocol (elt.eval.guidance_sweep.paper_settings)."""
     runs, reported = expand(profile), paper_rows(profile)
+    swept = settings.get("guidance_sweep") is not None
     rows = []
     for path in record_paths:
         record = json.loads(Path(path).read_text())
         cfg = runs[record["run"]]
-        trained = cfg["model"]["loops"] if cfg["model"]["family"] in ("elt", "looped") else 1
         train_record = json.loads((Path(profile["work"]) / "runs" / record["run"] / "train.json").read_text())
-        paper = reported.get(record["run"], {}) if record["loops"] == trained else {}
+        paper = reported.get(record["run"], {}) if record["loops"] == trained_loops(cfg) else {}
+        reasons = not_comparable(record, cfg, paper, swept)
+        beside = {} if reasons else paper
+        pick = Path(profile["work"]) / "paper" / "sweep" / record["run"] / "pick.json"
         rows.append(
             {
                 "run": record["run"],
@@ -35,9 +72,16 @@ def paper_table(record_paths: list[str], profile: dict, out_csv: str) -> None:
                 "unique_params": train_record["unique_params"],
                 "steps": train_record["steps"],
                 "num_samples": record["num_samples"],
+                "sampling_steps": record["sampling_steps"],
+                "guidance": record["guidance"],
+                "guidance_from": "sweep" if swept and picked_guidance(str(pick)) == record["guidance"] else "config",
+                "labels": record.get("labels"),
                 **{m: record.get(m) for m in PAPER_TABLE_METRICS},
-                "paper_params": paper.get("params"),
-                **{f"paper_{m}": paper.get(m) for m in ("fid", "is", "fvd")},
+                "fid_adm_reference": record.get("fid_adm_reference"),
+                "fid_clean_reference": record.get("fid_clean_reference"),
+                "comparable": "yes" if not reasons else "no: " + "; ".join(reasons),
+                "paper_params": paper.get("params"),  # a count, comparable whatever the protocol
+                **{f"paper_{m}": beside.get(m) for m in ("fid", "is", "fvd")},
             }
         )
     with atomic_path(out_csv) as tmp:

@@ -1,11 +1,23 @@
 # protocol: paper. The paper's metrics for every (run, loop count): training data pre-encoded once per
-# codec, samples generated in shards, FID (ADM's and clean resize) against ADM's reference batch and the
-# Inception Score for images (elt.eval.paper), FVD against the training split's clips for videos, and one
-# table beside the paper's reported numbers. Settings: the profile's paper_protocol section.
+# codec, a guidance sweep per run where the profile asks for one (elt.eval.guidance_sweep), samples
+# generated in shards, FID (ADM's and clean resize) against ADM's reference batch and the Inception Score
+# for images (elt.eval.paper), FVD against the training split's clips for videos, and one table beside
+# the paper's reported numbers. Settings: the profile's paper_protocol section.
 from elt.config import VIDEO_DATASETS
+from elt.eval.guidance_sweep import SEED_OFFSET, paper_settings, scale_name
 
-PAPER = config["paper_protocol"]
+try:
+    PAPER = paper_settings(config["paper_protocol"])
+except UserError as err:
+    raise ValueError(f"config error: {err}") from None
 SHARD_COUNT = -(-PAPER["num_samples"] // PAPER["shard_size"])
+SWEEP = PAPER["guidance_sweep"]
+if SWEEP and any(cfg["data"]["dataset"] in VIDEO_DATASETS for cfg in RUNS.values()):
+    raise ValueError(
+        "config error: paper_protocol.guidance_sweep picks scales by image FID, and this profile has video runs: "
+        "set guidance_sweep null (the paper samples its videos without guidance)"
+    )
+SWEEP_SHARDS = -(-SWEEP["samples"] // PAPER["shard_size"]) if SWEEP else 0
 
 
 def shard_configs():
@@ -14,7 +26,16 @@ def shard_configs():
 
 
 def paper_outputs():
-    return [f"{RESULTS}/paper_metrics.csv"]
+    return [f"{RESULTS}/paper_metrics.csv"] + ([f"{RESULTS}/guidance_sweep.csv"] if SWEEP else [])
+
+
+def guidance_pick(wc):
+    """The run's sweep result, when the profile sweeps: its samples are drawn at the picked scale."""
+    return [f"{WORK}/paper/sweep/{wc.run}/pick.json"] if SWEEP else []
+
+
+def sweep_shards(wc):
+    return [f"{WORK}/paper/sweep/{wc.run}/g{wc.guidance}/shard_{k:05d}.npz" for k in range(SWEEP_SHARDS)]
 
 
 def sample_shards(wc):
@@ -47,7 +68,8 @@ rule encode:
 
 rule sample_shard:
     input:
-        rules.train.output.checkpoint,
+        checkpoint=rules.train.output.checkpoint,
+        pick=guidance_pick,
     output:
         f"{WORK}/paper/samples/{{run}}/L{{loops}}/shard_{{shard}}.npz",
     wildcard_constraints:
@@ -56,6 +78,8 @@ rule sample_shard:
         num=PAPER["num_samples"],
         shards=SHARD_COUNT,
         seed=PAPER["sample_seed"],
+        labels=PAPER["sample_labels"],
+        guidance=None,
     threads: config["threads"]
     resources:
         gpu=min(1, config["resources"]["gpu"]),
@@ -63,6 +87,72 @@ rule sample_shard:
         f"{WORK}/logs/paper_sample/{{run}}_L{{loops}}_{{shard}}.log",
     script:
         "../scripts/sample_shard.py"
+
+
+rule sweep_shard:
+    input:
+        checkpoint=rules.train.output.checkpoint,
+    output:
+        f"{WORK}/paper/sweep/{{run}}/g{{guidance}}/shard_{{shard}}.npz",
+    wildcard_constraints:
+        shard=r"\d{5}",
+        guidance=r"[0-9.e+-]+",
+    params:
+        num=SWEEP["samples"] if SWEEP else 0,
+        shards=SWEEP_SHARDS,
+        seed=PAPER["sample_seed"] + SEED_OFFSET,
+        labels=PAPER["sample_labels"],
+        guidance=lambda wc: float(wc.guidance),
+        loops=lambda wc: grid.trained_loops(RUNS[wc.run]),
+    threads: config["threads"]
+    resources:
+        gpu=min(1, config["resources"]["gpu"]),
+    log:
+        f"{WORK}/logs/sweep_sample/{{run}}_g{{guidance}}_{{shard}}.log",
+    script:
+        "../scripts/sample_shard.py"
+
+
+rule sweep_metrics:
+    input:
+        shards=sweep_shards,
+    output:
+        f"{WORK}/paper/sweep/{{run}}/g{{guidance}}.json",
+    params:
+        settings=PAPER,
+        sweep=True,
+    threads: config["threads"]
+    resources:
+        gpu=min(1, config["resources"]["gpu"]),
+    log:
+        f"{WORK}/logs/sweep_metrics/{{run}}_g{{guidance}}.log",
+    script:
+        "../scripts/paper_metrics.py"
+
+
+rule guidance_pick:
+    input:
+        records=lambda wc: [f"{WORK}/paper/sweep/{wc.run}/g{scale_name(g)}.json" for g in SWEEP["scales"]],
+    output:
+        f"{WORK}/paper/sweep/{{run}}/pick.json",
+    params:
+        loops=lambda wc: grid.trained_loops(RUNS[wc.run]),
+        seed=PAPER["sample_seed"] + SEED_OFFSET,
+    log:
+        f"{WORK}/logs/guidance_pick/{{run}}.log",
+    script:
+        "../scripts/guidance_pick.py"
+
+
+rule guidance_sweep_table:
+    input:
+        picks=[f"{WORK}/paper/sweep/{run}/pick.json" for run in RUNS],
+    output:
+        f"{RESULTS}/guidance_sweep.csv",
+    log:
+        f"{WORK}/logs/guidance_sweep_table.log",
+    script:
+        "../scripts/guidance_sweep_table.py"
 
 
 rule fvd_reference:
@@ -88,6 +178,7 @@ rule paper_metrics:
         f"{WORK}/paper/eval/{{run}}/L{{loops}}.json",
     params:
         settings=PAPER,
+        sweep=False,
     threads: config["threads"]
     resources:
         gpu=min(1, config["resources"]["gpu"]),
@@ -101,8 +192,11 @@ rule paper_table:
     input:
         records=[f"{WORK}/paper/eval/{run}/L{loops}.json" for run, loops in TARGETS],
         checkpoints=[f"{WORK}/runs/{run}/train.json" for run in RUNS],
+        picks=[f"{WORK}/paper/sweep/{run}/pick.json" for run in RUNS] if SWEEP else [],
     output:
         f"{RESULTS}/paper_metrics.csv",
+    params:
+        settings=PAPER,
     log:
         f"{WORK}/logs/paper_table.log",
     script:

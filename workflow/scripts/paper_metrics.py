@@ -9,7 +9,8 @@ with logged(snakemake.log[0]):
         evaluate_run(
             list(snakemake.input.shards),
             snakemake.params.settings,
-            (snakemake.input.fvd_reference or [None])[0],
+            (snakemake.input.get("fvd_reference") or [None])[0],
             profile_device(snakemake.config),
+            sweep=snakemake.params.sweep,
         ),
     )
