@@ -170,6 +170,18 @@ def test_sharded_sampling_splits_the_labels_and_gives_each_shard_its_own_seed(tm
     assert load_samples(whole)[2]["seed"] == 7  # one shard: the run's seed, as before
     with pytest.raises(UserError, match="put '\\{shard\\}' in it"):
         sample(checkpoint, [2], 25, 7, str(tmp_path / "x.npz"), shards=3)
+    # uniform labels (ADM's and DiT's sample scripts): one draw over all samples from the seed, split by shard
+    paths = sample(checkpoint, [2], 25, 7, str(tmp_path / "u_{shard}.npz"), shards=3, labels="uniform", guidance=2.5)
+    uniform = [load_samples(p) for p in paths]
+    drawn = np.concatenate([labels for _, labels, _ in uniform])
+    assert np.array_equal(drawn, np.random.default_rng(7).integers(0, 10, 25)) and len(set(drawn)) > 1
+    assert all(meta["labels"] == "uniform" and meta["guidance"] == 2.5 for _, _, meta in uniform)
+    unguided = sample(checkpoint, [2], 25, 7, str(tmp_path / "p_{shard}.npz"), shards=3, labels="uniform")
+    assert not np.array_equal(load_samples(unguided[0])[0], uniform[0][0])  # guided at 2.5, not the run's 1.0
+    with pytest.raises(UserError, match="sampling labels 'random' are unknown"):
+        sample(checkpoint, [2], 4, 7, str(tmp_path / "r.npz"), labels="random")
+    with pytest.raises(UserError, match="guidance scale 0.0 is invalid"):
+        sample(checkpoint, [2], 4, 7, str(tmp_path / "r.npz"), guidance=0.0)
 
 
 @pytest.mark.slow
