@@ -43,6 +43,11 @@ class DataConfig:
     levels: int = 17  # intensity levels per pixel; digits are exactly 0..16
     frames: int = 16  # video datasets: frames per clip
     frame_stride: int = 1  # ucf101: keep every k-th decoded frame
+    resize: str = "short_side"  # ucf101 frames: short_side (MAGVIT: short side to image_size, centre crop) |
+    # crop_square (centre square, then resized: this harness's earlier preprocessing)
+    windows: str = "first"  # ucf101 training: first (each video's first clip) | all (a random clip of each video
+    # per draw, from every clip window_step kept frames apart: what MAGVIT's input pipeline trains on)
+    window_step: int = 1  # windows all: kept frames between clip starts (the tokenizer's temporal patch saves space)
     fold: int = 1  # ucf101: official split 1, 2 or 3 (trainlist/testlist); held_out_fraction is unused
     num_classes: int | None = (
         None  # classes of a data set that may not be here yet (dry runs, describe); checked when read
@@ -224,6 +229,13 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check_choice(cfg.diffusion.target, ("x0", "eps", "v"), "diffusion.target")
     _check_choice(cfg.diffusion.sampler, ("ddim", "ddpm"), "diffusion.sampler")
     _check_choice(m.norm, NORMS, "model.norm")
+    _check_choice(cfg.data.resize, ("short_side", "crop_square"), "data.resize")
+    _check_choice(cfg.data.windows, ("first", "all"), "data.windows")
+    if cfg.data.windows == "all" and cfg.data.dataset != "ucf101":
+        raise UserError(
+            f"data.windows all cuts clips from videos longer than a clip; {cfg.data.dataset} examples are whole "
+            "clips: set data.windows first"
+        )
     _check_choice(cfg.train.lr_schedule, LR_SCHEDULES, "train.lr_schedule")
     _check_choice(cfg.codec.latents, ("mean", "sample"), "codec.latents")
     _check_choice(cfg.masked.confidence, ("tempered", "untempered"), "masked.confidence")
@@ -239,6 +251,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("train.l_min", cfg.train.l_min),
         ("data.frames", cfg.data.frames),
         ("data.frame_stride", cfg.data.frame_stride),
+        ("data.window_step", cfg.data.window_step),
         ("model.patch_size", m.patch_size),
         ("model.patch_time", m.patch_time),
     ]:

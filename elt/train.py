@@ -223,15 +223,14 @@ def train(cfg: RunConfig, out: str | Path, progress: bool = True, set_aside_stal
         idx = torch.randint(0, len(y_all), (tc.batch_size,), generator=gen)
         labels = y_all[idx].clone()
         labels[torch.rand(tc.batch_size, generator=gen) < tc.label_drop] = net.null_class
-        if cfg.data.hflip:  # the mirrored copies are examples len(y_all) .. 2 len(y_all) - 1 (elt.data.source)
-            idx = idx + len(y_all) * (torch.rand(tc.batch_size, generator=gen) < 0.5)
+        rows = source.rows_of(idx, gen)  # a random clip and flip of each, where the data has them
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
         # Every rank draws the whole global batch's randomness (same generator state everywhere) and
         # computes on its own micro-batches: rank r takes micro-batches r, r + ranks, ...
         inputs, l_int = ilsd.draw(
             parts.generator,
-            runtime.to(global_batch(x_all, idx, runtime, micro), labels),
+            runtime.to(global_batch(x_all, rows, runtime, micro), labels),
             cfg.model.family,
             tc.l_min,
             net.cfg.loops,

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
 from elt.config import DataConfig
-from elt.data.video import moving_digits, read_clip, read_ucf101, ucf101_index
+from elt.data.video import moving_digits, read_clip, read_ucf101, read_windows, ucf101_index
 from elt.errors import UnreadableExample, UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -34,6 +34,8 @@ class Dataset:
     labels: np.ndarray  # int64 (N,)
     classes: list[str]
     split_sha: str  # hash of the split's indices: identical splits, identical hash
+    # data.windows all: every clip of every video (rows) and where each video's clips start (N + 1 offsets)
+    windows: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int, int]:  # (T, C, H, W)
@@ -91,9 +93,12 @@ def _folder(cfg: DataConfig):
 
 def _ucf101(cfg: DataConfig, split: str) -> Dataset:
     official = "train" if split == "train" else "test"
-    clips, labels, classes = read_ucf101(cfg.path, official, cfg.fold, cfg.frames, cfg.frame_stride, cfg.image_size)
+    step = cfg.window_step if cfg.windows == "all" and split == "train" else None
+    clips, labels, classes, windows = read_ucf101(
+        cfg.path, official, cfg.fold, cfg.frames, cfg.frame_stride, cfg.image_size, cfg.resize, step
+    )
     held, _ = ucf101_index(cfg.path, "test", cfg.fold)
-    return Dataset(clips, labels, classes, listed_split_sha(cfg.path, held))
+    return Dataset(clips, labels, classes, listed_split_sha(cfg.path, held), windows)
 
 
 def listed_split_sha(root, held: list[tuple[Path, int]]) -> str:
@@ -213,7 +218,12 @@ class Stream:
         if self.cfg.dataset == "imagenet":
             return read_imagenet_image(self.items[i], self.cfg.image_size)
 
-        return read_clip(self.items[i], self.cfg.frames, self.cfg.frame_stride, self.cfg.image_size)
+        return read_clip(self.items[i], self.cfg.frames, self.cfg.frame_stride, self.cfg.image_size, self.cfg.resize)
+
+    def read_windows(self, i: int) -> np.ndarray:
+        """uint8 (W, T, C, H, W): every clip of video i, data.window_step kept frames apart (data.windows all)."""
+        c = self.cfg
+        return read_windows(self.items[i], c.frames, c.frame_stride, c.image_size, c.resize, c.window_step)
 
 
 def data_shape(cfg) -> tuple[int, int, int, int]:

@@ -50,6 +50,9 @@ def data_identity(cfg: RunConfig, split: str) -> dict:
         "fold",
         "on_bad_file",
         "hflip",
+        "resize",
+        "windows",
+        "window_step",
     ]
     return {"split": split, **{k: getattr(d, k) for k in keys}}
 
@@ -118,15 +121,18 @@ def encode(
     mine = [k for k in range(runtime.rank, count, runtime.world_size) if not (out / f"{shard_name(k)}.json").is_file()]
     bar = tqdm(total=len(mine), desc=f"encoding {split}", unit="shard", disable=not progress or not runtime.is_main)
     for k in mine:
-        examples, labels, names, skipped = [], [], [], []
+        every_clip = cfg.data.windows == "all" and split == "train"  # training's windows; held-out: first clips
+        examples, labels, names, skipped, windows = [], [], [], [], []
         for i in range(k * shard_size, min((k + 1) * shard_size, len(stream))):
             try:
-                examples.append(stream.read(i))
+                clips = stream.read_windows(i) if every_clip else stream.read(i)[None]
             except UnreadableExample as err:
                 if cfg.data.on_bad_file == "stop":
                     raise
                 skipped.append({"example": stream.name(i), "reason": str(err).split(": ")[0]})
                 continue
+            examples.extend(clips)
+            windows.append(len(clips))
             labels.append(int(stream.labels[i]))
             names.append(stream.name(i))
         coded = [codec.encode(np.stack(examples[j : j + batch_size])) for j in range(0, len(examples), batch_size)]
@@ -139,6 +145,8 @@ def encode(
             ]
             _save_npy(out / f"{shard_name(k)}.xf.npy", as_stored(flipped, codec))
         _save_npy(out / f"{shard_name(k)}.y.npy", np.array(labels, dtype=np.int64))
+        if every_clip:  # how many of the rows (clips) each video has, in order
+            _save_npy(out / f"{shard_name(k)}.w.npy", np.array(windows, dtype=np.int64))
         write_json(out / f"{shard_name(k)}.json", {"count": len(labels), "skipped": skipped, "first": k * shard_size})
         bar.update(1)
     bar.close()
@@ -184,13 +192,20 @@ class ShardSet:
         self.manifest, self.kind = manifest, manifest["kind"]
         self.classes, self.split_sha = manifest["classes"], manifest["split_sha"]
         kept = [s for s in manifest["shards"] if s["count"]]
-        # with data.hflip the mirrored copies follow the originals: example i + N is example i mirrored
+        # with data.hflip the mirrored copies follow the originals: row r + R is row r mirrored
         suffixes = ("x", "xf") if cfg.data.hflip else ("x",)
         self.x = [np.load(folder / f"{s['name']}.{suffix}.npy", mmap_mode="r") for suffix in suffixes for s in kept]
         self.labels = (
             np.concatenate([np.load(folder / f"{s['name']}.y.npy") for s in kept]) if kept else np.zeros(0, np.int64)
         )
-        self.offsets = np.cumsum([0] + [s["count"] for s in kept] * len(suffixes))
+        # data.windows all: each video's clips are consecutive rows (elt.data.source.TrainingData.offsets)
+        self.offsets_of_windows = None
+        rows = [s["count"] for s in kept]
+        if cfg.data.windows == "all" and split == "train":
+            counts = [np.load(folder / f"{s['name']}.w.npy") for s in kept]
+            self.offsets_of_windows = np.cumsum([0, *np.concatenate(counts)]) if kept else None
+            rows = [int(c.sum()) for c in counts]
+        self.offsets = np.cumsum([0] + rows * len(suffixes))
         if not len(self.labels):
             raise UserError(
                 f"shard folder {str(folder)!r} holds no examples: check data.path and the manifest's skipped list"

@@ -8,8 +8,11 @@ A run's training split comes in one of three forms, chosen by its config:
 
 Each gives a `TrainingData`: examples indexable by a LongTensor of indices (a batch in the codec's
 space), their labels, the class names, the split's hash, and what the run's record says about it.
-With data.hflip the examples are twice as many as the labels: example i + N is example i mirrored
-left-right, encoded once (a code or a latent of a mirrored image is not the mirrored code).
+An example may have several rows: with data.windows all, video i's clips are rows offsets[i] ..
+offsets[i+1] - 1, and each draw takes one of them at random; with data.hflip every row r has a mirrored
+copy at r + R (R rows in all), encoded once (a code or a latent of a mirrored image is not the mirrored
+code), taken with probability 1/2. `rows_of` makes those draws from the run's generator, and only the
+draws the config asks for, so a run without them keeps its random stream.
 """
 
 from __future__ import annotations
@@ -35,9 +38,23 @@ class TrainingData:
     shape: tuple[int, int, int, int]  # (T, C, H, W) of one example before encoding
     split_sha: str  # hash of the split's indices: identical splits, identical hash
     origin: dict = field(default_factory=dict)  # the pre-made data it came from, for the run's record
+    offsets: np.ndarray | None = None  # data.windows all: (N + 1,) where each example's rows start
+    mirrored: bool = False  # data.hflip: rows R .. 2R - 1 are rows 0 .. R - 1 mirrored
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def rows_of(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The rows a batch of examples idx reads: a random clip of each (windows), mirrored or not (flips)."""
+        rows = idx
+        if self.offsets is not None:
+            first = torch.from_numpy(self.offsets[idx.numpy()])
+            counts = torch.from_numpy(self.offsets[idx.numpy() + 1]) - first
+            rows = first + (torch.rand(len(idx), generator=gen, dtype=torch.float64) * counts).long()
+        if self.mirrored:
+            total = len(self) if self.offsets is None else int(self.offsets[-1])
+            rows = rows + total * (torch.rand(len(idx), generator=gen) < 0.5)
+        return rows
 
     def provenance(self) -> dict:
         """What a training record states about its data."""
@@ -46,17 +63,18 @@ class TrainingData:
 
 def in_memory(cfg: RunConfig, codec) -> TrainingData:
     ds = datasets.load(cfg.data, "train")  # its examples have the config's shape (elt.config validates it)
-    examples = codec.encode(ds.images)
+    rows, offsets = ds.windows if ds.windows is not None else (ds.images, None)
+    examples = codec.encode(rows)
     if cfg.data.hflip:
-        examples = torch.cat([examples, codec.encode(datasets.mirrored(ds.images))])
-    return TrainingData(examples, ds.labels, ds.classes, ds.shape, ds.split_sha)
+        examples = torch.cat([examples, codec.encode(datasets.mirrored(rows))])
+    return TrainingData(examples, ds.labels, ds.classes, ds.shape, ds.split_sha, {}, offsets, cfg.data.hflip)
 
 
 def pre_tokenized(cfg: RunConfig, shape: tuple[int, int, int, int]) -> TrainingData:
-    if cfg.data.hflip:
+    if cfg.data.hflip or cfg.data.windows == "all":
         raise UserError(
-            "data.hflip needs the mirrored examples encoded, which codec.tokens files do not hold: use codec.shards "
-            "('elt encode' writes both) or set data.hflip false"
+            "data.hflip and data.windows all need the mirrored examples or every clip encoded, which codec.tokens "
+            "files do not hold: use codec.shards ('elt encode' writes them) or set them off"
         )
     tokens, labels, classes, split_sha = load_tokens(cfg.codec.tokens, cfg.codec.tokenizer, shape)
     return TrainingData(tokens, labels, classes, shape, split_sha, {"tokens": file_sha(cfg.codec.tokens)})
@@ -65,7 +83,16 @@ def pre_tokenized(cfg: RunConfig, shape: tuple[int, int, int, int]) -> TrainingD
 def sharded(cfg: RunConfig, codec, shape: tuple[int, int, int, int]) -> TrainingData:
     shards = ShardSet(cfg.codec.shards, cfg, codec)
     origin = {"shards": {k: shards.manifest[k] for k in ("total", "skipped")}}
-    return TrainingData(shards, shards.labels, shards.classes, shape, shards.split_sha, origin)
+    return TrainingData(
+        shards,
+        shards.labels,
+        shards.classes,
+        shape,
+        shards.split_sha,
+        origin,
+        shards.offsets_of_windows,
+        cfg.data.hflip,
+    )
 
 
 def training_data(cfg: RunConfig, codec, shape: tuple[int, int, int, int]) -> TrainingData:
