@@ -129,12 +129,14 @@ def sample(
     shards: int = 1,
     only_shard: int | None = None,
     guidance: float | None = None,
-    labels: str = "balanced",
+    labels: str | np.ndarray = "balanced",
+    sampling_steps: int | None = None,
 ) -> list[Path]:
     """loops: loop counts (ints), or LoopSchedules / EarlyExit rules (elt.methods.schedule), one file each.
     runtime: settings that override the run's own runtime section (e.g. {"device": "cpu"});
     weights: ema or raw (elt.runs.load_checkpoint); guidance: a scale instead of the run's own (a sweep's);
-    labels: balanced or uniform (sampling_labels, drawn over all `num` samples from `seed`).
+    labels: balanced or uniform (sampling_labels, drawn over all `num` samples from `seed`), or the `num` labels
+    themselves (an FVD protocol's, paired with its real clips); sampling_steps: steps instead of the run's own.
     shards > 1 splits the `num` samples (labels drawn over all of them) into that many files, each
     with its own seed; `out` then names them with {shard}. Under torchrun rank r writes shards r, r +
     ranks, ...; only_shard writes one."""
@@ -156,14 +158,24 @@ def sample(
     out_paths(out, [plan_name(loop) for loop in loops])  # a bad --out fails before any work
     if guidance is not None and not guidance > 0:
         raise UserError(f"guidance scale {guidance} is invalid: use a scale > 0 (1 = no guidance)")
+    if sampling_steps is not None and sampling_steps < 1:
+        raise UserError(f"sampling steps {sampling_steps} are invalid: use at least 1")
+    if not isinstance(labels, str) and len(labels) != num:
+        raise UserError(f"{len(labels)} labels given for {num} samples: give one label per sample")
     parts, net, ckpt = load_checkpoint(checkpoint, weights)
-    if guidance is not None:  # the generator reads its section's scale when it samples
-        section = parts.cfg.masked if parts.cfg.model.generator == "masked" else parts.cfg.diffusion
+    section = parts.cfg.masked if parts.cfg.model.generator == "masked" else parts.cfg.diffusion
+    if guidance is not None:  # the generator reads its section's settings when it samples
         section.guidance = float(guidance)
+    if sampling_steps is not None:
+        section.sampling_steps = int(sampling_steps)
     runtime = Runtime(dataclasses.replace(parts.cfg.runtime, **(runtime or {})))
     model = runtime.prepare(net)
     parts.codec.to(runtime.device)  # a pretrained codec decodes on the run's device
-    every_label = sampling_labels(num, net.cfg.num_classes, labels, seed)
+    every_label = (
+        sampling_labels(num, net.cfg.num_classes, labels, seed)
+        if isinstance(labels, str)
+        else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    )
     mine = [only_shard] if only_shard is not None else list(range(runtime.rank, shards, runtime.world_size))
     written = []
     for shard in mine:
@@ -190,7 +202,7 @@ def sample(
                 "guidance": parts.cfg.guidance,
                 "seconds": seconds,
                 "samples_per_second": len(shard_labels) / seconds,
-                "labels": labels,
+                "labels": labels if isinstance(labels, str) else "given",
                 "threads": threads,
                 "weights": "ema" if weights == "ema" and "ema" in ckpt else "raw",
                 **(

@@ -2,6 +2,7 @@
 tiny VQGAN, a DiT and a MaskGIT trained from the shards, sampled in shards, FID against a reference
 batch, and the table beside the paper's rows."""
 
+import json
 import subprocess
 
 import numpy as np
@@ -13,6 +14,7 @@ import yaml
 from elt.codecs import vqgan
 
 from .conftest import SNAKEMAKE, copy_repo
+from .test_fvd_protocols import ucf_folder
 from .test_pretrained_codecs import tiny_vae
 from .test_shards import imagenet_folder
 
@@ -116,3 +118,105 @@ def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):
     assert len(shards) == 2 and all(
         (s / "manifest.json").is_file() for s in shards
     )  # one encoding per codec, shared by its runs
+
+
+def test_the_paper_protocol_measures_video_fvd_as_magvit_with_the_tokenizers_floor(tmp_path):
+    """UCF-101-shaped videos on the pipeline's own VQ tokenizer, every window of every video encoded into
+    shards and trained on: MAGVIT's FVD protocol on small counts (3 clips x 2 repeats), generated labels
+    paired with the real clips', L = 3 beyond the trained L sampled with its own steps, the reconstruction
+    FVD beside every row, and the paper's row at that L."""
+    repo = copy_repo(tmp_path / "repo")
+    root = ucf_folder(tmp_path / "ucf")
+    profile = {
+        "profile": "tiny-paper-video",
+        "results": "results/tiny_video",
+        "work": "work/tiny_video",
+        "reference": None,
+        "protocol": "paper",
+        "seeds": [0],
+        "extra_loops": [3],
+        "loop_plans": [],
+        "runtime": {"device": "cpu"},
+        "paper_protocol": {
+            "num_samples": 6,
+            "shard_size": 4,
+            "sample_seed": 0,
+            "fid_reference": None,
+            "inception_weights": None,
+            "fvd_reference_clips": None,
+            "shard_examples": 4,
+            "encode_batch_size": 4,
+            "fvd_protocol": "magvit",
+            "fvd_clips": 3,
+            "fvd_repeats": 2,
+        },
+        "datasets": {
+            "digits_video": {
+                "dataset": "ucf101",
+                "path": str(root),
+                "channels": 3,
+                "image_size": 12,
+                "frames": 9,
+                "windows": "all",
+                "window_step": 2,
+            }
+        },
+        "tokenizers": {
+            "digits_video": {
+                "patch": [1, 4, 4],
+                "hidden": 8,
+                "code_dim": 4,
+                "codebook": 16,
+                "steps": 3,
+                "batch_size": 4,
+            }
+        },
+        "grid": [
+            {
+                "name": "video",
+                "dataset": "digits_video",
+                "anytime": False,
+                "families": ["elt"],
+                "codec": "vq",
+                "sampling_steps_by_loops": {3: 1},
+                "paper": {
+                    "elt": {
+                        "params": 1000,
+                        "fvd": 72.8,
+                        "sampling_steps": 2,
+                        "guidance": 1.0,  # the paper samples its videos without guidance
+                        "at_loops": {3: {"fvd": 60.8, "sampling_steps": 1, "guidance": 1.0}},
+                    }
+                },
+                "run": {
+                    "model": {"generator": "masked", "width": "T", "n_unique": 1, "loops": 2},
+                    "train": {"steps": 2, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 2},
+                    "masked": {"sampling_steps": 2},
+                },
+            }
+        ],
+    }
+    (repo / "config/tiny_video.yaml").write_text(yaml.safe_dump(profile))
+    done = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", "--configfile", "config/tiny_video.yaml"], cwd=repo, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(repo / "results/tiny_video/paper_metrics.csv").set_index("loops")
+    assert list(table.index) == [2, 3] and (table.fvd_protocol == "magvit").all()
+    assert table.loc[2, "sampling_steps"] == 2 and table.loc[3, "sampling_steps"] == 1
+    assert table.fvd.gt(0).all() and table.fvd_std.ge(0).all() and table.fvd_reconstruction.gt(0).all()
+    assert table.fvd_reconstruction.nunique() == 1  # one tokenizer, one set of real clips: one floor
+    assert table.loc[2, "comparable"] == (
+        "no: FVD protocol magvit (3 clips x 2 repeats), not MAGVIT's (10000 x 4), which the paper follows"
+    )
+    assert pd.isna(table.loc[3, "paper_fvd"]) and table.loc[3, "paper_params"] == 1000
+    with np.load(repo / "work/tiny_video/paper/reference/digits_video_i3d.npz") as reference:
+        paired = reference["labels"]
+    (shards,) = (repo / "work/tiny_video/shards").iterdir()  # every window, encoded once with the tokenizer
+    assert (
+        json.loads((shards / "manifest.json").read_text())["total"] == 4
+        and len(np.load(shards / "shard-00000.x.npy")) > 4
+    )
+    for loops in (2, 3):
+        shards = sorted((repo / f"work/tiny_video/paper/samples/video-elt-T-1x2-s0/L{loops}").glob("shard_*.npz"))
+        assert np.array_equal(np.concatenate([np.load(s)["labels"] for s in shards]), paired)

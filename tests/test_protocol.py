@@ -180,6 +180,10 @@ def test_sharded_sampling_splits_the_labels_and_gives_each_shard_its_own_seed(tm
     assert not np.array_equal(load_samples(unguided[0])[0], uniform[0][0])  # guided at 2.5, not the run's 1.0
     with pytest.raises(UserError, match="sampling labels 'random' are unknown"):
         sample(checkpoint, [2], 4, 7, str(tmp_path / "r.npz"), labels="random")
+    (fewer,) = sample(checkpoint, [2], 4, 7, str(tmp_path / "steps.npz"), sampling_steps=1)  # a group's per-L steps
+    assert load_samples(fewer)[2]["sampling_steps"] == 1
+    with pytest.raises(UserError, match="3 labels given for 4 samples"):
+        sample(checkpoint, [2], 4, 7, str(tmp_path / "r.npz"), labels=np.array([0, 1, 2]))
     with pytest.raises(UserError, match="guidance scale 0.0 is invalid"):
         sample(checkpoint, [2], 4, 7, str(tmp_path / "r.npz"), guidance=0.0)
 
@@ -188,16 +192,18 @@ def test_sharded_sampling_splits_the_labels_and_gives_each_shard_its_own_seed(tm
 def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
     from elt import config
     from elt.data.video import moving_digits
+    from elt.eval import fvd
     from elt.eval.i3d import i3d_features
 
     data = config.from_dict({"data": {"dataset": "moving_digits", "image_size": 12, "frames": 9}}).data
-    protocol.fvd_reference_features(data, 3, str(tmp_path / "ref.npz"), batch=2)
+    spec = fvd.fvd_settings({"fvd_reference_clips": 3})
+    fvd.reference_features(data, spec, 0, str(tmp_path / "ref.npz"), batch=2)
     with np.load(tmp_path / "ref.npz") as f:
-        reference, clips = f["features"], int(f["clips"])
+        reference = f["features"]
     from elt.data.datasets import Stream
 
     stream = Stream(data, "train")
-    assert clips == 3  # read in chunks of 2: the same features as all at once, to fp32 convolution order
+    assert len(reference) == 3  # read in chunks of 2: the same features as all at once, to fp32 convolution order
     np.testing.assert_allclose(
         reference, i3d_features(np.stack([stream.read(i) for i in range(3)])), rtol=1e-4, atol=1e-5
     )
@@ -216,6 +222,7 @@ def test_fvd_of_sample_shards_against_streamed_training_clips(tmp_path):
     expected = metrics.frechet_distance(*metrics.mean_cov(i3d_features(samples)), *metrics.mean_cov(reference))
     assert record["fvd"] == pytest.approx(expected) and record["num_samples"] == 2 and record["num_reference"] == 3
     assert record["run"] == "v" and record["loops"] == 2 and record["protocol"]["name"] == "paper"
+    assert record["fvd_protocol"] == {"name": "first_clips", "repeats": 1, "clips": 3} and record["fvd_std"] == 0
 
 
 @pytest.mark.distributed

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
 from elt.config import DataConfig
-from elt.data.video import moving_digits, read_clip, read_ucf101, read_windows, ucf101_index
+from elt.data.video import moving_digits, read_clip, read_frames, read_ucf101, read_windows, ucf101_index
 from elt.errors import UnreadableExample, UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -219,6 +219,12 @@ class Stream:
             return read_imagenet_image(self.items[i], self.cfg.image_size)
 
         return read_clip(self.items[i], self.cfg.frames, self.cfg.frame_stride, self.cfg.image_size, self.cfg.resize)
+
+    def frames(self, i: int) -> np.ndarray:
+        """uint8 (F, C, H, W): every kept frame of video i (a clip of the embedded suites is its whole video)."""
+        if self.cfg.dataset != "ucf101":
+            return self.read(i)
+        return read_frames(self.items[i], self.cfg.frame_stride, self.cfg.image_size, self.cfg.resize)
 
     def read_windows(self, i: int) -> np.ndarray:
         """uint8 (W, T, C, H, W): every clip of video i, data.window_step kept frames apart (data.windows all)."""

@@ -57,7 +57,9 @@ def load_tokens(path, tokenizer_path, shape) -> tuple[torch.Tensor, np.ndarray, 
 def tokenizer_step(data_cfg: dict, settings: dict, out_pt, record, out_tokens, device="cpu") -> dict:
     """Train a dataset's tokenizer on `device`, record its held-out error, pre-tokenize the training split
     (the pipeline's train_tokenizer rule and 'elt tokenizer')."""
-    dcfg = config.from_dict({"data": data_cfg}).data
+    # the tokenizer learns from each video's first clip (every window of UCF-101 would not fit in memory);
+    # runs on every window encode them with it (elt.data.shards)
+    dcfg = config.from_dict({"data": {**data_cfg, "windows": "first"}}).data
     train, held = data.load(dcfg, "train"), data.load(dcfg, "held_out")
     tcfg = config.parse_section(TokenizerConfig, {**settings, "in_channels": train.shape[1]}, "tokenizer.")
     t, _, h, w = train.shape

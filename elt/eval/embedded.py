@@ -123,6 +123,7 @@ def evaluate_samples(
         f"n_{metric}": n_pretrained,
         "class_accuracy": float((preds == labels).mean()),
         "samples_per_second": meta["samples_per_second"],
+        "sampling_steps": meta["sampling_steps"],
     }
     for name, extractor in FRECHET[kind]:
         feats, mu, sigma = features[extractor], ref[f"{extractor}_mu"], ref[f"{extractor}_sigma"]

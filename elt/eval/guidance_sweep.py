@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from elt.errors import UserError
+from elt.eval.fvd import fvd_settings, generated_clips
 from elt.eval.paper import reference_batch
 from elt.files import atomic_path, write_json
 from elt.sample import LABEL_DRAWS
@@ -25,8 +26,9 @@ SEED_OFFSET = 1  # the sweep samples with sample_seed + 1: its samples are not t
 
 def paper_settings(section: dict) -> dict:
     """A profile's paper_protocol section checked, with the optional keys' defaults filled in:
-    guidance_sweep (null = every run at its own scale), sample_labels (balanced | uniform) and
-    require_reference_stats (the FID reference must hold mu/sigma). Bad values are one-line UserErrors."""
+    guidance_sweep (null = every run at its own scale), sample_labels (balanced | uniform),
+    require_reference_stats (the FID reference must hold mu/sigma) and the FVD protocol (elt.eval.fvd: as
+    `fvd`). Bad values are one-line UserErrors."""
     settings = {"guidance_sweep": None, "sample_labels": "balanced", "require_reference_stats": False, **section}
     if settings["sample_labels"] not in LABEL_DRAWS:
         raise UserError(
@@ -37,6 +39,14 @@ def paper_settings(section: dict) -> dict:
         raise UserError("paper_protocol.require_reference_stats must be true or false")
     if settings["guidance_sweep"] is not None:
         settings["guidance_sweep"] = sweep_settings(settings["guidance_sweep"], settings["num_samples"])
+    settings["fvd"] = fvd_settings(settings)
+    wanted = generated_clips(settings["fvd"])
+    if wanted is not None and settings["num_samples"] != wanted:
+        spec = settings["fvd"]
+        raise UserError(
+            f"paper_protocol.num_samples is {settings['num_samples']}, but the {spec['name']} FVD protocol generates "
+            f"{spec['clips']} clips x {spec['repeats']} repeats = {wanted}: set num_samples to {wanted}"
+        )
     reference = settings.get("fid_reference")
     if settings["require_reference_stats"] and reference and Path(reference).is_file():
         reference_batch(reference, require_stats=True, images=False)  # refused now, not after GPU-days

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elt.data.datasets import Stream
 from elt.errors import UserError
 from elt.eval import metrics
-from elt.eval.i3d import i3d_features, load_i3d
-from elt.files import atomic_path, file_sha
+from elt.eval.fvd import fvd_record
+from elt.eval.i3d import i3d_features
+from elt.files import file_sha
 from elt.provenance import provenance
 from elt.runtime import exact_fp32
 from elt.sample import load_samples
@@ -372,22 +372,6 @@ def self_test(
     }
 
 
-# --- videos: FVD against the training split (MAGVIT's protocol) -----------------------------------
-def fvd_reference_features(data_cfg, clips: int | None, out_npz: str, batch: int = 32, device=None) -> None:
-    """I3D features of the first `clips` training clips (all when None), read a chunk at a time."""
-    stream = Stream(data_cfg, "train")
-    count = len(stream) if clips is None else min(clips, len(stream))
-    net, chunks = load_i3d(), []
-    for start in range(0, count, batch):
-        chunks.append(
-            i3d_features(
-                np.stack([stream.read(i) for i in range(start, min(start + batch, count))]), net, device=device or "cpu"
-            )
-        )
-    with atomic_path(out_npz) as tmp, open(tmp, "wb") as f:
-        np.savez(f, features=np.concatenate(chunks), split_sha=np.array(stream.split_sha), clips=np.array(count))
-
-
 def evaluate_run(
     sample_paths: list[str], settings: dict, fvd_reference_npz: str | None = None, device="cpu", sweep: bool = False
 ) -> dict:
@@ -407,17 +391,14 @@ def evaluate_run(
             clean=not sweep,
         )
     else:
-        with np.load(fvd_reference_npz) as f:
-            reference = f["features"]
-        features = i3d_features(clips, device=device)
+        labels = np.concatenate([load_samples(p)[1] for p in sample_paths])
         record = {
             "num_samples": len(clips),
-            "num_reference": len(reference),
-            "fvd": metrics.frechet_distance(*metrics.mean_cov(features), *metrics.mean_cov(reference)),
+            **fvd_record(i3d_features(clips, device=device), labels, fvd_reference_npz),
             "protocol": {
                 "name": "paper",
-                "fvd": "elt.eval.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on every "
-                "generated clip against the first paper_protocol.fvd_reference_clips training clips (all when null)",
+                "fvd": "elt.eval.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on the generated "
+                "clips against the real clips of the FVD protocol (elt.eval.fvd: fvd_protocol)",
                 "feature_device": str(device),
             },
             **provenance(),

@@ -49,10 +49,33 @@ STREAMED = ("imagenet",)  # data sets a profile never loads whole: runs train fr
 
 
 def shard_folder(work: str, dataset: str, codec: dict) -> str:
-    """Where the pipeline puts a dataset's training split pre-encoded with a pretrained codec: one
-    folder per (dataset, codec settings), shared by every run that trains on it."""
+    """Where the pipeline puts a dataset's training split pre-encoded with a pretrained codec or its VQ
+    tokenizer: one folder per (dataset, codec settings), shared by every run that trains on it."""
     digest = hashlib.sha256(json.dumps(codec, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{work}/shards/{dataset}-{codec.get('pretrained')}-{digest}"
+    return f"{work}/shards/{dataset}-{codec.get('pretrained') or 'vq'}-{digest}"
+
+
+def steps_by_loops(group: dict) -> dict[int, int]:
+    """A group's sampling_steps_by_loops ({loop count: sampling steps}, e.g. {6: 24}), checked."""
+    given = group.get("sampling_steps_by_loops") or {}
+    out = {}
+    for loops, steps in given.items():
+        try:
+            loops = int(loops)
+        except (TypeError, ValueError):
+            loops = 0
+        if loops < 1 or isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise UserError(
+                f"grid group {group['name']!r}: sampling_steps_by_loops maps loop counts to steps, e.g. {{6: 24}}; "
+                f"got {given!r}"
+            )
+        out[loops] = steps
+    return out
+
+
+def sampling_steps(settings: dict, loops) -> int | None:
+    """The steps a (run, L) samples with when its group sets them for L; None: the run's own."""
+    return settings["sampling_steps_by_loops"].get(loops) if isinstance(loops, int) else None
 
 
 def _members(profile: dict):
@@ -71,6 +94,7 @@ def _members(profile: dict):
             "num_samples": group.get("num_samples", profile["metrics"]["num_samples"]),
             "extra_loops": group.get("extra_loops", profile["extra_loops"]),
             "anytime": group.get("anytime", True),
+            "sampling_steps_by_loops": steps_by_loops(group),
         }
         codec, kind = {}, group.get("codec", "pixels")
         if isinstance(kind, dict):  # a pretrained codec from a local path; streamed data sets train from its shards
@@ -83,6 +107,13 @@ def _members(profile: dict):
                     f"grid group {name!r} asks for codec vq but tokenizers has no entry {dataset!r}: add its settings"
                 )
             codec = codec_paths(profile["work"], dataset)
+            data = profile["datasets"][dataset]
+            if data.get("windows") == "all" or data.get("hflip"):
+                # the pre-tokenized split holds one unmirrored clip per video: encode with the tokenizer instead,
+                # at training start (embedded) or once into shards (paper protocol)
+                codec = {"tokenizer": codec["tokenizer"]}
+                if profile.get("protocol") == "paper":
+                    codec["shards"] = shard_folder(profile["work"], dataset, codec)
         for family in group["families"]:
             for seed in profile["seeds"]:
                 base = config.merge(

@@ -14,6 +14,11 @@ from elt.files import atomic_path
 from elt.harness.grid import expand, paper_rows, trained_loops
 
 PAPER_TABLE_METRICS = ("fid_adm", "fid_clean", "inception_score", "fvd")
+VIDEO_FIELDS = (
+    "fvd_std",
+    "fvd_reconstruction",
+    "fvd_reconstruction_std",
+)  # the reconstruction FVD: the tokenizer's floor
 PAPER_NUM_SAMPLES = 50_000  # the ImageNet FID convention (ADM, DiT, MaskGIT)
 PAPER_SAMPLING = ("sampler", "sampling_steps", "guidance")  # what a paper row may state about its sampling
 
@@ -33,19 +38,34 @@ def not_comparable(record: dict, cfg: dict, paper: dict, swept: bool) -> list[st
         return ["the paper reports no row for this run at this loop count"]
     reasons = []
     if "fvd" in record:
-        reasons.append("FVD against the first clip of each training video, not MAGVIT's protocol")
-    elif record.get("fid_adm_reference") != STATS_REFERENCE:
-        reasons.append(f"FID against {record.get('fid_adm_reference')}, not ADM's mu/sigma")
-    if record["num_samples"] != PAPER_NUM_SAMPLES:
-        reasons.append(f"{record['num_samples']} samples, not {PAPER_NUM_SAMPLES}")
+        fvd = record["fvd_protocol"]
+        if (fvd["name"], fvd["clips"], fvd["repeats"]) != ("magvit", 10000, 4):
+            reasons.append(
+                f"FVD protocol {fvd['name']} ({fvd['clips']} clips x {fvd['repeats']} repeats), not MAGVIT's "
+                "(10000 x 4), which the paper follows"
+            )
+    else:
+        if record.get("fid_adm_reference") != STATS_REFERENCE:
+            reasons.append(f"FID against {record.get('fid_adm_reference')}, not ADM's mu/sigma")
+        if record["num_samples"] != PAPER_NUM_SAMPLES:
+            reasons.append(f"{record['num_samples']} samples, not {PAPER_NUM_SAMPLES}")
     if not swept and record["guidance"] != paper.get("guidance"):
         stated = f"the paper's {paper['guidance']}" if "guidance" in paper else "a scale the paper states"
         reasons.append(f"guidance {record['guidance']} neither picked by a sweep nor {stated}")
-    ours = sampling_of(cfg)
+    ours = {**sampling_of(cfg), "sampling_steps": record["sampling_steps"]}
     for key in ("sampler", "sampling_steps"):
         if key in paper and paper[key] != ours[key]:
             reasons.append(f"{key} {ours[key]}, the paper's is {paper[key]}")
     return reasons
+
+
+def paper_row_at(row: dict, loops: int, trained: int) -> dict:
+    """The paper's row of a run at a loop count: the row itself at the trained L, its `at_loops` entry at
+    another L (e.g. ELT 6N x 4L sampled at L = 6: {6: {fvd: 60.8, sampling_steps: 24}}), else none."""
+    if loops == trained:
+        return {k: v for k, v in row.items() if k != "at_loops"}
+    other = (row.get("at_loops") or {}).get(loops)
+    return {**{k: v for k, v in row.items() if k == "params"}, **other} if other else {}
 
 
 def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv: str) -> None:
@@ -57,7 +77,7 @@ def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv:
         record = json.loads(Path(path).read_text())
         cfg = runs[record["run"]]
         train_record = json.loads((Path(profile["work"]) / "runs" / record["run"] / "train.json").read_text())
-        paper = reported.get(record["run"], {}) if record["loops"] == trained_loops(cfg) else {}
+        paper = paper_row_at(reported.get(record["run"], {}), record["loops"], trained_loops(cfg))
         reasons = not_comparable(record, cfg, paper, swept)
         beside = {} if reasons else paper
         pick = Path(profile["work"]) / "paper" / "sweep" / record["run"] / "pick.json"
@@ -77,6 +97,8 @@ def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv:
                 "guidance_from": "sweep" if swept and picked_guidance(str(pick)) == record["guidance"] else "config",
                 "labels": record.get("labels"),
                 **{m: record.get(m) for m in PAPER_TABLE_METRICS},
+                **{m: record.get(m) for m in VIDEO_FIELDS},
+                "fvd_protocol": (record.get("fvd_protocol") or {}).get("name"),
                 "fid_adm_reference": record.get("fid_adm_reference"),
                 "fid_clean_reference": record.get("fid_clean_reference"),
                 "comparable": "yes" if not reasons else "no: " + "; ".join(reasons),

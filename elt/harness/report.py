@@ -36,6 +36,10 @@ def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFram
     for e in evals:
         cfg, d = described[e["run"]]
         loops = e["loops_eval"]
+        steps = e.get("sampling_steps", d["sampling_steps"])  # a group may sample this L with its own steps
+        per_sample = d["gflops_per_sample"][loops]
+        if steps != d["sampling_steps"]:
+            per_sample = d["gflops_per_forward"][loops] * d["forwards_per_sample"] / d["sampling_steps"] * steps
         rows.append(
             {
                 **{
@@ -50,16 +54,16 @@ def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFram
                         "loops_train",
                         "unique_params",
                         "total_params",
-                        "sampling_steps",
                         "guidance",
                     )
                 },
+                "sampling_steps": steps,
                 "group": group_name(cfg),
                 "dataset": cfg["data"]["dataset"],
                 "loops_eval": loops,
                 "depth": d["n_unique"] * loops,
                 "gflops_per_forward": d["gflops_per_forward"][loops],
-                "gflops_per_sample": d["gflops_per_sample"][loops],
+                "gflops_per_sample": per_sample,
                 **{k: e.get(k) for k in EVALUATION_FIELDS},
                 "seed": cfg["seed"],
             }

@@ -16,6 +16,7 @@ rule evaluate:
         features=f"{WORK}/eval/{{run}}/L{{loops}}_features.npz",  # what the audit's bootstrap resamples
     params:
         plan=None,  # a fixed loop count: the loops wildcard
+        steps=lambda wc: grid.sampling_steps(SETTINGS[wc.run], int(wc.loops)),  # None: the run's own
         l_max=lambda wc: RUNS[wc.run]["model"]["loops"],
         num=lambda wc: SETTINGS[wc.run]["num_samples"],
         seed=config["metrics"]["sample_seed"],

@@ -9,6 +9,7 @@ use rule evaluate as evaluate_plan with:
         features=f"{WORK}/eval/{{run}}/P_{{plan}}_features.npz",
     params:
         plan=lambda wc: PLANS[wc.run][wc.plan],  # the other params are evaluate's: the fixed-L samples' seed and labels, paired draws
+        steps=None,  # a loop plan samples with the run's own steps
     log:
         f"{WORK}/logs/evaluate/{{run}}_P_{{plan}}.log",
 

@@ -34,6 +34,19 @@ def guidance_pick(wc):
     return [f"{WORK}/paper/sweep/{wc.run}/pick.json"] if SWEEP else []
 
 
+def dataset_tokenizer(dataset):
+    """A run config of the dataset, one on its VQ tokens when there is one: the FVD reference then also
+    measures the tokenizer's reconstruction FVD on the same real clips."""
+    runs = [cfg for run, cfg in RUNS.items() if SETTINGS[run]["dataset"] == dataset]
+    return next((cfg for cfg in runs if cfg["codec"]["tokenizer"]), runs[0])
+
+
+def paired_labels(wc):
+    """Video runs under an FVD protocol that pairs labels sample with the real clips' labels."""
+    video = RUNS[wc.run]["data"]["dataset"] in VIDEO_DATASETS
+    return fvd_reference_input(wc) if video and PAPER["fvd"]["labels"] == "paired" else []
+
+
 def sweep_shards(wc):
     return [f"{WORK}/paper/sweep/{wc.run}/g{wc.guidance}/shard_{k:05d}.npz" for k in range(SWEEP_SHARDS)]
 
@@ -49,6 +62,8 @@ def fvd_reference_input(wc):
 
 
 rule encode:
+    input:
+        tokenizer=lambda wc: [t for t in [shard_configs()[wc.shards]["codec"]["tokenizer"]] if t],
     output:
         f"{WORK}/shards/{{shards}}/manifest.json",
     params:
@@ -70,6 +85,7 @@ rule sample_shard:
     input:
         checkpoint=rules.train.output.checkpoint,
         pick=guidance_pick,
+        paired=paired_labels,
     output:
         f"{WORK}/paper/samples/{{run}}/L{{loops}}/shard_{{shard}}.npz",
     wildcard_constraints:
@@ -80,6 +96,7 @@ rule sample_shard:
         seed=PAPER["sample_seed"],
         labels=PAPER["sample_labels"],
         guidance=None,
+        steps=lambda wc: grid.sampling_steps(SETTINGS[wc.run], int(wc.loops)),
     threads: config["threads"]
     resources:
         gpu=min(1, config["resources"]["gpu"]),
@@ -104,6 +121,7 @@ rule sweep_shard:
         labels=PAPER["sample_labels"],
         guidance=lambda wc: float(wc.guidance),
         loops=lambda wc: grid.trained_loops(RUNS[wc.run]),
+        steps=lambda wc: grid.sampling_steps(SETTINGS[wc.run], grid.trained_loops(RUNS[wc.run])),
     threads: config["threads"]
     resources:
         gpu=min(1, config["resources"]["gpu"]),
@@ -156,11 +174,14 @@ rule guidance_sweep_table:
 
 
 rule fvd_reference:
+    input:
+        tokenizer=lambda wc: [t for t in [dataset_tokenizer(wc.dataset)["codec"]["tokenizer"]] if t],
     output:
         f"{WORK}/paper/reference/{{dataset}}_i3d.npz",
     params:
-        run_config=lambda wc: next(cfg for run, cfg in RUNS.items() if SETTINGS[run]["dataset"] == wc.dataset),
-        clips=PAPER["fvd_reference_clips"],
+        run_config=lambda wc: dataset_tokenizer(wc.dataset),
+        fvd=PAPER["fvd"],
+        seed=PAPER["sample_seed"],
     threads: config["threads"]
     resources:
         gpu=min(1, config["resources"]["gpu"]),

@@ -9,7 +9,13 @@ with logged(snakemake.log[0]):
     params, out = snakemake.params, snakemake.output
     loops = parse_plan(params.plan, params.l_max) if params.plan else int(snakemake.wildcards.loops)
     sample(
-        snakemake.input.checkpoint, [loops], params.num, params.seed, out.samples, threads=snakemake.threads
+        snakemake.input.checkpoint,
+        [loops],
+        params.num,
+        params.seed,
+        out.samples,
+        threads=snakemake.threads,
+        sampling_steps=params.steps,
     )  # sets torch's threads for both
     write_json(
         out.record,

@@ -1,3 +1,5 @@
+import numpy as np
+
 from elt.eval.guidance_sweep import picked_guidance
 from elt.harness.rule_log import logged
 from elt.sample import sample
@@ -8,6 +10,11 @@ with logged(snakemake.log[0]):
     pick = (snakemake.input.get("pick") or [None])[0]
     guidance = snakemake.params.guidance if snakemake.params.guidance is not None else picked_guidance(pick)
     loops = snakemake.params.get("loops") or int(snakemake.wildcards.loops)
+    labels = snakemake.params.labels
+    paired = snakemake.input.get("paired") or []
+    if paired:  # an FVD protocol that conditions each generated clip on the label of the real clip in its place
+        with np.load(paired[0]) as reference:
+            labels = reference["labels"]
     sample(
         snakemake.input.checkpoint,
         [loops],
@@ -18,5 +25,6 @@ with logged(snakemake.log[0]):
         shards=snakemake.params.shards,
         only_shard=int(shard),
         guidance=guidance,
-        labels=snakemake.params.labels,
+        labels=labels,
+        sampling_steps=snakemake.params.steps,
     )
