@@ -82,10 +82,31 @@ def _describe_difference(found: dict, wanted: dict) -> str:
     return "nothing"
 
 
-def as_stored(coded: list[torch.Tensor], codec) -> np.ndarray:
-    """Encoded batches as one array of the shard's dtype (int32 codes, float32 values)."""
-    x = torch.cat(coded).numpy() if coded else np.zeros((0,), np.float32)
-    return x.astype(np.int32) if codec.kind == "tokens" else x.astype(np.float32)
+class BatchEncoder:
+    """Examples encoded batch_size at a time as they are read (a shard of every window of 256 videos would
+    not fit in memory raw), then stored as one array of the shard's dtype (int32 codes, float32 values).
+    transform: applied to each batch before encoding (the mirrored copies)."""
+
+    def __init__(self, codec, batch_size: int, transform=None):
+        self.codec, self.batch_size, self.transform = codec, batch_size, transform
+        self.pending, self.coded = [], []
+
+    def add(self, examples: np.ndarray) -> None:
+        self.pending.extend(examples)
+        while len(self.pending) >= self.batch_size:
+            self._encode(self.pending[: self.batch_size])
+            del self.pending[: self.batch_size]
+
+    def _encode(self, examples: list[np.ndarray]) -> None:
+        batch = np.stack(examples)
+        self.coded.append(self.codec.encode(self.transform(batch) if self.transform else batch))
+
+    def result(self) -> np.ndarray:
+        if self.pending:
+            self._encode(self.pending)
+            self.pending = []
+        x = torch.cat(self.coded).numpy() if self.coded else np.zeros((0,), np.float32)
+        return x.astype(np.int32) if self.codec.kind == "tokens" else x.astype(np.float32)
 
 
 def encode(
@@ -122,7 +143,9 @@ def encode(
     bar = tqdm(total=len(mine), desc=f"encoding {split}", unit="shard", disable=not progress or not runtime.is_main)
     for k in mine:
         every_clip = cfg.data.windows == "all" and split == "train"  # training's windows; held-out: first clips
-        examples, labels, names, skipped, windows = [], [], [], [], []
+        labels, names, skipped, windows = [], [], [], []
+        coded = BatchEncoder(codec, batch_size)
+        flipped = BatchEncoder(codec, batch_size, mirrored) if cfg.data.hflip else None  # for training's flips
         for i in range(k * shard_size, min((k + 1) * shard_size, len(stream))):
             try:
                 clips = stream.read_windows(i) if every_clip else stream.read(i)[None]
@@ -131,19 +154,15 @@ def encode(
                     raise
                 skipped.append({"example": stream.name(i), "reason": str(err).split(": ")[0]})
                 continue
-            examples.extend(clips)
+            for encoder in (coded, flipped):
+                if encoder:
+                    encoder.add(clips)
             windows.append(len(clips))
             labels.append(int(stream.labels[i]))
             names.append(stream.name(i))
-        coded = [codec.encode(np.stack(examples[j : j + batch_size])) for j in range(0, len(examples), batch_size)]
-        x = as_stored(coded, codec)
-        _save_npy(out / f"{shard_name(k)}.x.npy", x)
-        if cfg.data.hflip:  # the mirrored copies, for training's flips (elt.data.source)
-            flipped = [
-                codec.encode(mirrored(np.stack(examples[j : j + batch_size])))
-                for j in range(0, len(examples), batch_size)
-            ]
-            _save_npy(out / f"{shard_name(k)}.xf.npy", as_stored(flipped, codec))
+        _save_npy(out / f"{shard_name(k)}.x.npy", coded.result())
+        if flipped:
+            _save_npy(out / f"{shard_name(k)}.xf.npy", flipped.result())
         _save_npy(out / f"{shard_name(k)}.y.npy", np.array(labels, dtype=np.int64))
         if every_clip:  # how many of the rows (clips) each video has, in order
             _save_npy(out / f"{shard_name(k)}.w.npy", np.array(windows, dtype=np.int64))
