@@ -1,8 +1,9 @@
 # protocol: paper. The paper's metrics for every (run, loop count): training data pre-encoded once per
 # codec, a guidance sweep per run where the profile asks for one (elt.eval.guidance_sweep), samples
 # generated in shards, FID (ADM's and clean resize) against ADM's reference batch and the Inception Score
-# for images (elt.eval.paper), FVD against the training split's clips for videos, and one table beside
-# the paper's reported numbers. Settings: the profile's paper_protocol section.
+# for images (elt.eval.paper), FVD under the profile's FVD protocol for videos with the tokenizer's
+# reconstruction FVD beside it (elt.eval.fvd), and one table beside the paper's reported numbers.
+# Settings: the profile's paper_protocol section.
 from elt.config import VIDEO_DATASETS
 from elt.eval.guidance_sweep import SEED_OFFSET, paper_settings, scale_name
 
