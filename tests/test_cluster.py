@@ -249,14 +249,14 @@ def test_local_scheduler_scripts_submit_report_and_cancel(tmp_path):
 @pytest.mark.parametrize(
     "profile, gpu_rules",
     [
-        ("imagenet_masked", {"train", "encode", "sample_shard", "paper_metrics"}),
-        ("ucf101_masked", {"train", "sample_shard", "fvd_reference", "paper_metrics"}),
+        ("imagenet_masked", {"train", "encode", "sweep_shard", "sweep_metrics", "sample_shard", "paper_metrics"}),
+        ("ucf101_masked", {"train", "encode", "sample_shard", "fvd_reference", "paper_metrics"}),
     ],
 )
 def test_slurm_profile_sends_every_gpu_rule_of_the_paper_profiles_to_the_gpu_partition(tmp_path, profile, gpu_rules):
     """Dry runs of the paper profiles: every job that asks for a GPU (training, encoding, sampling shards, the
-    FVD reference, paper metrics) gets the GPU partition and CPUs per GPU from the Slurm profile, and only
-    training asks for more than one GPU (it starts its own ranks; the others run one process)."""
+    guidance sweep, the FVD reference, paper metrics) gets the GPU partition and CPUs per GPU from the Slurm
+    profile, and only training asks for more than one GPU (it starts its own ranks; the others run one process)."""
     repo, executor_profile = copy_repo(tmp_path / "repo"), "workflow/profiles/slurm"
     env = {**os.environ, "ELT_SLURM_ACCOUNT": "acct", "ELT_SLURM_PARTITION": "cpu", "ELT_SLURM_GPU_PARTITION": "gpu"}
     result = subprocess.run(

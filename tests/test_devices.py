@@ -169,13 +169,23 @@ def test_feature_extractors_compute_without_tf32_whatever_the_process_set():
             seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
             return torch.zeros(len(x), self.width)
 
+    class Headed(Recorder):
+        """With a 1008-way head: the Inception Score reads the head's input and weight."""
+
+        def __init__(self):
+            super().__init__(2048)
+            self.fc = torch.nn.Linear(2048, 1008)
+
+        def forward(self, x):
+            return self.fc(super().forward(x))
+
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8).numpy()
         metrics.inception_features(images, Recorder(2048))
         paper.adm_features(images, Recorder(2048))
-        paper.inception_logits(Recorder(1008), images)
+        paper.inception_logits(Headed(), images)
         i3d.i3d_features(torch.zeros(1, 9, 3, 8, 8, dtype=torch.uint8).numpy(), Recorder(400))
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, True)
     finally:

@@ -68,7 +68,7 @@ def test_the_pick_is_the_lowest_fid_and_the_smaller_scale_on_a_tie():
 def test_a_row_is_comparable_only_under_the_papers_protocol():
     cfg = tiny_cfg(model={"generator": "diffusion"}, diffusion={"sampler": "ddpm", "sampling_steps": 512}).to_dict()
     paper = {"fid": 2.83, "sampler": "ddpm", "sampling_steps": 512, "guidance": 3.0}
-    record = {"num_samples": 50000, "fid_adm_reference": STATS_REFERENCE, "guidance": 3.0}
+    record = {"num_samples": 50000, "fid_adm_reference": STATS_REFERENCE, "guidance": 3.0, "sampling_steps": 512}
     assert not_comparable(record, cfg, paper, swept=False) == []
     assert not_comparable({**record, "guidance": 1.5}, cfg, paper, swept=True) == []
     assert not_comparable({**record, "guidance": 1.5}, cfg, paper, swept=False) == [
@@ -76,7 +76,7 @@ def test_a_row_is_comparable_only_under_the_papers_protocol():
     ]
     fast = tiny_cfg(model={"generator": "diffusion"}, diffusion={"sampler": "ddim", "sampling_steps": 50}).to_dict()
     assert not_comparable(
-        {**record, "num_samples": 10000, "fid_adm_reference": "the batch's arr_0 (10000 images)"},
+        {**record, "num_samples": 10000, "fid_adm_reference": "the batch's arr_0 (10000 images)", "sampling_steps": 50},
         fast,
         paper,
         swept=False,
