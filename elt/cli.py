@@ -100,6 +100,23 @@ def cmd_paper_selftest(args):
         sys.exit(1)
 
 
+def cmd_calibrate(args):
+    from elt.harness.calibrate import calibrate
+
+    table = calibrate(
+        args.metrics,
+        args.out,
+        runs_dir=args.runs,
+        latency_csv=args.latency,
+        batch_sizes=tuple(args.batch_sizes),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        budget_ms=args.budget_ms,
+        metric=args.metric,
+    )
+    print(f"{len(table)} (run, L, batch) rows, {int(table.pareto.sum())} on the Pareto set: {args.out}/calibration.md")
+
+
 def cmd_sample(args):
     from elt.methods.schedule import EarlyExit, parse_schedule
     from elt.sample import sample
@@ -130,6 +147,13 @@ def cmd_sample(args):
         labels=args.labels,
     ):
         print(path)
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    try:
+        return parse_loops(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of batch sizes >= 1: write e.g. 1,8 or 1-4") from None
 
 
 def parse_exit_range(text: str) -> tuple[int, int]:
@@ -517,6 +541,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the record (measured, expected, provenance) here as JSON")
     p.add_argument("--device", help="where the Inception runs: auto (default), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_paper_selftest)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="per layout and loop count: sampling latency measured on this device against quality from the results; "
+        "the Pareto set, and the best choice within a latency budget",
+    )
+    p.add_argument("--metrics", required=True, help="the results' metrics.csv (e.g. results/metrics.csv)")
+    p.add_argument("--runs", help="the runs' folder holding <run>/checkpoint.pt (e.g. work/default/runs): measure")
+    p.add_argument("--latency", help="a latency.csv an earlier calibration measured: reuse it instead of measuring")
+    p.add_argument(
+        "--batch-sizes", type=parse_batch_sizes, default=[1, 8], help="batch sizes to time: 1,8 or 1-4 (default 1,8)"
+    )
+    p.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats per setting (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed batches per setting first (default 1)")
+    p.add_argument("--budget-ms", type=float, help="a latency budget per batch: the best choice within it")
+    p.add_argument("--metric", help="the quality column (default: fd_domain for images, fvd_domain for videos)")
+    p.add_argument("--out", required=True, help="folder for calibration.md, .csv, .png and latency.csv")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("export-png", help="write the samples of an .npz file as PNGs (video: one strip per clip)")
     p.add_argument("samples", help=".npz written by 'elt sample' or the pipeline (work/<profile>/samples/...)")
