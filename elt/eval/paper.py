@@ -378,9 +378,9 @@ def evaluate_run(
     """The paper's metrics of one (run, loop count) from its sample shards: images FID and IS (evaluate),
     videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting).
     sweep: one scale of a guidance sweep (elt.eval.guidance_sweep), ADM's FID only."""
-    clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
-    meta = metas[0]
-    if clips.shape[1] == 1:
+    first, _, meta = load_samples(sample_paths[0])
+    if first.shape[1] == 1:
+        clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
         record = image_metrics(
             sample_paths,
             settings["fid_reference"],
@@ -390,11 +390,15 @@ def evaluate_run(
             settings.get("require_reference_stats", False),
             clean=not sweep,
         )
-    else:
-        labels = np.concatenate([load_samples(p)[1] for p in sample_paths])
+    else:  # a shard at a time: MAGVIT's 40,000 clips at 16 x 128 x 128 are 31 GB
+        features, labels = [], []
+        for path in sample_paths:
+            clips, shard_labels, _ = load_samples(path)
+            features.append(i3d_features(clips, device=device))
+            labels.append(shard_labels)
         record = {
-            "num_samples": len(clips),
-            **fvd_record(i3d_features(clips, device=device), labels, fvd_reference_npz),
+            "num_samples": sum(len(f) for f in features),
+            **fvd_record(np.concatenate(features), np.concatenate(labels), fvd_reference_npz),
             "protocol": {
                 "name": "paper",
                 "fvd": "elt.eval.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on the generated "
