@@ -210,7 +210,15 @@ def test_slurm_profile_resolves_resources_for_the_full_grid(tmp_path):
         ("*", "slurm_partition"): "cpu",
         **{
             (rule, "slurm_partition"): "gpu"
-            for rule in ("train", "encode", "sample_shard", "fvd_reference", "paper_metrics")
+            for rule in (
+                "train",
+                "encode",
+                "sample_shard",
+                "fvd_reference",
+                "paper_metrics",
+                "sweep_shard",
+                "sweep_metrics",
+            )
         },
     }
     assert (
