@@ -14,13 +14,9 @@ from elt.files import atomic_path
 from elt.harness.grid import expand, paper_rows, trained_loops
 
 PAPER_TABLE_METRICS = ("fid_adm", "fid_clean", "inception_score", "fvd")
-VIDEO_FIELDS = (
-    "fvd_std",
-    "fvd_reconstruction",
-    "fvd_reconstruction_std",
-)  # the reconstruction FVD: the tokenizer's floor
+# beside a video row's FVD: its std over repeats, and the reconstruction FVD (the tokenizer's floor)
+VIDEO_FIELDS = ("fvd_std", "fvd_reconstruction", "fvd_reconstruction_std")
 PAPER_NUM_SAMPLES = 50_000  # the ImageNet FID convention (ADM, DiT, MaskGIT)
-PAPER_SAMPLING = ("sampler", "sampling_steps", "guidance")  # what a paper row may state about its sampling
 
 
 def sampling_of(cfg: dict) -> dict:
