@@ -220,11 +220,12 @@ class Stream:
 
         return read_clip(self.items[i], self.cfg.frames, self.cfg.frame_stride, self.cfg.image_size, self.cfg.resize)
 
-    def frames(self, i: int) -> np.ndarray:
-        """uint8 (F, C, H, W): every kept frame of video i (a clip of the embedded suites is its whole video)."""
+    def frames(self, i: int, limit: int | None = None) -> np.ndarray:
+        """uint8 (F, C, H, W): every kept frame of video i, or its first `limit` (a clip of the embedded suites
+        is its whole video)."""
         if self.cfg.dataset != "ucf101":
-            return self.read(i)
-        return read_frames(self.items[i], self.cfg.frame_stride, self.cfg.image_size, self.cfg.resize)
+            return self.read(i)[:limit]
+        return read_frames(self.items[i], self.cfg.frame_stride, self.cfg.image_size, self.cfg.resize, limit)
 
     def read_windows(self, i: int) -> np.ndarray:
         """uint8 (W, T, C, H, W): every clip of video i, data.window_step kept frames apart (data.windows all)."""

@@ -82,6 +82,11 @@ def _describe_difference(found: dict, wanted: dict) -> str:
     return "nothing"
 
 
+def encodes_every_clip(cfg: RunConfig, split: str) -> bool:
+    """Whether a split's shards hold every clip of each video (training with data.windows all) or one example."""
+    return cfg.data.windows == "all" and split == "train"
+
+
 class BatchEncoder:
     """Examples encoded batch_size at a time as they are read (a shard of every window of 256 videos would
     not fit in memory raw), then stored as one array of the shard's dtype (int32 codes, float32 values).
@@ -141,8 +146,8 @@ def encode(
     count = math.ceil(len(stream) / shard_size)
     mine = [k for k in range(runtime.rank, count, runtime.world_size) if not (out / f"{shard_name(k)}.json").is_file()]
     bar = tqdm(total=len(mine), desc=f"encoding {split}", unit="shard", disable=not progress or not runtime.is_main)
+    every_clip = encodes_every_clip(cfg, split)  # training's windows; held-out: first clips
     for k in mine:
-        every_clip = cfg.data.windows == "all" and split == "train"  # training's windows; held-out: first clips
         labels, names, skipped, windows = [], [], [], []
         coded = BatchEncoder(codec, batch_size)
         flipped = BatchEncoder(codec, batch_size, mirrored) if cfg.data.hflip else None  # for training's flips
@@ -220,7 +225,7 @@ class ShardSet:
         # data.windows all: each video's clips are consecutive rows (elt.data.source.TrainingData.offsets)
         self.offsets_of_windows = None
         rows = [s["count"] for s in kept]
-        if cfg.data.windows == "all" and split == "train":
+        if encodes_every_clip(cfg, split):
             counts = [np.load(folder / f"{s['name']}.w.npy") for s in kept]
             self.offsets_of_windows = np.cumsum([0, *np.concatenate(counts)]) if kept else None
             rows = [int(c.sum()) for c in counts]

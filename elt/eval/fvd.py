@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from elt.data.datasets import Stream
+from elt.data.video import too_short
 from elt.errors import UnreadableExample, UserError
 from elt.eval import metrics
 from elt.eval.i3d import i3d_features, load_i3d
@@ -87,8 +88,10 @@ class ClipReader:
     """Real clips of a split by (video, window position), each video decoded once however often it is drawn;
     unreadable or too-short videos stop, or are replaced by the next readable one (data.on_bad_file)."""
 
-    def __init__(self, stream: Stream, clip: int):
+    def __init__(self, stream: Stream, clip: int, first_only: bool = False):
+        """first_only: only each video's first clip is wanted, so only its first `clip` frames are decoded."""
         self.stream, self.clip, self.skipped, self.bad = stream, clip, [], set()
+        self.limit = clip if first_only else None
 
     def readable(self, video: int) -> tuple[int, np.ndarray]:
         for step in range(len(self.stream)):
@@ -96,11 +99,9 @@ class ClipReader:
             if candidate in self.bad:
                 continue
             try:
-                frames = self.stream.frames(candidate)
+                frames = self.stream.frames(candidate, self.limit)
                 if len(frames) < self.clip:
-                    raise UnreadableExample(
-                        f"video {self.stream.name(candidate)!r} has fewer than {self.clip} frames: too short for a clip"
-                    )
+                    raise too_short(self.stream.name(candidate), self.clip, self.stream.cfg.frame_stride)
                 return candidate, frames
             except UnreadableExample as err:
                 if self.stream.cfg.on_bad_file == "stop":
@@ -119,7 +120,8 @@ def reference_features(data_cfg, spec: dict, seed: int, out_npz: str, codec=None
         picked = {"video": np.arange(count), "position": np.zeros(count)}
     else:
         picked = draws(len(stream), spec, seed)
-    reader, order = ClipReader(stream, data_cfg.frames), np.argsort(picked["video"], kind="stable")
+    reader = ClipReader(stream, data_cfg.frames, first_only=spec["windows"] == "first")
+    order = np.argsort(picked["video"], kind="stable")
     n = len(order)
     features = np.zeros((n, 400))
     recon = np.zeros((n, 400)) if codec is not None else None

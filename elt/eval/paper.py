@@ -378,9 +378,10 @@ def evaluate_run(
     """The paper's metrics of one (run, loop count) from its sample shards: images FID and IS (evaluate),
     videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting).
     sweep: one scale of a guidance sweep (elt.eval.guidance_sweep), ADM's FID only."""
-    first, _, meta = load_samples(sample_paths[0])
+    first, first_labels, meta = load_samples(sample_paths[0])  # each shard read once: 5,000 images are about 1 GB
     if first.shape[1] == 1:
-        clips, metas = read_sample_shards(sample_paths)  # read once: a 5,000-image shard is about 1 GB
+        rest, metas = read_sample_shards(sample_paths[1:]) if len(sample_paths) > 1 else (first[:0], [])
+        clips, metas = np.concatenate([first, rest]), [meta, *metas]
         record = image_metrics(
             sample_paths,
             settings["fid_reference"],
@@ -391,8 +392,8 @@ def evaluate_run(
             clean=not sweep,
         )
     else:  # a shard at a time: MAGVIT's 40,000 clips at 16 x 128 x 128 are 31 GB
-        features, labels = [], []
-        for path in sample_paths:
+        features, labels = [i3d_features(first, device=device)], [first_labels]
+        for path in sample_paths[1:]:
             clips, shard_labels, _ = load_samples(path)
             features.append(i3d_features(clips, device=device))
             labels.append(shard_labels)

@@ -68,6 +68,7 @@ def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv:
     """One row per (run, loop count); settings: the checked paper_protocol (elt.eval.guidance_sweep.paper_settings)."""
     runs, reported = expand(profile), paper_rows(profile)
     swept = settings.get("guidance_sweep") is not None
+    picks = {}  # run -> its sweep's pick, read once
     rows = []
     for path in record_paths:
         record = json.loads(Path(path).read_text())
@@ -76,7 +77,10 @@ def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv:
         paper = paper_row_at(reported.get(record["run"], {}), record["loops"], trained_loops(cfg))
         reasons = not_comparable(record, cfg, paper, swept)
         beside = {} if reasons else paper
-        pick = Path(profile["work"]) / "paper" / "sweep" / record["run"] / "pick.json"
+        if swept and record["run"] not in picks:
+            picks[record["run"]] = picked_guidance(
+                str(Path(profile["work"]) / "paper/sweep" / record["run"] / "pick.json")
+            )
         rows.append(
             {
                 "run": record["run"],
@@ -90,7 +94,7 @@ def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv:
                 "num_samples": record["num_samples"],
                 "sampling_steps": record["sampling_steps"],
                 "guidance": record["guidance"],
-                "guidance_from": "sweep" if swept and picked_guidance(str(pick)) == record["guidance"] else "config",
+                "guidance_from": "sweep" if swept and picks[record["run"]] == record["guidance"] else "config",
                 "labels": record.get("labels"),
                 **{m: record.get(m) for m in PAPER_TABLE_METRICS},
                 **{m: record.get(m) for m in VIDEO_FIELDS},
