@@ -74,6 +74,7 @@ def test_the_pareto_set_and_the_choice_within_a_budget():
     picks = calibrate.recommend(table, budget_ms=15.0)
     assert list(zip(picks.run, picks.loops_eval)) == [("a", 1)]
     assert list(calibrate.recommend(table, budget_ms=22.0).loops_eval) == [2]  # 20 ms within 22 even at its high end
+    assert list(calibrate.recommend(table, budget_ms=21.0).loops_eval) == [1]  # 20 ms fits, its interval (to 22) not
     assert calibrate.recommend(table, budget_ms=5.0).empty
     with pytest.raises(UserError, match="no latency for b at L = 1"):
         calibrate.join_quality(latency[latency.run == "a"], metrics)

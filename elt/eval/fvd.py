@@ -70,11 +70,9 @@ def draws(num_videos: int, spec: dict, seed: int) -> dict:
     videos, positions = [], []
     for repeat in range(spec["repeats"]):
         rng = np.random.default_rng([seed, repeat])
-        if spec["name"] == "stylegan_v" and spec["clips"] <= num_videos:
-            order = rng.permutation(num_videos)[: spec["clips"]]  # distinct videos
-        else:
-            epochs = -(-spec["clips"] // num_videos)
-            order = np.concatenate([rng.permutation(num_videos) for _ in range(epochs)])[: spec["clips"]]
+        # shuffled epochs: distinct videos while the split has enough (stylegan_v), repeats beyond (magvit)
+        epochs = -(-spec["clips"] // num_videos)
+        order = np.concatenate([rng.permutation(num_videos) for _ in range(epochs)])[: spec["clips"]]
         videos.append(order)
         positions.append(rng.random(spec["clips"]))
     return {"video": np.concatenate(videos), "position": np.concatenate(positions)}
