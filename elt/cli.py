@@ -241,6 +241,7 @@ def cmd_reference(args):
         {**provenance(), **sources},
         args.false_alarm_rate,
         record,
+        args.replicates,
     )
     write_json(args.out, reference)
     print(args.out)
@@ -456,7 +457,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="build a regression reference from multi-seed metrics: per-seed values, tolerances, detectable shifts, "
         "validation",
     )
-    p.add_argument("--metrics", required=True, nargs="+", help="metrics.csv files covering two or more training seeds")
+    p.add_argument(
+        "--metrics",
+        required=True,
+        nargs="+",
+        help="metrics.csv files covering two or more training seeds; or a paper pipeline's paper_metrics.csv (one "
+        "seed: its sampling noise, from the saved features)",
+    )
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=20,
+        help="paper results of one seed: bootstrap replicates of each row's samples that stand in for seeds "
+        "(default 20)",
+    )
     p.add_argument(
         "--baseline-seed",
         type=int,

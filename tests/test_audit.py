@@ -9,7 +9,7 @@ import pytest
 from scipy import linalg
 
 from elt.errors import UserError
-from elt.eval.metrics import frechet_resamples, frechet_to_reference, mean_cov, resampled_frechet
+from elt.eval.metrics import FrechetFeatures, frechet_resamples, frechet_to_reference, mean_cov, resampled_frechet
 from elt.harness import audit
 
 SETTINGS = {
@@ -25,7 +25,7 @@ SETTINGS = {
 D = 8
 
 
-class Synthetic:
+class Synthetic(FrechetFeatures):
     """Gaussian features: a run's loop counts share one noise draw (paired, as elt.sample makes them) and differ
     by a mean shift whose size sets the Frechet distance to the standard-normal reference (about D * shift^2)."""
 
@@ -41,7 +41,7 @@ class Synthetic:
     def samples(self, run, loops, metric):
         return self.features[(run, loops)]
 
-    def reference(self, run, metric):
+    def reference(self, run, loops, metric):
         return self.mu, self.sigma
 
 

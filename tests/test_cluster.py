@@ -218,6 +218,7 @@ def test_slurm_profile_resolves_resources_for_the_full_grid(tmp_path):
                 "paper_metrics",
                 "sweep_shard",
                 "sweep_metrics",
+                "efficiency",
             )
         },
     }
@@ -257,8 +258,11 @@ def test_local_scheduler_scripts_submit_report_and_cancel(tmp_path):
 @pytest.mark.parametrize(
     "profile, gpu_rules",
     [
-        ("imagenet_masked", {"train", "encode", "sweep_shard", "sweep_metrics", "sample_shard", "paper_metrics"}),
-        ("ucf101_masked", {"train", "encode", "sample_shard", "fvd_reference", "paper_metrics"}),
+        (
+            "imagenet_masked",
+            {"train", "encode", "sweep_shard", "sweep_metrics", "sample_shard", "paper_metrics", "efficiency"},
+        ),
+        ("ucf101_masked", {"train", "encode", "sample_shard", "fvd_reference", "paper_metrics", "efficiency"}),
     ],
 )
 def test_slurm_profile_sends_every_gpu_rule_of_the_paper_profiles_to_the_gpu_partition(tmp_path, profile, gpu_rules):

@@ -4,6 +4,7 @@ batch, and the table beside the paper's rows."""
 
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,8 @@ def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):
             "encode_batch_size": 4,
             "guidance_sweep": {"samples": 4, "scales": [1.0, 2.5]},
             "sample_labels": "uniform",
+            "efficiency": {"batch_sizes": [1, 2], "repeats": 3, "warmup": 0, "train_batch": 2},
+            "audit": {"bootstrap_rounds": 40},
         },
         "datasets": {
             "imagenet": {"dataset": "imagenet", "path": str(root), "image_size": 16, "channels": 3, "num_classes": 3}
@@ -88,17 +91,17 @@ def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(repo / "results/tiny_paper/paper_metrics.csv")
-    assert sorted(zip(table.run, table.loops)) == [
+    assert sorted(zip(table.run, table.loops_eval)) == [
         ("dit-elt-T-1x2-s0", 2),
         ("dit-unshared-T-1x2-s0", 1),
         ("maskgit-elt-T-1x2-s0", 2),
     ]
-    assert (table.num_samples == 6).all() and table.fid_adm.gt(0).all() and table.fid_clean.gt(0).all()
+    assert (table.n_samples == 6).all() and table.fid_adm.gt(0).all() and table.fid_clean.gt(0).all()
     assert table.inception_score.isna().all()  # no Inception weights given: not measured
     # the sweep: every run at its trained L and every scale; the evaluation samples at the lowest FID's scale
     sweep = pd.read_csv(repo / "results/tiny_paper/guidance_sweep.csv")
     assert sorted(zip(sweep.run, sweep.loops, sweep.guidance)) == [
-        (run, loops, g) for run, loops in sorted(zip(table.run, table.loops)) for g in (1.0, 2.5)
+        (run, loops, g) for run, loops in sorted(zip(table.run, table.loops_eval)) for g in (1.0, 2.5)
     ]
     picks = sweep[sweep.picked].set_index("run")
     for run, group in sweep.groupby("run"):
@@ -118,6 +121,70 @@ def test_the_paper_protocol_runs_the_whole_dag_on_tiny_models(tmp_path):
     assert len(shards) == 2 and all(
         (s / "manifest.json").is_file() for s in shards
     )  # one encoding per codec, shared by its runs
+    audited_paper_results(repo, table)
+
+
+def audited_paper_results(repo, table):
+    """The tiny image profile's audit, efficiency steps, calibration and regression check."""
+    results = repo / "results/tiny_paper"
+    audit = json.loads((results / "audit.json").read_text())
+    claims = {(c["comparison"], c["claim"]): c for c in audit["claims"]}
+    parity = claims[("dit-T-1x2", "iso_compute_parity")]  # ADM's FID of ELT at L_max / the unshared DiT's
+    elt, base = (table.set_index("run").loc[f"dit-{f}-T-1x2-s0", "fid_adm"] for f in ("elt", "unshared"))
+    assert parity["metric"] == "fid_adm" and parity["estimate"] == pytest.approx(elt / base, rel=1e-4)
+    assert parity["interval"][0] < parity["estimate"] < parity["interval"][1]
+    assert claims[("dit-T-1x2", "anytime_elt")]["verdict"] == "not measured"  # one L sampled (anytime: false)
+    for claim in ("throughput_batch_1", "throughput_batch_2", "training_step_time"):
+        judged = claims[("dit-T-1x2", claim)]
+        assert judged["verdict"] in ("holds", "fails", "inconclusive") and judged["interval"][0] <= judged["estimate"]
+    assert claims[("dit-T-1x2", "training_memory")]["verdict"] == "not measured"  # the CUDA allocator's, on a CPU
+    assert ("maskgit-T-1x2", "throughput_batch_1") not in claims  # no unshared model to time against
+    numbers = {(n["comparison"], n["family"], n["metric"]): n for n in audit["paper_numbers"]}
+    dit = numbers[("dit-T-1x2", "elt", "fid_adm")]
+    assert dit["measured"] == pytest.approx(elt, rel=1e-4) and dit["verdict"] == "not compared"
+    assert "6 samples, not 50000" in dit["why"]
+    # the efficiency step timed every (run, L) at both batch sizes, and trained each once per repeat
+    efficiency = json.loads((results / "efficiency.json").read_text())
+    assert sorted((s["run"], s["batch_size"], len(s["seconds"])) for s in efficiency["sampling"]) == sorted(
+        (run, b, 3) for run in table.run for b in (1, 2)
+    )
+    assert sorted(t["run"] for t in efficiency["training"]) == sorted(table.run) and efficiency["device"] == "cpu"
+    calibration = pd.read_csv(results / "calibration/calibration.csv")
+    assert len(calibration) == 6 and (calibration.metric == "fid_adm").all()
+    assert calibration.quality_low.notna().all() and (results / "calibration/calibration.png").is_file()
+    # a regression reference from the one seed's sampling noise, and the pipeline's check against it
+    elt_cli = str(Path(SNAKEMAKE).with_name("elt"))
+    made = subprocess.run(
+        [elt_cli, "reference", "--metrics", "results/tiny_paper/paper_metrics.csv", "--replicates", "5",
+         "--profile", "tiny-paper", "--out", "ref.json"],
+        cwd=repo, capture_output=True, text=True,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-2000:]
+    reference = json.loads((repo / "ref.json").read_text())
+    assert reference["protocol"] == "paper" and reference["noise"]["kind"] == "sampling"
+    assert set(reference["entries"]) == set(table.run)
+    assert set(reference["entries"]["dit-elt-T-1x2-s0"]["2"]) == {"fid_adm", "fid_clean"}
+    profile = yaml.safe_load((repo / "config/tiny_paper.yaml").read_text())
+    (repo / "config/tiny_paper.yaml").write_text(yaml.safe_dump({**profile, "reference": "ref.json"}))
+    done = subprocess.run(
+        [SNAKEMAKE, "--cores", "2", "--configfile", "config/tiny_paper.yaml"], cwd=repo, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PASSED" in (results / "check.txt").read_text()
+    assert "sampling noise only" in (results / "check.txt").read_text()
+    # bad input: an embedded reference against paper results; paper results whose features are gone
+    wrong = subprocess.run(
+        [elt_cli, "check", "--reference", "results/reference/smoke.json", "results/tiny_paper/paper_metrics.csv"],
+        cwd=repo, capture_output=True, text=True,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "made from embedded-protocol results" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    Path(repo / table.features.iloc[0]).unlink()
+    gone = subprocess.run(
+        [elt_cli, "reference", "--metrics", "results/tiny_paper/paper_metrics.csv", "--out", "again.json"],
+        cwd=repo, capture_output=True, text=True,
+    )  # fmt: skip
+    assert gone.returncode == 2 and "do not exist" in gone.stderr and not (repo / "again.json").exists()
 
 
 def test_the_paper_protocol_measures_video_fvd_as_magvit_with_the_tokenizers_floor(tmp_path):
@@ -201,7 +268,7 @@ def test_the_paper_protocol_measures_video_fvd_as_magvit_with_the_tokenizers_flo
         [SNAKEMAKE, "--cores", "2", "--configfile", "config/tiny_video.yaml"], cwd=repo, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    table = pd.read_csv(repo / "results/tiny_video/paper_metrics.csv").set_index("loops")
+    table = pd.read_csv(repo / "results/tiny_video/paper_metrics.csv").set_index("loops_eval")
     assert list(table.index) == [2, 3] and (table.fvd_protocol == "magvit").all()
     assert table.loc[2, "sampling_steps"] == 2 and table.loc[3, "sampling_steps"] == 1
     assert table.fvd.gt(0).all() and table.fvd_std.ge(0).all() and table.fvd_reconstruction.gt(0).all()
@@ -220,3 +287,8 @@ def test_the_paper_protocol_measures_video_fvd_as_magvit_with_the_tokenizers_flo
     for loops in (2, 3):
         shards = sorted((repo / f"work/tiny_video/paper/samples/video-elt-T-1x2-s0/L{loops}").glob("shard_*.npz"))
         assert np.array_equal(np.concatenate([np.load(s)["labels"] for s in shards]), paired)
+    # the audit resamples FVD repeat by repeat: its point estimate is the table's mean over repeats
+    numbers = json.loads((repo / "results/tiny_video/audit.json").read_text())["paper_numbers"]
+    fvd = {n["loops"]: n for n in numbers if n["metric"] == "fvd"}
+    assert fvd[2]["measured"] == pytest.approx(table.loc[2, "fvd"], rel=1e-6) and fvd[2]["n_samples"] == 6
+    assert fvd[3]["fvd_reconstruction"] == pytest.approx(table.loc[3, "fvd_reconstruction"])

@@ -159,7 +159,7 @@ def evaluate_samples(
     return result
 
 
-class SavedFeatures:
+class SavedFeatures(metrics.FrechetFeatures):
     """The features evaluations kept, with their datasets' reference statistics: what the audit resamples.
     feature_files: {(run, loops): features npz}; reference_files: {run: its dataset's reference_features npz}."""
 
@@ -170,7 +170,7 @@ class SavedFeatures:
         with np.load(self.feature_files[(run, loops)]) as f:
             return f[metric]
 
-    def reference(self, run: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    def reference(self, run: str, loops: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
         extractor = dict(sum(FRECHET.values(), ()))[metric]
         with np.load(self.reference_files[run]) as f:
             return f[f"{extractor}_mu"], f[f"{extractor}_sigma"]

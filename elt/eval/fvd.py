@@ -165,6 +165,14 @@ def per_repeat(generated: np.ndarray, real: np.ndarray, repeats: int) -> list[fl
     return [metrics.frechet_distance(*metrics.mean_cov(a), *metrics.mean_cov(b)) for a, b in zip(g, r)]
 
 
+def repeat_statistics(reference_npz: str) -> tuple[np.ndarray, np.ndarray]:
+    """The real clips' mean and covariance per repeat: (repeats, d) and (repeats, d, d)."""
+    with np.load(reference_npz) as f:
+        features, repeats = f["features"], int(f["repeats"])
+    stats = [metrics.mean_cov(part) for part in np.array_split(features, repeats)]
+    return np.stack([m for m, _ in stats]), np.stack([s for _, s in stats])
+
+
 def fvd_record(generated: np.ndarray, labels: np.ndarray, reference_npz: str) -> dict:
     """FVD of generated clips' I3D features (in sample order, with their labels) under the reference's protocol:
     mean and std over repeats, each repeat's FVD, and the tokenizer's reconstruction FVD when recorded."""

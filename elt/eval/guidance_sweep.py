@@ -19,8 +19,11 @@ from elt.errors import UserError
 from elt.eval.fvd import fvd_settings, generated_clips
 from elt.eval.paper import reference_batch
 from elt.files import atomic_path, write_json
+from elt.harness.efficiency import efficiency_settings
 from elt.sample import LABEL_DRAWS
 
+# what paper_protocol.audit may override of the profile's audit section (its primary metrics are the paper's)
+PAPER_AUDIT_KEYS = ("parity_tolerance", "anytime_max_ratio", "throughput_tolerance", "level", "bootstrap_rounds")
 SEED_OFFSET = 1  # the sweep samples with sample_seed + 1: its samples are not the evaluation's
 
 
@@ -29,7 +32,14 @@ def paper_settings(section: dict) -> dict:
     guidance_sweep (null = every run at its own scale), sample_labels (balanced | uniform),
     require_reference_stats (the FID reference must hold mu/sigma) and the FVD protocol (elt.eval.fvd: as
     `fvd`). Bad values are one-line UserErrors."""
-    settings = {"guidance_sweep": None, "sample_labels": "balanced", "require_reference_stats": False, **section}
+    settings = {
+        "guidance_sweep": None,
+        "sample_labels": "balanced",
+        "require_reference_stats": False,
+        "efficiency": None,
+        "audit": {},
+        **section,
+    }
     if settings["sample_labels"] not in LABEL_DRAWS:
         raise UserError(
             f"paper_protocol.sample_labels is {settings['sample_labels']!r}: use uniform (ADM's and DiT's sample "
@@ -40,6 +50,12 @@ def paper_settings(section: dict) -> dict:
     if settings["guidance_sweep"] is not None:
         settings["guidance_sweep"] = sweep_settings(settings["guidance_sweep"], settings["num_samples"])
     settings["fvd"] = fvd_settings(settings)
+    settings["efficiency"] = efficiency_settings(settings["efficiency"])
+    if not isinstance(settings["audit"], dict) or set(settings["audit"]) - set(PAPER_AUDIT_KEYS):
+        raise UserError(
+            f"paper_protocol.audit overrides the profile's audit settings for paper results: use "
+            f"{', '.join(PAPER_AUDIT_KEYS)}, e.g. audit: {{bootstrap_rounds: 200, parity_tolerance: 0.1}}"
+        )
     wanted = generated_clips(settings["fvd"])
     if wanted is not None and settings["num_samples"] != wanted:
         spec = settings["fvd"]

@@ -101,6 +101,9 @@ def resampled_frechet(features: np.ndarray, ref_mu, ref_sigma):
     return frechet
 
 
+MEMORY_BYTES = 2**30  # frechet_resamples: at most this much for the resampled rounds held at once
+
+
 def frechet_resamples(features: np.ndarray, draws: np.ndarray, ref_mu, ref_sigma, chunk: int = 100) -> np.ndarray:
     """Frechet distances of many resamplings: draws (R, n) indices into features -> (R,).
 
@@ -114,6 +117,7 @@ def frechet_resamples(features: np.ndarray, draws: np.ndarray, ref_mu, ref_sigma
     if n <= d:
         resample = resampled_frechet(f, ref_mu, ref_sigma)
         return np.array([resample(idx) for idx in draws])
+    chunk = max(1, min(chunk, MEMORY_BYTES // (8 * n * d)))  # a chunk's weighted copy of the features fits
     ref_mu = np.asarray(ref_mu, dtype=np.float64)
     root, trace_ref, squares = psd_sqrt(ref_sigma), np.trace(ref_sigma), (f * f).sum(1)
     white = f @ root
@@ -226,3 +230,19 @@ def inception_features(
         with torch.no_grad(), exact_fp32():
             features.append(extractor(torch.from_numpy(resized).to(device)).cpu().numpy())
     return np.concatenate(features)[:n]
+
+
+class FrechetFeatures:
+    """Saved sample features and the reference statistics a Frechet distance was measured against: what the
+    audit's bootstrap resamples. Subclasses say where the arrays are (samples, reference)."""
+
+    def samples(self, run: str, loops, metric: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def reference(self, run: str, loops, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def frechet(self, run: str, loops, metric: str, draws: np.ndarray) -> tuple[float, np.ndarray]:
+        """(the distance of the saved features, the distances of draws (R, n): resamplings of them)."""
+        feats, (mu, sigma) = self.samples(run, loops, metric), self.reference(run, loops, metric)
+        return frechet_to_reference(feats, mu, sigma), frechet_resamples(feats, draws, mu, sigma)

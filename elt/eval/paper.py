@@ -25,9 +25,9 @@ import torch
 
 from elt.errors import UserError
 from elt.eval import metrics
-from elt.eval.fvd import fvd_record
+from elt.eval.fvd import fvd_record, repeat_statistics
 from elt.eval.i3d import i3d_features
-from elt.files import file_sha
+from elt.files import atomic_path, file_sha
 from elt.provenance import provenance
 from elt.runtime import exact_fp32
 from elt.sample import load_samples
@@ -263,9 +263,11 @@ def image_metrics(
     read: tuple[np.ndarray, list[dict]] | None = None,
     require_reference_stats: bool = False,
     clean: bool = True,
+    keep: dict | None = None,
 ) -> dict:
     """FID at ADM's and clean resize and the Inception Score of the samples in `sample_paths`
-    (read: those files already read by read_sample_shards; clean False: ADM's resize only, as a sweep needs)."""
+    (read: those files already read by read_sample_shards; clean False: ADM's resize only, as a sweep needs).
+    keep: receives what each number was computed from (saved_features)."""
     reference = reference_batch(reference_path, require_reference_stats)
     samples, metas = read or read_sample_shards(sample_paths)
     samples = rgb_images(samples, sample_paths)
@@ -278,6 +280,8 @@ def image_metrics(
             metrics.mean_cov(adm_features(reference["images"], extractor, device=device)),
             images_reference(reference["images"]),
         )
+    keep = {} if keep is None else keep
+    keep.update({"fid_adm": adm, "fid_adm_mu": adm_reference[0], "fid_adm_sigma": adm_reference[1]})
     record = {
         "num_samples": len(samples),
         "fid_adm": metrics.frechet_distance(*metrics.mean_cov(adm), *adm_reference),
@@ -288,16 +292,19 @@ def image_metrics(
     if not clean:
         record["fid_clean"], record["fid_clean_note"] = None, "not measured: a guidance sweep needs ADM's FID only"
     elif reference["images"] is not None:
-        record["fid_clean"] = metrics.frechet_distance(
-            *metrics.mean_cov(metrics.inception_features(samples, extractor, device=device)),
-            *metrics.mean_cov(metrics.inception_features(reference["images"], extractor, device=device)),
+        clean_features = metrics.inception_features(samples, extractor, device=device)
+        clean_reference = metrics.mean_cov(metrics.inception_features(reference["images"], extractor, device=device))
+        keep.update(
+            {"fid_clean": clean_features, "fid_clean_mu": clean_reference[0], "fid_clean_sigma": clean_reference[1]}
         )
+        record["fid_clean"] = metrics.frechet_distance(*metrics.mean_cov(clean_features), *clean_reference)
         record["num_reference"] = len(reference["images"])
         record["fid_clean_reference"] = images_reference(reference["images"])
     else:
         record["fid_clean"], record["fid_clean_note"] = None, "not measured: the reference batch has no arr_0 images"
     if inception_weights:
-        record.update(inception_score(inception_logits(load_is_network(inception_weights), samples, device=device)))
+        keep["inception_logits"] = inception_logits(load_is_network(inception_weights), samples, device=device)
+        record.update(inception_score(keep["inception_logits"]))
         record["inception_weights_sha"] = file_sha(inception_weights)
     else:
         record["inception_score"], record["inception_score_note"] = (
@@ -373,11 +380,18 @@ def self_test(
 
 
 def evaluate_run(
-    sample_paths: list[str], settings: dict, fvd_reference_npz: str | None = None, device="cpu", sweep: bool = False
+    sample_paths: list[str],
+    settings: dict,
+    fvd_reference_npz: str | None = None,
+    device="cpu",
+    sweep: bool = False,
+    features_npz: str | None = None,
 ) -> dict:
     """The paper's metrics of one (run, loop count) from its sample shards: images FID and IS (evaluate),
     videos FVD against the training clips' I3D features (StyleGAN-V / MAGVIT: the count is a setting).
-    sweep: one scale of a guidance sweep (elt.eval.guidance_sweep), ADM's FID only."""
+    sweep: one scale of a guidance sweep (elt.eval.guidance_sweep), ADM's FID only. features_npz: where to
+    keep what every number was computed from (save_features), for the audit and the regression reference."""
+    keep = {}
     first, first_labels, meta = load_samples(sample_paths[0])  # each shard read once: 5,000 images are about 1 GB
     if first.shape[1] == 1:
         rest, metas = read_sample_shards(sample_paths[1:]) if len(sample_paths) > 1 else (first[:0], [])
@@ -390,6 +404,7 @@ def evaluate_run(
             (clips, metas),
             settings.get("require_reference_stats", False),
             clean=not sweep,
+            keep=keep,
         )
     else:  # a shard at a time: MAGVIT's 40,000 clips at 16 x 128 x 128 are 31 GB
         features, labels = [i3d_features(first, device=device)], [first_labels]
@@ -397,9 +412,11 @@ def evaluate_run(
             clips, shard_labels, _ = load_samples(path)
             features.append(i3d_features(clips, device=device))
             labels.append(shard_labels)
+        keep["fvd"] = np.concatenate(features)
+        keep["fvd_mu"], keep["fvd_sigma"] = repeat_statistics(fvd_reference_npz)
         record = {
-            "num_samples": sum(len(f) for f in features),
-            **fvd_record(np.concatenate(features), np.concatenate(labels), fvd_reference_npz),
+            "num_samples": len(keep["fvd"]),
+            **fvd_record(keep["fvd"], np.concatenate(labels), fvd_reference_npz),
             "protocol": {
                 "name": "paper",
                 "fvd": "elt.eval.i3d (TF-Hub I3D Kinetics-400 weights, logits averaged over time) on the generated "
@@ -409,6 +426,9 @@ def evaluate_run(
             **provenance(),
             "device": str(device),
         }
+    if features_npz:
+        save_features(features_npz, keep)
+        record["features"] = str(features_npz)
     return {
         **record,
         "run": meta["run"],
@@ -418,3 +438,84 @@ def evaluate_run(
         "guidance": meta["guidance"],
         "labels": meta.get("labels", "balanced"),
     }
+
+
+def save_features(path, kept: dict) -> None:
+    """What the paper's numbers of one (run, L) were computed from, for the audit's bootstrap and the
+    regression reference: per Frechet metric the sample features (`fid_adm`, `fid_clean`, `fvd`) and the
+    reference statistics they were measured against (`<metric>_mu`, `<metric>_sigma`; FVD: one per repeat),
+    and the Inception logits of the Inception Score. The networks give float32: stored as float32 when
+    that loses nothing (ADM's 50,000 pool3 features are then 410 MB, not 820)."""
+
+    def compact(a):
+        a = np.asarray(a)
+        return a.astype(np.float32) if a.dtype == np.float64 and np.array_equal(a.astype(np.float32), a) else a
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{name: compact(value) for name, value in kept.items()})
+
+
+class PaperFeatures(metrics.FrechetFeatures):
+    """The features paper evaluations saved (save_features), by (run, L): what the paper-protocol audit and a
+    regression reference resample. A Frechet metric's features are resampled against the reference they were
+    measured against; FVD's repeat by repeat (each repeat's generated block, e.g. MAGVIT's 10,000 clips,
+    against its own real clips, resampled within the block, the repeats' distances averaged)."""
+
+    def __init__(self, feature_files: dict[tuple[str, int], str]):
+        self.feature_files, self._open = feature_files, (None, {})
+
+    @classmethod
+    def of_table(cls, table, source: str) -> PaperFeatures:
+        """The features named by a paper_metrics.csv (its `features` column), each checked to exist."""
+        if "features" not in table.columns or table["features"].isna().any():
+            raise UserError(
+                f"paper results {source!r} name no saved features for some rows: rerun the pipeline (its "
+                "paper_metrics jobs keep them) before auditing or building a reference"
+            )
+        files = {(run, int(loops)): str(path) for run, loops, path in zip(table.run, table.loops_eval, table.features)}
+        absent = [path for path in files.values() if not Path(path).is_file()]
+        if absent:
+            raise UserError(
+                f"the features {absent[0]!r} that {source!r} names do not exist ({len(absent)} missing): run from "
+                "the folder the pipeline ran in, or rerun its paper_metrics jobs"
+            )
+        return cls(files)
+
+    def _arrays(self, run: str, loops) -> dict:
+        path = self.feature_files[(run, int(loops))]
+        if self._open[0] != path:  # one file held at a time: 50,000 pool3 features are 410 MB
+            with np.load(path) as f:
+                self._open = (path, {key: f[key] for key in f.files})
+        return self._open[1]
+
+    def has(self, run: str, loops, key: str) -> bool:
+        return key in self._arrays(run, loops)
+
+    def samples(self, run: str, loops, metric: str) -> np.ndarray:
+        return self._arrays(run, loops)[metric]
+
+    def reference(self, run: str, loops, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        arrays = self._arrays(run, loops)
+        return arrays[f"{metric}_mu"], arrays[f"{metric}_sigma"]
+
+    def frechet(self, run: str, loops, metric: str, draws: np.ndarray) -> tuple[float, np.ndarray]:
+        mu, sigma = self.reference(run, loops, metric)
+        if mu.ndim == 1:
+            return super().frechet(run, loops, metric, draws)
+        feats = self.samples(run, loops, metric)
+        blocks = np.array_split(np.arange(len(feats)), len(mu))
+        point, resampled = [], []
+        for block, m, s in zip(blocks, mu, sigma):
+            part, width = feats[block], len(block)
+            point.append(metrics.frechet_to_reference(part, m, s))
+            # a draw's columns of this block, mapped into it: uniform over its samples
+            resampled.append(metrics.frechet_resamples(part, draws[:, block] % width, m, s))
+        return float(np.mean(point)), np.mean(resampled, axis=0)
+
+    def inception_scores(self, run: str, loops, draws: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """(the Inception Score, its values under the resamplings draws (R, n)), or None without logits."""
+        if not self.has(run, loops, "inception_logits"):
+            return None
+        logits = self._arrays(run, loops)["inception_logits"]
+        resampled = [inception_score(logits[idx])["inception_score"] for idx in draws]
+        return inception_score(logits)["inception_score"], np.array(resampled)

@@ -29,7 +29,6 @@ import pandas as pd
 from scipy import stats
 
 from elt.errors import UserError
-from elt.eval.metrics import frechet_resamples, frechet_to_reference
 from elt.files import read_json
 from elt.harness.check import FORMAT as REFERENCE_FORMAT
 from elt.harness.check import SEED
@@ -84,7 +83,11 @@ def training_noise(reference_path: str | list) -> TrainingNoise | None:
     if not reference_path:
         return None
     reference = read_json(str(reference_path), "reference", "build one with 'make reference' or set reference: null")
-    return TrainingNoise(reference, str(reference_path)) if reference.get("format") == REFERENCE_FORMAT else None
+    # a reference whose spread is sampling noise (a one-seed paper reference) holds no training noise to borrow
+    seeds = reference.get("noise", {"kind": "seeds"})["kind"] == "seeds"
+    return (
+        TrainingNoise(reference, str(reference_path)) if reference.get("format") == REFERENCE_FORMAT and seeds else None
+    )
 
 
 NO_TRAINING_NOISE = "training noise not included (one seed and no regression reference of the profile)"
@@ -92,11 +95,10 @@ OWN_SEEDS = "training noise from the results' own seeds"
 
 
 class FeatureSource(Protocol):
-    """The features an evaluation measured, and its reference statistics (see elt.eval.embedded.SavedFeatures)."""
+    """The features evaluations measured, with their reference statistics (elt.eval.metrics.FrechetFeatures):
+    a (run, L)'s distance and its distances under resamplings of its samples. loops: a str names a loop plan."""
 
-    def samples(self, run: str, loops: int | str, metric: str) -> np.ndarray: ...  # str: a loop plan's file name
-
-    def reference(self, run: str, metric: str) -> tuple[np.ndarray, np.ndarray]: ...
+    def frechet(self, run: str, loops: int | str, metric: str, draws: np.ndarray) -> tuple[float, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -259,11 +261,9 @@ class Comparison:
             picks, samples = self.resamples[family]
             values = np.empty(picks.shape)
             for k, run in enumerate(self.runs[family]):
-                feats = self.features.samples(run, loops, self.metric)
-                mu, sigma = self.features.reference(run, self.metric)
-                self._check(run, loops, frechet_to_reference(feats, mu, sigma))
                 chosen = picks == k
-                values[chosen] = frechet_resamples(feats, samples[chosen], mu, sigma)
+                distance, values[chosen] = self.features.frechet(run, loops, self.metric, samples[chosen])
+                self._check(run, loops, distance)
             self._draws[(family, loops)] = values.mean(1) * self._factor(family, loops)
         return self._draws[(family, loops)]
 
@@ -531,9 +531,12 @@ def audit(
     l_min: int = 1,
     plans: pd.DataFrame | None = None,
     noise: TrainingNoise | None = None,
+    judges: dict | None = None,
+    comparisons: dict | None = None,
 ) -> dict:
     """settings: the profile's `audit` section; timings: {grid group (with seed): time_throughput record};
-    plans: loop_plans.csv (elt.harness.report.plan_table); noise: the seed spread one-seed results borrow."""
+    plans: loop_plans.csv (elt.harness.report.plan_table); noise: the seed spread one-seed results borrow;
+    judges: the claims to judge (default CLAIMS); comparisons: receives {name: Comparison} (their draws)."""
     metrics, timings = settings["primary_metric"], timings or {}
     claims, power = [], []
     df = df.assign(comparison=df["group"].map(comparison_name))
@@ -549,8 +552,10 @@ def audit(
             plans[plans["comparison"] == name],
             noise,
         )
+        if comparisons is not None:
+            comparisons[name] = g
         context = Context(l_min, [timings[group] for group in sorted(rows["group"].unique()) if group in timings])
-        found = [judge(g, settings, context) for judge in CLAIMS.values()]
+        found = [judge(g, settings, context) for judge in (judges or CLAIMS).values()]
         claims += found
         power.append(
             {
@@ -584,10 +589,18 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def markdown(result: dict, provenance: dict) -> str:
+EMBEDDED_SOURCES = "metrics.csv, the evaluations' saved features and the throughput timings by `elt.harness.audit`"
+
+
+def markdown(
+    result: dict,
+    provenance: dict,
+    title: str = "Audit of the ELT paper's claims at this suite's scale",
+    sources: str = EMBEDDED_SOURCES,
+) -> str:
     s, iv = result["settings"], result["interval"]
     lines = [
-        "# Audit of the ELT paper's claims at this suite's scale",
+        f"# {title}",
         "",
         "Primary metric per modality: "
         + ", ".join(f"**{v}** ({k})" for k, v in result["primary_metric"].items())
@@ -601,8 +614,7 @@ def markdown(result: dict, provenance: dict) -> str:
         f"Intervals: {iv['method']}, {iv['rounds']} rounds, seed {iv['seed']}; throughput: {iv['throughput']}.",
         f"Training noise: {'; '.join(iv['training_noise'])}.",
         "",
-        f"Commit {provenance.get('git_commit', '?')}; generated from metrics.csv, the evaluations' saved features and "
-        "the throughput timings by `elt.harness.audit`.",
+        f"Commit {provenance.get('git_commit', '?')}; generated from {sources}.",
         "",
         "| comparison | claim | statistic | estimate [interval] | region | verdict | why | to decide |",
         "|---|---|---|---|---|---|---|---|",

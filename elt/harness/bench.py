@@ -85,10 +85,18 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn, device) -> float:
+    """Seconds of one call, to its end on the device: CUDA events on a GPU (no host timer between a launch and
+    its kernels), perf_counter elsewhere."""
     _sync(device)
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
     started = time.perf_counter()
     fn()
-    _sync(device)
     return time.perf_counter() - started
 
 
@@ -140,18 +148,23 @@ def _member(lay: Layout, family: str, shape: dict):
     return cfg, generator, build(generator.net_config(1000, n, loops))
 
 
-def _train_step(runtime: Runtime, family: str, generator, net, batch: int):
-    """One step of elt.train's loop on random tokens (draw, forward and backward of the real loss, clipping,
-    AdamW, EMA): returns a closure."""
+def random_tokens(generator, net, batch: int):
+    """A batch of random tokens and labels for a masked generator's network."""
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, generator.codec.vocab_size, (batch, net.cfg.seq_len), generator=gen)
+    return tokens, torch.randint(0, net.cfg.num_classes, (batch,), generator=gen)
+
+
+def train_step(runtime: Runtime, family: str, generator, net, tokens, labels, l_min: int = 1):
+    """One step of elt.train's loop on the given batch (draw, forward and backward of the real loss,
+    clipping, AdamW, EMA): returns a closure."""
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=runtime.device.type == "cuda")
     ema = EMA(net, 0.9999)
     gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, generator.codec.vocab_size, (batch, net.cfg.seq_len), generator=gen)
-    labels = torch.randint(0, 1000, (batch,), generator=gen)
-    model, micro = runtime.prepare(net, train=True), runtime.micro_batch(batch)
+    model, micro = runtime.prepare(net, train=True), runtime.micro_batch(len(labels))
 
     def step():
-        inputs, l_int = ilsd.draw(generator, runtime.to(tokens, labels), family, 1, net.cfg.loops, gen)
+        inputs, l_int = ilsd.draw(generator, runtime.to(tokens, labels), family, l_min, net.cfg.loops, gen)
         opt.zero_grad(set_to_none=True)
         optimisation_step(model, generator, inputs, l_int, net.cfg.loops, 0.5, micro, runtime)
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -163,7 +176,8 @@ def _train_step(runtime: Runtime, family: str, generator, net, batch: int):
 
 def _counted_flops(runtime_cfg: RuntimeConfig, family: str, generator, net, batch: int) -> int:
     """FLOPs of one training step, counted once on the eager network (a compiled one would count its graphs)."""
-    step = _train_step(Runtime(dataclasses.replace(runtime_cfg, compile=False)), family, generator, net, batch)
+    runtime = Runtime(dataclasses.replace(runtime_cfg, compile=False))
+    step = train_step(runtime, family, generator, net, *random_tokens(generator, net, batch))
     step()  # creates the optimiser state outside the counter
     counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION)
     with counter:
@@ -177,7 +191,7 @@ def _peak_memory_alone(runtime: Runtime, family: str, generator, net, batch: int
     if runtime.device.type != "cuda":
         return None
     net.to(runtime.device)
-    step = _train_step(runtime, family, generator, net, batch)
+    step = train_step(runtime, family, generator, net, *random_tokens(generator, net, batch))
     step()
     torch.cuda.synchronize(runtime.device)
     torch.cuda.reset_peak_memory_stats(runtime.device)
@@ -206,7 +220,9 @@ def bench(
             flops[family] = _counted_flops(runtime_cfg, family, generator, net, shape["train_batch"])
             memory[family] = _peak_memory_alone(runtime, family, generator, net, shape["train_batch"])
         for family, (_, generator, net) in members.items():
-            steps[family] = _train_step(runtime, family, generator, net, shape["train_batch"])
+            steps[family] = train_step(
+                runtime, family, generator, net, *random_tokens(generator, net, shape["train_batch"])
+            )
         timed = interleaved(steps, device, repeats, warmup)
         train = {}
         for family, seconds in timed.items():

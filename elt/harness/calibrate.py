@@ -21,6 +21,8 @@ from elt.errors import UserError
 from elt.files import atomic_path
 from elt.harness.audit import median_interval
 from elt.harness.bench import interleaved
+from elt.harness.check import protocol_of
+from elt.harness.schema import PAPER_PRIMARY
 from elt.provenance import provenance
 from elt.runs import load_checkpoint
 from elt.runtime import Runtime
@@ -75,8 +77,11 @@ def measure_latency(
     return pd.DataFrame(rows)
 
 
-def join_quality(latency: pd.DataFrame, metrics: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
-    """Each timed (run, L) with its quality: `metric`, or each row's modality's primary metric, with its interval."""
+def join_quality(
+    latency: pd.DataFrame, metrics: pd.DataFrame, metric: str | None = None, primary: dict = PRIMARY
+) -> pd.DataFrame:
+    """Each timed (run, L) with its quality: `metric`, or each row's modality's primary metric, with its interval
+    (the columns <metric>_ci_low and _ci_high, where the results have them)."""
     missing = set(zip(metrics.run, metrics.loops_eval)) - set(zip(latency.run, latency.loops_eval))
     if missing:
         run, loops = sorted(missing)[0]
@@ -86,7 +91,7 @@ def join_quality(latency: pd.DataFrame, metrics: pd.DataFrame, metric: str | Non
         )
     rows = []
     for _, m in metrics.iterrows():
-        name = metric or PRIMARY[m.modality]
+        name = metric or primary[m.modality]
         if name not in m or pd.isna(m[name]):
             raise UserError(
                 f"metrics have no {name!r} for {m.run} at L = {m.loops_eval}: pick --metric from its columns"
@@ -143,7 +148,7 @@ def markdown(table: pd.DataFrame, picks: pd.DataFrame, budget_ms: float | None) 
         lines.append(
             f"| {r.dataset} | {r.generator} | {r.batch_size} | {r.run} | {r.layout} | {r.latency_ms:.2f} "
             f"[{r.latency_ms_low:.2f}, {r.latency_ms_high:.2f}] | {r.metric} | {r.quality:.3g} "
-            f"[{r.quality_low:.3g}, {r.quality_high:.3g}] | {'yes' if r.pareto else ''} |"
+            f"{_interval(r.quality_low, r.quality_high)} | {'yes' if r.pareto else ''} |"
         )
     if budget_ms is not None:
         lines += ["", f"## Within {budget_ms:g} ms per batch", ""]
@@ -155,6 +160,10 @@ def markdown(table: pd.DataFrame, picks: pd.DataFrame, budget_ms: float | None) 
                 f"{r.latency_ms:.2f} ms, {r.metric} {r.quality:.3g}"
             )
     return "\n".join(lines) + "\n"
+
+
+def _interval(low, high) -> str:
+    return "" if pd.isna(low) or pd.isna(high) else f"[{low:.3g}, {high:.3g}]"
 
 
 def plot(table: pd.DataFrame, out_png: Path) -> None:
@@ -216,7 +225,22 @@ def calibrate(
         latency = measure_latency(
             {r: str(p) for r, p in checkpoints.items()}, loops, list(batch_sizes), repeats, warmup
         )
-    table = join_quality(latency, metrics, metric)
+    primary = PAPER_PRIMARY if protocol_of(metrics) == "paper" else PRIMARY
+    return write_calibration(latency, metrics, out_dir, budget_ms, metric, {"metrics": metrics_csv}, primary)
+
+
+def write_calibration(
+    latency: pd.DataFrame,
+    metrics: pd.DataFrame,
+    out_dir: str,
+    budget_ms: float | None = None,
+    metric: str | None = None,
+    sources: dict | None = None,
+    primary: dict = PRIMARY,
+) -> pd.DataFrame:
+    """calibration.md, .csv and .png and latency.csv in out_dir, from timings and the results' quality: all or
+    nothing. Returns the calibration table."""
+    table = join_quality(latency, metrics, metric, primary)
     table["pareto"] = pareto(table)
     picks = recommend(table, budget_ms) if budget_ms is not None else table.iloc[0:0]
     out = Path(out_dir)
@@ -229,5 +253,5 @@ def calibrate(
     with atomic_path(out / "calibration.md") as tmp:
         Path(tmp).write_text(markdown(table, picks, budget_ms))
     with atomic_path(out / "provenance.json") as tmp:
-        Path(tmp).write_text(json.dumps({"metrics": metrics_csv, "budget_ms": budget_ms, **provenance()}, indent=2))
+        Path(tmp).write_text(json.dumps({**(sources or {}), "budget_ms": budget_ms, **provenance()}, indent=2))
     return table

@@ -143,6 +143,56 @@ def reference_from_table(table: pd.DataFrame, baseline_seed: int, k: float | Non
     return reference
 
 
+def protocol_of(df: pd.DataFrame) -> str:
+    """embedded (metrics.csv) or paper (paper_metrics.csv, whose rows say so)."""
+    return "paper" if "protocol" in df.columns and (df["protocol"] == "paper").all() else "embedded"
+
+
+SEED_NOISE = {"kind": "seeds", "statement": "training seeds: each seed's values, so the tolerances hold training noise"}
+
+
+def sampling_noise(replicates: int, samples: int) -> dict:
+    return {
+        "kind": "sampling",
+        "replicates": replicates,
+        "statement": f"sampling noise only: {replicates} bootstrap replicates of each row's {samples} samples stand "
+        "in for seeds (one training seed). Training noise is not in the tolerances: a change that retrains the "
+        "models moves its numbers by training noise too, which this reference cannot tell from a regression; "
+        "build it from several seeds where they are affordable",
+    }
+
+
+def sampling_table(df: pd.DataFrame, replicates: int, seed: int = 0) -> pd.DataFrame:
+    """A one-seed paper results table -> a long table (see seed_table) whose 'seeds' are bootstrap replicates
+    of each row's samples, resampled from the saved features (elt.eval.paper.PaperFeatures): the paper's
+    Frechet metrics and the Inception Score, each replicate set scaled so its mean is the measured value
+    (resampling repeats samples, which biases a Frechet distance upward)."""
+    from elt.eval.paper import PaperFeatures
+
+    if replicates < 3:
+        raise UserError(f"--replicates {replicates}: a sampling-noise reference needs at least 3 (e.g. 20)")
+    features = PaperFeatures.of_table(df, "the paper results")
+    rng, rows = np.random.default_rng(seed), []
+    for _, row in df.iterrows():
+        run, loops = row["run"], int(row["loops_eval"])
+        draws = rng.integers(0, int(row["n_samples"]), (replicates, int(row["n_samples"])))
+        found = {}
+        for metric in ("fid_adm", "fid_clean", "fvd"):
+            if pd.notna(row.get(metric)) and features.has(run, loops, metric):
+                found[metric] = features.frechet(run, loops, metric, draws)
+        scores = features.inception_scores(run, loops, draws)
+        if scores is not None:
+            found["inception_score"] = scores
+        for metric, (point, values) in found.items():
+            values = values * (point / values.mean())
+            stem = SEED.sub("", run)
+            rows += [
+                {"stem": stem, "loops": loops, "seed": r, "metric": metric, "value": float(v)}
+                for r, v in enumerate(values)
+            ]
+    return pd.DataFrame(rows, columns=["stem", "loops", "metric", "seed", "value"])
+
+
 def build_reference(
     metric_files: list[str],
     baseline_seed: int,
@@ -151,11 +201,36 @@ def build_reference(
     provenance: dict,
     false_alarm_rate: float = 0.01,
     record: dict | None = None,
+    replicates: int = 20,
 ) -> dict:
-    table = seed_table(pd.concat([read_metrics(f) for f in metric_files], ignore_index=True))
-    reference = reference_from_table(table, baseline_seed, k, false_alarm_rate)
+    """A reference from several seeds' results; paper results of one seed take their sampling noise from
+    `replicates` bootstrap replicates of their saved features instead, and say so."""
+    df = pd.concat([read_metrics(f) for f in metric_files], ignore_index=True)
+    protocol, noise = protocol_of(df), SEED_NOISE
+    seeds = df["run"].str.extract(SEED, expand=False)
+    if protocol == "paper" and seeds.nunique() == 1 and seeds.notna().all():
+        table = sampling_table(df, replicates)
+        reference = reference_from_table(table, 0, k, false_alarm_rate)
+        reference["entries"] = {  # the replicates' entries under the run's own name, its measured value as value
+            run: {
+                str(int(row["loops_eval"])): {
+                    metric: {**entry, "value": float(row[metric])}
+                    for metric, entry in reference["entries"][f"{SEED.sub('', run)}-s0"][
+                        str(int(row["loops_eval"]))
+                    ].items()
+                }
+                for _, row in rows.iterrows()
+            }
+            for run, rows in df.groupby("run")
+        }
+        noise = sampling_noise(replicates, int(df["n_samples"].min()))
+    else:
+        table = seed_table(df)
+        reference = reference_from_table(table, baseline_seed, k, false_alarm_rate)
     return {
         "profile": profile,
+        "protocol": protocol,
+        "noise": noise,
         **reference,
         "validation": validate(table, k, false_alarm_rate),
         "record": record or {},
@@ -552,7 +627,7 @@ def report(reference: dict, df: pd.DataFrame, result: CheckResult, reference_pat
     """What `elt check` prints: the per-row and aggregate tables with how they were tested, a bit-level
     comparison when `measured` (the run's provenance) repeats the reference's set-up, and a verdict line."""
     show = dict(index=False, float_format=lambda v: f"{v:.4g}")
-    lines = []
+    lines = [f"Tolerances from {reference['noise']['statement']}"] if "noise" in reference else []
     if reference.get("format") != FORMAT:
         lines += [
             result.rows.rename(columns={"seed_mean": "reference"}).to_string(**show),
@@ -620,6 +695,13 @@ def check_files(reference_path: str, metrics_path: str, provenance_path: str | N
     per-seed reference, the run's provenance (given, else beside the metrics) adds the bit-level comparison."""
     reference = read_json(reference_path, "reference", "build one with 'elt reference' or fix the path")
     df = read_metrics(metrics_path)
+    made_by, measured_by = reference.get("protocol", "embedded"), protocol_of(df)
+    if made_by != measured_by:
+        raise UserError(
+            f"reference {reference_path!r} was made from {made_by}-protocol results and {metrics_path!r} holds "
+            f"{measured_by}-protocol ones: check against a reference of the same protocol (elt reference on "
+            f"{'paper_metrics.csv' if measured_by == 'paper' else 'metrics.csv'})"
+        )
     result = check(reference, df)
     measured = None
     if reference.get("format") == FORMAT:

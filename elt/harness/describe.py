@@ -22,11 +22,7 @@ def describe_profile(profile: dict) -> list[dict]:
     on the meta device, so paper-scale grids take seconds and no memory, and no data or weights are read."""
     rows, paper = [], paper_rows(profile)
     for run, run_cfg in expand(profile).items():
-        cfg = from_dict(run_cfg)
-        parts = assemble(cfg, codec=untrained_tokenizer(cfg, profile))
-        with torch.device("meta"):
-            net = build(parts.net_cfg)
-        passes = parts.cfg.sampling_steps * (2 if parts.cfg.guidance != 1.0 else 1)
+        parts, net = meta_network(run_cfg, profile)
         params = count_params(net)["unique_params"]
         reported = (paper.get(run) or {}).get("params")
         rows.append(
@@ -38,12 +34,27 @@ def describe_profile(profile: dict) -> list[dict]:
                 "dim": net.cfg.dim,
                 "layout": f"{net.cfg.n_unique}N x {net.cfg.loops}L",
                 "unique_params": params,
-                "gflops_per_sample": measured_flops(net, net.cfg.loops) * passes / 1e9,
+                "gflops_per_sample": gflops_per_sample(
+                    net, net.cfg.loops, parts.cfg.sampling_steps, parts.cfg.guidance
+                ),
                 "paper_params": reported,
                 "params_vs_paper": (params / reported - 1) if reported else None,
             }
         )
     return rows
+
+
+def meta_network(run_cfg: dict, profile: dict):
+    """(Parts, network on the meta device) of a run of the profile: its shapes, without weights or data."""
+    cfg = from_dict(run_cfg)
+    parts = assemble(cfg, codec=untrained_tokenizer(cfg, profile))
+    with torch.device("meta"):
+        return parts, build(parts.net_cfg)
+
+
+def gflops_per_sample(net, loops: int, sampling_steps: int, guidance: float) -> float:
+    """One sample's GFLOPs: a forward at `loops` per sampling step, twice under classifier-free guidance."""
+    return measured_flops(net, loops) * sampling_steps * (2 if guidance != 1.0 else 1) / 1e9
 
 
 def untrained_tokenizer(cfg, profile: dict):

@@ -11,7 +11,8 @@ import pandas as pd
 from elt.eval.guidance_sweep import picked_guidance
 from elt.eval.paper import STATS_REFERENCE
 from elt.files import atomic_path
-from elt.harness.grid import expand, paper_rows, trained_loops
+from elt.harness.describe import gflops_per_sample, meta_network
+from elt.harness.grid import expand, group_name, paper_rows, trained_loops
 
 PAPER_TABLE_METRICS = ("fid_adm", "fid_clean", "inception_score", "fvd")
 # beside a video row's FVD: its std over repeats, and the reconstruction FVD (the tokenizer's floor)
@@ -69,10 +70,13 @@ def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv:
     runs, reported = expand(profile), paper_rows(profile)
     swept = settings.get("guidance_sweep") is not None
     picks = {}  # run -> its sweep's pick, read once
+    networks = {}  # run -> its network on the meta device: the FLOPs of a sample at each (L, steps, guidance)
     rows = []
     for path in record_paths:
         record = json.loads(Path(path).read_text())
         cfg = runs[record["run"]]
+        if record["run"] not in networks:
+            networks[record["run"]] = meta_network(cfg, profile)[1]
         train_record = json.loads((Path(profile["work"]) / "runs" / record["run"] / "train.json").read_text())
         paper = paper_row_at(reported.get(record["run"], {}), record["loops"], trained_loops(cfg))
         reasons = not_comparable(record, cfg, paper, swept)
@@ -81,17 +85,27 @@ def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv:
             picks[record["run"]] = picked_guidance(
                 str(Path(profile["work"]) / "paper/sweep" / record["run"] / "pick.json")
             )
+        video = "fvd" in record
         rows.append(
             {
+                "protocol": "paper",
                 "run": record["run"],
+                "group": group_name(cfg),
                 "family": cfg["model"]["family"],
+                "generator": cfg["model"]["generator"],
+                "modality": "video" if video else "image",
+                "dataset": cfg["data"]["dataset"],
                 "width": cfg["model"]["width"],
-                "n_unique": cfg["model"]["n_unique"],
+                "n_unique": networks[record["run"]].cfg.n_unique,  # the network's unique layers, as in metrics.csv
                 "loops_train": cfg["model"]["loops"],
-                "loops": record["loops"],
+                "loops_eval": record["loops"],
+                "depth": networks[record["run"]].cfg.n_unique * record["loops"],
                 "unique_params": train_record["unique_params"],
+                "gflops_per_sample": gflops_per_sample(
+                    networks[record["run"]], record["loops"], record["sampling_steps"], record["guidance"]
+                ),
                 "steps": train_record["steps"],
-                "num_samples": record["num_samples"],
+                "n_samples": record["num_samples"],
                 "sampling_steps": record["sampling_steps"],
                 "guidance": record["guidance"],
                 "guidance_from": "sweep" if swept and picks[record["run"]] == record["guidance"] else "config",
@@ -104,6 +118,8 @@ def paper_table(record_paths: list[str], profile: dict, settings: dict, out_csv:
                 "comparable": "yes" if not reasons else "no: " + "; ".join(reasons),
                 "paper_params": paper.get("params"),  # a count, comparable whatever the protocol
                 **{f"paper_{m}": beside.get(m) for m in ("fid", "is", "fvd")},
+                "seed": cfg["seed"],
+                "features": record.get("features"),  # what the audit and a regression reference resample
             }
         )
     with atomic_path(out_csv) as tmp:

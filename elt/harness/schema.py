@@ -11,7 +11,13 @@ QUALITY = {
     "fvd": "lower",
     "fvd_domain": "lower",
     "class_accuracy": "higher",
+    # the paper protocol's (paper_metrics.csv)
+    "fid_adm": "lower",
+    "fid_clean": "lower",
+    "inception_score": "higher",
 }
+# The audit's primary metric per modality under the paper protocol (paper_metrics.csv): the paper's own.
+PAPER_PRIMARY = {"image": "fid_adm", "video": "fvd"}
 INTERVALS = [f"{m}{end}" for m in ("fid", "fd_domain", "fvd", "fvd_domain") for end in ("", "_ci_low", "_ci_high")]
 # What an evaluation record contributes to a row of metrics.csv or loop_plans.csv.
 EVALUATION_FIELDS = ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")

@@ -2,8 +2,10 @@
 # codec, a guidance sweep per run where the profile asks for one (elt.eval.guidance_sweep), samples
 # generated in shards, FID (ADM's and clean resize) against ADM's reference batch and the Inception Score
 # for images (elt.eval.paper), FVD under the profile's FVD protocol for videos with the tokenizer's
-# reconstruction FVD beside it (elt.eval.fvd), and one table beside the paper's reported numbers.
-# Settings: the profile's paper_protocol section.
+# reconstruction FVD beside it (elt.eval.fvd), and one table beside the paper's reported numbers; then the
+# audit of the paper's claims from the saved features (elt.harness.paper_audit), the efficiency claims timed
+# on the profile's device and the calibration joined from them (elt.harness.efficiency), and the regression
+# check against a paper-protocol reference. Settings: the profile's paper_protocol section.
 from elt.config import VIDEO_DATASETS
 from elt.eval.guidance_sweep import SEED_OFFSET, paper_settings, scale_name
 
@@ -26,8 +28,16 @@ def shard_configs():
     return {Path(cfg["codec"]["shards"]).name: cfg for cfg in RUNS.values() if cfg["codec"]["shards"]}
 
 
+EFFICIENCY = PAPER["efficiency"]
+
+
 def paper_outputs():
-    return [f"{RESULTS}/paper_metrics.csv"] + ([f"{RESULTS}/guidance_sweep.csv"] if SWEEP else [])
+    return (
+        [f"{RESULTS}/paper_metrics.csv", f"{RESULTS}/audit.md"]
+        + ([f"{RESULTS}/guidance_sweep.csv"] if SWEEP else [])
+        + ([f"{RESULTS}/calibration/calibration.md"] if EFFICIENCY else [])
+        + ([f"{RESULTS}/check.txt"] if config["reference"] else [])
+    )
 
 
 def guidance_pick(wc):
@@ -197,7 +207,8 @@ rule paper_metrics:
         shards=sample_shards,
         fvd_reference=fvd_reference_input,
     output:
-        f"{WORK}/paper/eval/{{run}}/L{{loops}}.json",
+        record=f"{WORK}/paper/eval/{{run}}/L{{loops}}.json",
+        features=f"{WORK}/paper/eval/{{run}}/L{{loops}}_features.npz",  # what the audit and a reference resample
     params:
         settings=PAPER,
         sweep=False,
@@ -223,3 +234,68 @@ rule paper_table:
         f"{WORK}/logs/paper_table.log",
     script:
         "../scripts/paper_table.py"
+
+
+rule efficiency:
+    input:
+        checkpoints=[f"{WORK}/runs/{run}/checkpoint.pt" for run in RUNS],
+        records=rules.paper_table.output,  # after every sampling job: nothing else runs beside the timings
+    output:
+        f"{RESULTS}/efficiency.json",
+    params:
+        settings=EFFICIENCY,
+        runs=list(RUNS),  # in the order of input.checkpoints
+        targets=TARGETS,
+        seed=PAPER["sample_seed"],
+    threads: machine_cores()  # the whole machine: no other job runs beside the timings
+    resources:
+        gpu=min(1, config["resources"]["gpu"]),
+    log:
+        f"{WORK}/logs/efficiency.log",
+    script:
+        "../scripts/efficiency.py"
+
+
+rule paper_audit:
+    input:
+        table=rules.paper_table.output,
+        features=[f"{WORK}/paper/eval/{run}/L{loops}_features.npz" for run, loops in TARGETS],
+        efficiency=rules.efficiency.output if EFFICIENCY else [],
+    output:
+        md=f"{RESULTS}/audit.md",
+        json=f"{RESULTS}/audit.json",
+    params:
+        settings={**config["audit"], **PAPER["audit"]},
+    threads: config["threads"]
+    log:
+        f"{WORK}/logs/paper_audit.log",
+    script:
+        "../scripts/paper_audit.py"
+
+
+rule calibration:
+    input:
+        efficiency=rules.efficiency.output,
+        table=rules.paper_table.output,
+        audit=rules.paper_audit.output.json,  # each (run, L)'s quality interval
+    output:
+        md=f"{RESULTS}/calibration/calibration.md",
+        table=f"{RESULTS}/calibration/calibration.csv",
+        plot=f"{RESULTS}/calibration/calibration.png",
+        latency=f"{RESULTS}/calibration/latency.csv",
+    log:
+        f"{WORK}/logs/calibration.log",
+    script:
+        "../scripts/calibration.py"
+
+
+rule check:
+    input:
+        metrics=rules.paper_table.output[0],
+        reference=config["reference"] or [],
+    output:
+        f"{RESULTS}/check.txt",
+    log:
+        f"{WORK}/logs/check.log",
+    script:
+        "../scripts/check.py"
