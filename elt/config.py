@@ -23,14 +23,26 @@ from elt.runtime import check as check_runtime
 GENERATORS = ("masked", "diffusion")
 ACTIVATIONS = ("gelu", "gelu_tanh")
 FAMILIES = ("elt", "looped", "unshared", "shallow")
-DATASETS = ("digits", "folder", "moving_digits", "ucf101", "imagenet")
+DATASETS = (
+    "digits",
+    "shapes",
+    "tiles",
+    "automata",
+    "folder",
+    "moving_digits",
+    "moving_shapes",
+    "moving_tiles",
+    "ucf101",
+    "imagenet",
+)
 PRETRAINED_CODECS = {"sd_vae": "diffusion", "maskgit_vqgan": "masked"}  # codec -> the generator it serves
-VIDEO_DATASETS = ("moving_digits", "ucf101")
+VIDEO_DATASETS = ("moving_digits", "moving_shapes", "moving_tiles", "ucf101")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # digits | folder (class-per-folder images) | moving_digits | ucf101 (videos) | imagenet
+    dataset: str = "digits"  # digits | shapes (elt.data.shapes) | folder (class-per-folder images) | moving_digits |
+    # moving_shapes | ucf101 (videos) | imagenet
     path: str | None = (
         None  # folder: root with one sub-folder per class; ucf101: the UCF-101 root; imagenet: train/ and val/
     )

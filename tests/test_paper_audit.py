@@ -244,3 +244,23 @@ def test_a_one_seed_paper_reference_takes_its_tolerances_from_sampling_noise(tmp
     with pytest.raises(UserError, match="at least 3"):
         sampling_table(table, replicates=2)
     assert math.isfinite(reference["k"])
+
+
+def test_paper_results_of_several_seeds_make_a_reference_of_their_seed_noise(tmp_path):
+    from elt.harness.check import build_reference
+
+    paths = []
+    for seed, scale in ((0, 1.0), (1, 1.1), (2, 0.95)):
+        table = image_results(tmp_path, {})
+        table = table.assign(
+            run=table.run.str.replace("-s0", f"-s{seed}"),
+            group=f"g-T-1x2-s{seed}",
+            seed=seed,
+            fid_adm=table.fid_adm * scale,
+            features=None,  # several seeds: their spread is the noise, no features needed
+        )
+        paths.append(tmp_path / f"s{seed}.csv")
+        table.to_csv(paths[-1], index=False)
+    reference = build_reference([str(p) for p in paths], 0, None, "tiny", {})
+    assert reference["protocol"] == "paper" and reference["noise"]["kind"] == "seeds"
+    assert reference["seeds"] == [0, 1, 2] and set(reference["entries"]) == {"g-elt-T-1x2-s0", "g-unshared-T-1x2-s0"}

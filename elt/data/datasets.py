@@ -2,8 +2,10 @@
 
 - digits: scikit-learn's 8x8 handwritten digits (ship with the package: no download), intensities
   0..16 stored as round(v * 255 / 16) so 17 token levels recover them exactly.
+- shapes: scenes whose class is a rule over all their parts (elt.data.shapes), made from a seed.
 - folder: a class-per-folder tree of PNG/JPEG/BMP images of any size, resized to data.image_size.
-- moving_digits: one clip per digit (elt.data.video), so the clips split exactly as the digits do.
+- moving_digits: one clip per digit (elt.data.video), so the clips split exactly as the digits do;
+  moving_shapes: one clip per scene, moved the same way.
 - ucf101: the official train/test lists of data.fold (elt.data.video); the test list is the held-out set.
 - imagenet: train/ and val/ with one folder per class (val is the held-out set), ADM's center crop to
   data.image_size; only ever streamed (`Stream`) into pre-encoded shards (elt.data.shards), never loaded whole.
@@ -21,9 +23,12 @@ from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
 from elt.config import DataConfig
+from elt.data import shapes
 from elt.data.video import moving_digits, read_clip, read_frames, read_ucf101, read_windows, ucf101_index
 from elt.errors import UnreadableExample, UserError
 
+SCENES = ("shapes", "moving_shapes", "tiles", "moving_tiles", "automata")  # elt.data.shapes
+EMBEDDED = ("digits", "moving_digits", *SCENES)  # made here, grayscale
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 SPLITS = ("train", "held_out")
 
@@ -115,8 +120,15 @@ def load(cfg: DataConfig, split: str) -> Dataset:
         raise UserError(
             "imagenet is never loaded whole: pre-encode it with 'elt encode' and set codec.shards to the shard folder"
         )
-    images, labels, classes = _digits() if cfg.dataset in ("digits", "moving_digits") else _folder(cfg)
-    if cfg.dataset in ("digits", "moving_digits") and cfg.channels != 1:
+    if cfg.dataset in ("digits", "moving_digits"):
+        images, labels, classes = _digits()
+    elif cfg.dataset in SCENES:
+        make, names, _ = shapes.KINDS[shapes.kind_of(cfg.dataset)]
+        scenes, labels = make(cfg.split_seed)
+        images, classes = scenes[:, None, None], list(names)
+    else:
+        images, labels, classes = _folder(cfg)
+    if cfg.dataset in EMBEDDED and cfg.channels != 1:
         raise UserError(f"{cfg.dataset} are grayscale: set data.channels to 1")
     idx = np.arange(len(labels))
     train_idx, held_idx = train_test_split(
@@ -124,7 +136,7 @@ def load(cfg: DataConfig, split: str) -> Dataset:
     )
     chosen = np.sort(train_idx if split == "train" else held_idx)
     sha = hashlib.sha256(np.sort(held_idx).tobytes()).hexdigest()[:16]
-    if cfg.dataset == "moving_digits":
+    if cfg.dataset in ("moving_digits", "moving_shapes", "moving_tiles"):
         clips = moving_digits(images[chosen, 0, 0], cfg.frames, cfg.image_size, cfg.split_seed, ids=chosen)
         return Dataset(clips, labels[chosen], classes, sha)
     return Dataset(images[chosen], labels[chosen], classes, sha)
@@ -236,7 +248,7 @@ class Stream:
 def data_shape(cfg) -> tuple[int, int, int, int]:
     """(T, C, H, W) of one example of a run config's data, known from the config alone."""
     d = cfg.data
-    side = 8 if d.dataset == "digits" else d.image_size
+    side = 8 if d.dataset in ("digits", "shapes", "tiles", "automata") else d.image_size
     return (d.frames if d.is_video else 1, d.channels, side, side)
 
 
@@ -245,6 +257,8 @@ def num_classes(cfg) -> int:
         return cfg.data.num_classes
     if cfg.data.dataset in ("digits", "moving_digits"):
         return 10
+    if cfg.data.dataset in SCENES:
+        return len(shapes.KINDS[shapes.kind_of(cfg.data.dataset)][1])
     if cfg.data.dataset == "ucf101":
         return len(ucf101_index(cfg.data.path, "test", cfg.data.fold)[1])
     root = Path(cfg.data.path) / ("train" if cfg.data.dataset == "imagenet" else "")
