@@ -213,6 +213,7 @@ def test_the_latency_table_is_the_median_of_the_timings_with_its_order_statistic
         ({"batch_size": 8}, "takes batch_sizes, repeats, warmup, train_batch"),
         ({"batch_sizes": []}, "list of positive integers"),
         ({"batch_sizes": [1, 0]}, "list of positive integers"),
+        ({"batch_sizes": [True]}, "list of positive integers"),
         ({"repeats": 2}, "repeats must be an integer >= 3"),
         ({"train_batch": True}, "train_batch must be an integer >= 1"),
     ],

@@ -44,7 +44,11 @@ def efficiency_settings(section) -> dict | None:
         raise UserError(f"paper_protocol.efficiency takes {', '.join(SETTINGS)}: {example}")
     settings = {**SETTINGS, **section}
     sizes = settings["batch_sizes"]
-    if not isinstance(sizes, list) or not sizes or any(not isinstance(b, int) or b < 1 for b in sizes):
+    if (
+        not isinstance(sizes, list)
+        or not sizes
+        or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in sizes)
+    ):
         raise UserError(f"paper_protocol.efficiency.batch_sizes must be a list of positive integers: {example}")
     for key, least in (("repeats", 3), ("warmup", 0), ("train_batch", 1)):
         value = settings[key]
