@@ -49,7 +49,9 @@ DATASETS = {
 }
 
 
-def run_configs(group: str, dataset: str, steps: int | None, sampling_steps: int | None = None) -> dict[str, dict]:
+def run_configs(
+    group: str, dataset: str, steps: int | None, sampling_steps: int | None = None, width: str | None = None
+) -> dict[str, dict]:
     """The default profile's shallow and unshared runs of `group`, on the candidate data set."""
     profile = yaml.safe_load((ROOT / "config/default.yaml").read_text())
     profile["datasets"] = {dataset: DATASETS[dataset]}
@@ -61,6 +63,8 @@ def run_configs(group: str, dataset: str, steps: int | None, sampling_steps: int
         run["train"]["steps"] = steps
     if sampling_steps:
         run[run["model"]["generator"]]["sampling_steps"] = sampling_steps
+    if width:
+        run["model"]["width"] = width
     return expand(profile)
 
 
@@ -91,7 +95,9 @@ def interval(
 
 
 def name_of(args) -> str:
-    return f"{args.group}-{args.dataset}-{args.steps or 'group'}-{args.sampling_steps or 'group'}"
+    return (
+        f"{args.group}-{args.dataset}-{args.steps or 'group'}-{args.sampling_steps or 'group'}-{args.width or 'group'}"
+    )
 
 
 def main() -> None:
@@ -100,12 +106,13 @@ def main() -> None:
     p.add_argument("--dataset", default="shapes", choices=sorted(DATASETS))
     p.add_argument("--steps", type=int, help="training steps instead of the group's")
     p.add_argument("--sampling-steps", type=int, help="sampling steps instead of the group's")
+    p.add_argument("--width", help="model width instead of the group's (elt.models.sizes)")
     p.add_argument("--num", type=int, default=400, help="samples per model")
     p.add_argument("--out", default="results/depth_probe")
     p.add_argument("--work", default="work/depth_probe", help="where the trainings and samples go")
     args = p.parse_args()
     out = Path(args.out)
-    runs = run_configs(args.group, args.dataset, args.steps, args.sampling_steps)
+    runs = run_configs(args.group, args.dataset, args.steps, args.sampling_steps, args.width)
     started = time.time()
     with ProcessPoolExecutor(2) as pool:
         paths = dict(
@@ -132,6 +139,7 @@ def main() -> None:
         "dataset": args.dataset,
         "steps": runs[next(iter(runs))]["train"]["steps"],
         "sampling_steps": args.sampling_steps,
+        "width": runs[next(iter(runs))]["model"]["width"],
         "samples": args.num,
         "rule_share": shares,
         "break_ratio_unshared_over_shallow": [ratio, low, high],
@@ -158,16 +166,16 @@ def write_table(out: Path) -> None:
         "break it, unshared / shallow, with a 95% bootstrap interval. Depth matters where the interval lies below "
         "0.8. Written by benchmarks/depth_probe.py.",
         "",
-        "| group | data set | training steps | sampling steps | samples | rule share, shallow | rule share, unshared "
-        "| break ratio unshared / shallow [95%] | minutes |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| group | data set | width | training steps | sampling steps | samples | rule share, shallow | rule share, "
+        "unshared | break ratio unshared / shallow [95%] | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in sorted(out.glob("*.json")):
         r = json.loads(path.read_text())
         ratio, low, high = r["break_ratio_unshared_over_shallow"]
         sampling = r.get("sampling_steps") or "the group's"
         lines.append(
-            f"| {r['group']} | {r['dataset']} | {r['steps']} | {sampling} | "
+            f"| {r['group']} | {r['dataset']} | {r.get('width', 'XS')} | {r['steps']} | {sampling} | "
             f"{r['samples']} | {r['rule_share']['shallow']:.3f} | {r['rule_share']['unshared']:.3f} | "
             f"{ratio:.2f} [{low:.2f}, {high:.2f}] | {r['minutes']:.1f} |"
         )

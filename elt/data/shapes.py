@@ -1,21 +1,22 @@
-"""Scenes whose class is a rule over all their parts: an embedded benchmark on which depth can matter.
+"""Scenes whose class is a rule over all their parts: candidate embedded benchmarks on which depth can matter.
 
-A scene is an 8 x 8 grayscale canvas holding k objects, each a 2 x 2 block of one intensity from a
-palette of six, every two objects at least one pixel apart (no shared edge or corner). The class is
-(k, relation): k in 2..5 objects, all of one intensity ("same") or each of its own ("distinct"): 8
-classes. Nothing local tells a class apart: every object is a valid object of every class; only the
-count and the intensity relation over the whole canvas decide it. A generator that gets a class right
-has related every part of the canvas to every other.
+Three kinds of 8 x 8 grayscale scenes, each made from a seed alone (scene i from a generator seeded by
+(seed, i)), each with an exact checker of its class's rule that any generator's output can be held to:
 
-`rule_holds` checks a sample exactly (any generator's output: pixels are snapped to the nearest of
-background and the palette first): the objects are the 8-connected components of non-background
-pixels; each must be a uniform 2 x 2 block, their number k, their intensities all equal or all different.
-The scenes themselves satisfy it by construction, and a test holds every one of them to it.
+- shapes: k 2 x 2 blocks (k in 2..5), every two at least one pixel apart, of one shade of a six-shade
+  palette ("same") or each of its own ("distinct"): 8 classes. Nothing local tells a class apart: only
+  the count and the shade relation over the whole canvas do.
+- tiles: a 4 x 4 grid of uniform 2 x 2 cells, invariant under the class's symmetries of the square
+  (mirrors, transposes, rotations and two pairs of them): 8 classes; cells of one orbit share a shade.
+- automata: the space-time diagram of an elementary cellular automaton (row 0 random, each next row the
+  class's rule applied to the last): 8 rules, composed seven times from the first row to the last.
 
-moving_shapes: the scene drifts over a larger canvas as one constellation, bouncing off the walls
-(elt.data.video.moving_digits moves it): the rule holds in every frame.
-
-Deterministic: scene i is drawn from a generator seeded by (seed, i).
+The checkers (`rule_holds`) snap pixels to the nearest intensity the kind uses first (a generator's
+near misses count as their nearest shade). The scenes satisfy their rules by construction, and the
+tests hold every one of them to it. moving_shapes and moving_tiles: the scene drifts over a larger
+canvas as one piece, bouncing off the walls (elt.data.video.moving_digits moves it); the rule holds in
+every frame. benchmarks/depth_probe.py measures whether depth matters on each
+(results/depth_probe/depth_probe.md).
 """
 
 from __future__ import annotations
@@ -107,16 +108,18 @@ TILE_CLASSES = [*TRANSFORMS, "mirror_lr+mirror_ud", "rotate_90+mirror_lr"]
 
 
 def _orbits(label: int) -> np.ndarray:
-    """(4, 4) orbit index of every cell under the class's transforms: cells of one orbit share a shade."""
-    names = TILE_CLASSES[label].split("+")
-    orbit = np.arange(CELLS * CELLS).reshape(CELLS, CELLS)
-    for _ in range(4):  # the group's closure: each pass merges orbits one transform apart
-        for name in names:
-            moved = TRANSFORMS[name](orbit)
-            orbit = np.minimum(orbit, moved)
-            for a, b in zip(orbit.ravel(), moved.ravel()):
-                orbit[orbit == max(a, b)] = min(a, b)
-    return orbit
+    """(4, 4): each cell's orbit under the group its class's transforms generate, named by the smallest cell
+    index in it (cells of one orbit share a shade)."""
+    start = np.arange(CELLS * CELLS).reshape(CELLS, CELLS)
+    group, frontier = {start.tobytes(): start}, [start]
+    while frontier:  # every composition of the transforms, until no new arrangement appears
+        grid = frontier.pop()
+        for name in TILE_CLASSES[label].split("+"):
+            moved = TRANSFORMS[name](grid)
+            if moved.tobytes() not in group:
+                group[moved.tobytes()] = moved
+                frontier.append(moved)
+    return np.min(np.stack(list(group.values())), axis=0)
 
 
 def tile_scene(label: int, rng: np.random.Generator) -> np.ndarray:
