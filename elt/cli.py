@@ -561,7 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="per layout and loop count: sampling latency measured on this device against quality from the results; "
         "the Pareto set, and the best choice within a latency budget",
     )
-    p.add_argument("--metrics", required=True, help="the results' metrics.csv (e.g. results/metrics.csv)")
+    p.add_argument(
+        "--metrics", required=True, help="the results' metrics.csv (e.g. results/metrics.csv) or paper_metrics.csv"
+    )
     p.add_argument("--runs", help="the runs' folder holding <run>/checkpoint.pt (e.g. work/default/runs): measure")
     p.add_argument("--latency", help="a latency.csv an earlier calibration measured: reuse it instead of measuring")
     p.add_argument(
@@ -570,7 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed repeats per setting (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed batches per setting first (default 1)")
     p.add_argument("--budget-ms", type=float, help="a latency budget per batch: the best choice within it")
-    p.add_argument("--metric", help="the quality column (default: fd_domain for images, fvd_domain for videos)")
+    p.add_argument(
+        "--metric",
+        help="the quality column (default: fd_domain for images, fvd_domain for videos; paper results: fid_adm, fvd)",
+    )
     p.add_argument("--out", required=True, help="folder for calibration.md, .csv, .png and latency.csv")
     p.set_defaults(func=cmd_calibrate)
 

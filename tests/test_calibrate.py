@@ -147,3 +147,23 @@ def test_elt_calibrate_times_tiny_runs_and_writes_the_table(tmp_path):
     without = subprocess.run([*command[:-2], "--out", str(tmp_path / "none")], capture_output=True, text=True)
     assert without.returncode == 2 and without.stderr.count("\n") == 1 and "needs timings" in without.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_paper_results_are_calibrated_on_the_papers_metrics(tmp_path):
+    metrics = metrics_rows(
+        [
+            {"run": "a", "family": "elt", "loops_eval": 2, "fid_adm": 2.1, "protocol": "paper"},
+            {"run": "b", "family": "unshared", "loops_eval": 1, "fid_adm": 2.0, "protocol": "paper"},
+        ]
+    )
+    metrics.to_csv(tmp_path / "paper_metrics.csv", index=False)
+    latency_rows(
+        [{"run": "a", "loops_eval": 2, "latency_ms": 9.0}, {"run": "b", "loops_eval": 1, "latency_ms": 12.0}]
+    ).to_csv(tmp_path / "latency.csv", index=False)
+    table = calibrate.calibrate(
+        str(tmp_path / "paper_metrics.csv"), str(tmp_path / "out"), latency_csv=str(tmp_path / "latency.csv")
+    )
+    assert (table.metric == "fid_adm").all() and table.pareto.all()  # faster or better: both on the front
+    assert (
+        "| fid_adm | 2.1 | yes |" in (tmp_path / "out/calibration.md").read_text()
+    )  # no interval where the results have none

@@ -147,7 +147,7 @@ def markdown(table: pd.DataFrame, picks: pd.DataFrame, budget_ms: float | None) 
     for _, r in table.sort_values(ALTERNATIVES + ["latency_ms"]).iterrows():
         lines.append(
             f"| {r.dataset} | {r.generator} | {r.batch_size} | {r.run} | {r.layout} | {r.latency_ms:.2f} "
-            f"[{r.latency_ms_low:.2f}, {r.latency_ms_high:.2f}] | {r.metric} | {r.quality:.3g} "
+            f"[{r.latency_ms_low:.2f}, {r.latency_ms_high:.2f}] | {r.metric} | {r.quality:.3g}"
             f"{_interval(r.quality_low, r.quality_high)} | {'yes' if r.pareto else ''} |"
         )
     if budget_ms is not None:
@@ -163,7 +163,7 @@ def markdown(table: pd.DataFrame, picks: pd.DataFrame, budget_ms: float | None) 
 
 
 def _interval(low, high) -> str:
-    return "" if pd.isna(low) or pd.isna(high) else f"[{low:.3g}, {high:.3g}]"
+    return "" if pd.isna(low) or pd.isna(high) else f" [{low:.3g}, {high:.3g}]"
 
 
 def plot(table: pd.DataFrame, out_png: Path) -> None:
