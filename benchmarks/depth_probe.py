@@ -153,7 +153,17 @@ def main() -> None:
     )
     (out / f"{name}.json").write_text(json.dumps(record, indent=2))
     write_table(out)
-    print((out / "depth_probe.md").read_text().splitlines()[-1])
+    print(table_line(record))
+
+
+def table_line(r: dict) -> str:
+    ratio, low, high = r["break_ratio_unshared_over_shallow"]
+    sampling = r.get("sampling_steps") or "the group's"
+    return (
+        f"| {r['group']} | {r['dataset']} | {r.get('width', 'XS')} | {r['steps']} | {sampling} | {r['samples']} | "
+        f"{r['rule_share']['shallow']:.3f} | {r['rule_share']['unshared']:.3f} | {ratio:.2f} [{low:.2f}, {high:.2f}] | "
+        f"{r['minutes']:.1f} |"
+    )
 
 
 def write_table(out: Path) -> None:
@@ -170,15 +180,7 @@ def write_table(out: Path) -> None:
         "unshared | break ratio unshared / shallow [95%] | minutes |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for path in sorted(out.glob("*.json")):
-        r = json.loads(path.read_text())
-        ratio, low, high = r["break_ratio_unshared_over_shallow"]
-        sampling = r.get("sampling_steps") or "the group's"
-        lines.append(
-            f"| {r['group']} | {r['dataset']} | {r.get('width', 'XS')} | {r['steps']} | {sampling} | "
-            f"{r['samples']} | {r['rule_share']['shallow']:.3f} | {r['rule_share']['unshared']:.3f} | "
-            f"{ratio:.2f} [{low:.2f}, {high:.2f}] | {r['minutes']:.1f} |"
-        )
+    lines += [table_line(json.loads(path.read_text())) for path in sorted(out.glob("*.json"))]
     (out / "depth_probe.md").write_text("\n".join(lines) + "\n")
 
 
