@@ -13,6 +13,7 @@ both equal to clean-fid's own.
 
 from __future__ import annotations
 
+import abc
 import importlib.util
 import math
 from pathlib import Path
@@ -232,15 +233,17 @@ def inception_features(
     return np.concatenate(features)[:n]
 
 
-class FrechetFeatures:
+class FrechetFeatures(abc.ABC):
     """Saved sample features and the reference statistics a Frechet distance was measured against: what the
     audit's bootstrap resamples. Subclasses say where the arrays are (samples, reference)."""
 
+    @abc.abstractmethod
     def samples(self, run: str, loops, metric: str) -> np.ndarray:
-        raise NotImplementedError
+        """The sample features (n, d) of (run, L) for a metric."""
 
+    @abc.abstractmethod
     def reference(self, run: str, loops, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """The reference's mean and covariance that metric of (run, L) was measured against."""
 
     def frechet(self, run: str, loops, metric: str, draws: np.ndarray) -> tuple[float, np.ndarray]:
         """(the distance of the saved features, the distances of draws (R, n): resamplings of them)."""
