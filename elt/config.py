@@ -41,8 +41,8 @@ VIDEO_DATASETS = ("moving_digits", "moving_shapes", "moving_tiles", "ucf101")
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # digits | shapes (elt.data.shapes) | folder (class-per-folder images) | moving_digits |
-    # moving_shapes | ucf101 (videos) | imagenet
+    dataset: str = "digits"  # digits | shapes | tiles | automata (elt.data.shapes) | folder (class-per-folder
+    # images) | moving_digits | moving_shapes | moving_tiles | ucf101 (videos) | imagenet
     path: str | None = (
         None  # folder: root with one sub-folder per class; ucf101: the UCF-101 root; imagenet: train/ and val/
     )

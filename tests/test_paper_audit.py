@@ -12,7 +12,7 @@ from elt.eval import metrics
 from elt.eval.fvd import per_repeat
 from elt.eval.guidance_sweep import paper_settings
 from elt.eval.paper import PaperFeatures, save_features
-from elt.harness import efficiency
+from elt.harness import calibrate, efficiency
 from elt.harness.check import check, reference_from_table, sampling_table
 from elt.harness.paper_audit import BETTER, CONSISTENT, WORSE, paper_audit, rounding
 
@@ -201,7 +201,7 @@ def test_efficiency_claims_are_judged_on_paired_timings_and_measured_memory():
 
 
 def test_the_latency_table_is_the_median_of_the_timings_with_its_order_statistic_interval():
-    table = efficiency.latency_table(efficiency_record(1.0, 2.0))
+    table = calibrate.latency_table(efficiency_record(1.0, 2.0)["sampling"])
     row = table[(table.run == "g-elt-T-1x2-s0") & (table.batch_size == 8)].iloc[0]
     assert row.latency_ms == pytest.approx(8000.0) and row.latency_ms_low <= 8000 <= row.latency_ms_high
     assert row.repeats == 9

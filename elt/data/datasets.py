@@ -2,10 +2,10 @@
 
 - digits: scikit-learn's 8x8 handwritten digits (ship with the package: no download), intensities
   0..16 stored as round(v * 255 / 16) so 17 token levels recover them exactly.
-- shapes: scenes whose class is a rule over all their parts (elt.data.shapes), made from a seed.
+- shapes, tiles, automata: scenes whose class is a rule over all their parts (elt.data.shapes), made from a seed.
 - folder: a class-per-folder tree of PNG/JPEG/BMP images of any size, resized to data.image_size.
 - moving_digits: one clip per digit (elt.data.video), so the clips split exactly as the digits do;
-  moving_shapes: one clip per scene, moved the same way.
+  moving_shapes, moving_tiles: one clip per scene, moved the same way.
 - ucf101: the official train/test lists of data.fold (elt.data.video); the test list is the held-out set.
 - imagenet: train/ and val/ with one folder per class (val is the held-out set), ADM's center crop to
   data.image_size; only ever streamed (`Stream`) into pre-encoded shards (elt.data.shards), never loaded whole.
@@ -136,7 +136,7 @@ def load(cfg: DataConfig, split: str) -> Dataset:
     )
     chosen = np.sort(train_idx if split == "train" else held_idx)
     sha = hashlib.sha256(np.sort(held_idx).tobytes()).hexdigest()[:16]
-    if cfg.dataset in ("moving_digits", "moving_shapes", "moving_tiles"):
+    if cfg.is_video:  # the embedded video sets: each image moved over a larger canvas
         clips = moving_digits(images[chosen, 0, 0], cfg.frames, cfg.image_size, cfg.split_seed, ids=chosen)
         return Dataset(clips, labels[chosen], classes, sha)
     return Dataset(images[chosen], labels[chosen], classes, sha)
@@ -248,7 +248,7 @@ class Stream:
 def data_shape(cfg) -> tuple[int, int, int, int]:
     """(T, C, H, W) of one example of a run config's data, known from the config alone."""
     d = cfg.data
-    side = 8 if d.dataset in ("digits", "shapes", "tiles", "automata") else d.image_size
+    side = 8 if d.dataset in EMBEDDED and not d.is_video else d.image_size
     return (d.frames if d.is_video else 1, d.channels, side, side)
 
 

@@ -163,6 +163,14 @@ def median_interval(values: list[float], level: float) -> tuple[float, float, fl
     return float(np.median(x)), float(low), float(high)
 
 
+def paired_speed(pairs: list[tuple[list[float], list[float]]], level: float) -> Statistic:
+    """How much faster the first of each pair of interleaved timings (seconds per repeat) runs than the second:
+    the median of the per-repeat ratios second / first, with its order-statistic interval."""
+    ratios = [b / a for first, second in pairs for a, b in zip(first, second)]
+    median, low, high = median_interval(ratios, level)
+    return Statistic(median, low, high, len(ratios), "timing repeats")
+
+
 class Comparison:
     """One comparison (a group over its training seeds): point estimates of the primary metric and their
     joint bootstrap draws, at fixed loop counts (rows of metrics.csv, loops an int) and at loop plans
@@ -447,14 +455,12 @@ def throughput(g: Comparison, s: dict, context: Context) -> dict:
     statistic = "samples/s of ELT at L_max / unshared, paired interleaved repeats"
     if not timings:
         return _not_measured(g, "throughput", statement, statistic, "elt or unshared (no throughput timing)")
-    ratios = [
-        b / e for t in timings for e, b in zip(t["settings"]["elt"]["seconds"], t["settings"]["unshared"]["seconds"])
-    ]
-    median, low, high = median_interval(ratios, g.level)
-    stat = Statistic(median, low, high, len(ratios), "timing repeats")
+    stat = paired_speed(
+        [(t["settings"]["elt"]["seconds"], t["settings"]["unshared"]["seconds"]) for t in timings], g.level
+    )
     first = timings[0]
     evidence = {
-        "repeats": len(ratios),
+        "repeats": stat.units,
         "batch_size": first["batch_size"],
         "threads": first["threads"],
         "elt_samples_per_second": float(

@@ -185,18 +185,34 @@ def _counted_flops(runtime_cfg: RuntimeConfig, family: str, generator, net, batc
     return counter.get_total_flops()
 
 
+def peak_memory_gib(fn, device: torch.device, since: int | None = None, resident: int = 0) -> float | None:
+    """Peak CUDA memory (GiB) of one call of fn after a warm-up call: the peak allocation above `since` (the bytes
+    allocated when the caller began to set the model up; default: just before the measured call), plus `resident`
+    bytes of the model's that were already there. None off CUDA: the peak is read from its allocator."""
+    if device.type != "cuda":
+        return None
+    fn()
+    torch.cuda.synchronize(device)
+    since = torch.cuda.memory_allocated(device) if since is None else since
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - since + resident) / 2**30
+
+
+def weight_bytes(net: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in net.parameters())
+
+
 def _peak_memory_alone(runtime: Runtime, family: str, generator, net, batch: int) -> float | None:
     """Peak device memory (GiB) of a training step with only this model's weights, gradients and optimiser
     state on the device: the other model's are not there to inflate it."""
     if runtime.device.type != "cuda":
         return None
+    since = torch.cuda.memory_allocated(runtime.device)
     net.to(runtime.device)
     step = train_step(runtime, family, generator, net, *random_tokens(generator, net, batch))
-    step()
-    torch.cuda.synchronize(runtime.device)
-    torch.cuda.reset_peak_memory_stats(runtime.device)
-    step()
-    peak = torch.cuda.max_memory_allocated(runtime.device) / 2**30
+    peak = peak_memory_gib(step, runtime.device, since)
     del step
     net.zero_grad(set_to_none=True)
     net.to("cpu")

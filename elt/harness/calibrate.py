@@ -2,7 +2,8 @@
 and does not give.
 
 Sampling latency of every run at every loop count it was evaluated at, per batch size, is measured here
-(interleaved repeats, warm-up, the median with its order-statistic interval: elt.harness.audit), and
+(elt.harness.efficiency.time_sampling: interleaved repeats, warm-up; the median with its order-statistic
+interval), and
 joined with each (run, L)'s quality from the results (metrics.csv). Among the layouts that model the
 same data with the same generator, a (run, L) is on the Pareto set when no other is both at least as
 fast and at least as good, one of them strictly (on the point estimates; the intervals stand beside). For
@@ -11,7 +12,6 @@ a latency budget, the recommendation is the best-quality (run, L) whose whole la
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -19,14 +19,11 @@ import pandas as pd
 
 from elt.errors import UserError
 from elt.files import atomic_path
+from elt.harness import efficiency
 from elt.harness.audit import median_interval
-from elt.harness.bench import interleaved
 from elt.harness.check import protocol_of
 from elt.harness.schema import PAPER_PRIMARY
 from elt.provenance import provenance
-from elt.runs import load_checkpoint
-from elt.runtime import Runtime
-from elt.sample import balanced_labels, generate
 
 LEVEL = 0.95
 PRIMARY = {"image": "fd_domain", "video": "fvd_domain"}  # the default audit's primary metrics (lower is better)
@@ -48,32 +45,27 @@ def measure_latency(
             f"calibration needs repeats >= 3, warmup >= 0 and batch sizes >= 1 (got {repeats}, {warmup}, "
             f"{batch_sizes}): fix --repeats, --warmup or --batch-sizes"
         )
-    models = {}
-    for run, path in checkpoints.items():
-        parts, net, _ = load_checkpoint(path)
-        runtime = Runtime(parts.cfg.runtime)
-        models[run] = (parts, runtime.prepare(net), runtime)
+    models = efficiency.load_models(checkpoints)
+    return latency_table(efficiency.time_sampling(models, loops, batch_sizes, repeats, warmup, seed))
+
+
+def latency_table(sampling: list[dict]) -> pd.DataFrame:
+    """Timings (elt.harness.efficiency.time_sampling rows: seconds per repeat) -> ms to sample one batch of each
+    (run, L) per batch size: the median with its order-statistic interval."""
     rows = []
-    for batch in batch_sizes:
-        fns, device = {}, None
-        for run, (parts, net, runtime) in models.items():
-            labels = runtime.to(balanced_labels(batch, net.cfg.num_classes))
-            for loop in loops[run]:
-                fns[(run, loop)] = functools.partial(generate, parts, net, loop, labels, seed, batch, runtime=runtime)
-                device = runtime.device
-        for (run, loop), seconds in interleaved(fns, device, repeats, warmup).items():
-            median, low, high = median_interval([1e3 * s for s in seconds], LEVEL)
-            rows.append(
-                {
-                    "run": run,
-                    "loops_eval": loop,
-                    "batch_size": batch,
-                    "latency_ms": median,
-                    "latency_ms_low": low,
-                    "latency_ms_high": high,
-                    "repeats": repeats,
-                }
-            )
+    for s in sampling:
+        median, low, high = median_interval([1e3 * x for x in s["seconds"]], LEVEL)
+        rows.append(
+            {
+                "run": s["run"],
+                "loops_eval": s["loops_eval"],
+                "batch_size": s["batch_size"],
+                "latency_ms": median,
+                "latency_ms_low": low,
+                "latency_ms_high": high,
+                "repeats": len(s["seconds"]),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -8,13 +8,12 @@ encoding (ILSD for ELT, as elt.train runs it), timed the same way; and peak devi
 model at a time. `claims` judges them per comparison: sampling throughput of ELT at L_max against the
 unshared model at each batch size, training step time, and peak memory in training and sampling, each on
 its interval (timings: the median of per-repeat ratios with its order-statistic interval). The same
-timings give the calibration's latency table (elt.harness.calibrate).
+timings give the calibration's latency table (elt.harness.calibrate.latency_table).
 """
 
 from __future__ import annotations
 
 import functools
-import gc
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,9 +21,8 @@ import pandas as pd
 import torch
 
 from elt.errors import UserError
-from elt.harness.audit import FAILS, HOLDS, NOT_MEASURED, Statistic, _claim, _judged, comparison_name, median_interval
-from elt.harness.bench import interleaved, train_step
-from elt.harness.calibrate import LEVEL
+from elt.harness.audit import FAILS, HOLDS, NOT_MEASURED, Statistic, _claim, _judged, comparison_name, paired_speed
+from elt.harness.bench import interleaved, peak_memory_gib, train_step, weight_bytes
 from elt.provenance import provenance
 from elt.runs import load_checkpoint
 from elt.runtime import Runtime
@@ -57,25 +55,6 @@ def efficiency_settings(section) -> dict | None:
     return settings
 
 
-def peak_memory_gib(fn, device: torch.device, resident: int = 0) -> float | None:
-    """Peak device memory of one call after a warm-up call, as if the model were alone on the device: the
-    allocation above what was there before the call, plus `resident` bytes of its own (its weights, which
-    were there before). None off CUDA: the peak is read from its allocator."""
-    if device.type != "cuda":
-        return None
-    fn()
-    torch.cuda.synchronize(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - before + resident) / 2**30
-
-
-def _weight_bytes(net: torch.nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in net.parameters())
-
-
 def _training_batch(parts, ckpt: dict, batch: int, seed: int):
     """A batch as the run's training sees it: random uint8 data of its shape encoded by its own codec, and labels."""
     rng = np.random.default_rng(seed)
@@ -84,79 +63,82 @@ def _training_batch(parts, ckpt: dict, batch: int, seed: int):
     return parts.codec.encode(data), labels
 
 
-def measure(targets: dict[str, str], loops: dict[str, list[int]], settings: dict, seed: int = 0) -> dict:
-    """targets: {run: checkpoint}; loops: {run: the loop counts it was evaluated at}; settings:
-    efficiency_settings. Every model stays on the device while the others are timed beside it."""
-    models, runtime = {}, None
-    for run, path in targets.items():
+def load_models(checkpoints: dict[str, str]) -> dict[str, tuple]:
+    """{run: (parts, network on its runtime's device, checkpoint, runtime)}: every model stays on the device
+    while the others are timed beside it."""
+    models = {}
+    for run, path in checkpoints.items():
         parts, net, ckpt = load_checkpoint(path)
         runtime = Runtime(parts.cfg.runtime)
         parts.codec.to(runtime.device)
         models[run] = (parts, runtime.prepare(net), ckpt, runtime)
-    device = runtime.device
-    sampling = []
-    for batch in settings["batch_sizes"]:
+    return models
+
+
+def time_sampling(
+    models: dict,
+    loops: dict[str, list[int]],
+    batch_sizes: list[int],
+    repeats: int,
+    warmup: int,
+    seed: int = 0,
+    memory: bool = False,
+) -> list[dict]:
+    """Per batch size, every (run, L) sampling one batch with the whole sampler, timed in interleaved rotating
+    repeats after warm-up: rows {run, loops_eval, batch_size, seconds}; with memory also peak_memory_gib (the
+    call's allocations plus the model's weights)."""
+    device = next(iter(models.values()))[3].device
+    rows = []
+    for batch in batch_sizes:
         calls = {}
-        for run, (parts, net, _, rt) in models.items():
-            labels = rt.to(balanced_labels(batch, net.cfg.num_classes))
+        for run, (parts, net, _, runtime) in models.items():
+            labels = runtime.to(balanced_labels(batch, net.cfg.num_classes))
             for loop in loops[run]:
-                calls[(run, loop)] = functools.partial(generate, parts, net, loop, labels, seed, batch, runtime=rt)
-        seconds = interleaved(calls, device, settings["repeats"], settings["warmup"])
-        for (run, loop), timed in seconds.items():
-            resident = _weight_bytes(models[run][1])
-            sampling.append(
-                {
-                    "run": run,
-                    "loops_eval": loop,
-                    "batch_size": batch,
-                    "seconds": timed,
-                    "peak_memory_gib": peak_memory_gib(calls[(run, loop)], device, resident),
-                }
-            )
-    training, steps = [], {}
+                calls[(run, loop)] = functools.partial(generate, parts, net, loop, labels, seed, batch, runtime=runtime)
+        for (run, loop), seconds in interleaved(calls, device, repeats, warmup).items():
+            row = {"run": run, "loops_eval": loop, "batch_size": batch, "seconds": seconds}
+            if memory:
+                row["peak_memory_gib"] = peak_memory_gib(
+                    calls[(run, loop)], device, resident=weight_bytes(models[run][1])
+                )
+            rows.append(row)
+    return rows
+
+
+def measure(targets: dict[str, str], loops: dict[str, list[int]], settings: dict, seed: int = 0) -> dict:
+    """targets: {run: checkpoint}; loops: {run: the loop counts it was evaluated at}; settings:
+    efficiency_settings."""
+    models = load_models(targets)
+    runtime = next(iter(models.values()))[3]
+    device = runtime.device
+    sampling = time_sampling(
+        models, loops, settings["batch_sizes"], settings["repeats"], settings["warmup"], seed, memory=True
+    )
+    steps, memory = {}, {}
     for run, (parts, net, ckpt, rt) in models.items():
         tokens, labels = _training_batch(parts, ckpt, settings["train_batch"], seed)
         net.train()
+        since = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
         steps[run] = train_step(rt, parts.cfg.model.family, parts.generator, net, tokens, labels, parts.cfg.train.l_min)
-    memory = {run: peak_memory_gib(step, device) for run, step in steps.items()}  # the optimiser state counts too
-    for run, timed in interleaved(steps, device, settings["repeats"], settings["warmup"]).items():
-        training.append(
-            {"run": run, "batch_size": settings["train_batch"], "seconds": timed, "peak_memory_gib": memory[run]}
-        )
-    del steps, models
-    gc.collect()
+        # the step's gradients, optimiser state and EMA are allocated after `since`; the weights were there before
+        memory[run] = peak_memory_gib(steps[run], device, since, weight_bytes(net))
+    training = [
+        {"run": run, "batch_size": settings["train_batch"], "seconds": timed, "peak_memory_gib": memory[run]}
+        for run, timed in interleaved(steps, device, settings["repeats"], settings["warmup"]).items()
+    ]
     return {
         "settings": settings,
         "timer": "CUDA events around each call" if device.type == "cuda" else "perf_counter around each call",
         "order": "interleaved, rotating; warm-up calls untimed",
-        "memory": "peak allocated by the CUDA allocator during one call, above what was allocated before it, plus "
-        "the model's own weights when sampling (training: its weights, gradients and optimiser state were allocated "
-        "by the first, untimed step, and count)"
+        "memory": "peak allocated by the CUDA allocator during one call after a warm-up call, counting the model's "
+        "own only: sampling, its weights and the call's allocations; training, its weights, gradients, optimiser "
+        "state, EMA and the step's allocations"
         if device.type == "cuda"
         else "not measured: peak memory is read from the CUDA allocator",
         "sampling": sampling,
         "training": training,
         **provenance(runtime),
     }
-
-
-def latency_table(record: dict) -> pd.DataFrame:
-    """The sampling timings as elt.harness.calibrate's latency table (ms per batch, median and interval)."""
-    rows = []
-    for s in record["sampling"]:
-        median, low, high = median_interval([1e3 * x for x in s["seconds"]], LEVEL)
-        rows.append(
-            {
-                "run": s["run"],
-                "loops_eval": s["loops_eval"],
-                "batch_size": s["batch_size"],
-                "latency_ms": median,
-                "latency_ms_low": low,
-                "latency_ms_high": high,
-                "repeats": len(s["seconds"]),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def _pairs(table: pd.DataFrame) -> dict[str, list[tuple[str, str, int]]]:
@@ -172,11 +154,6 @@ def _pairs(table: pd.DataFrame) -> dict[str, list[tuple[str, str, int]]]:
     return out
 
 
-def _ratio_statistic(ratios: list[float], level: float) -> Statistic:
-    median, low, high = median_interval(ratios, level)
-    return Statistic(median, low, high, len(ratios), "timing repeats")
-
-
 def claims(table: pd.DataFrame, record: dict, audit_settings: dict) -> list[dict]:
     """Per comparison with ELT and its unshared baseline: throughput at each batch size, training step time,
     and peak memory in training and in sampling (at the largest batch), judged on their intervals."""
@@ -188,12 +165,13 @@ def claims(table: pd.DataFrame, record: dict, audit_settings: dict) -> list[dict
     for name, pairs in sorted(_pairs(table).items()):
         g = SimpleNamespace(name=name, metric="seconds", seeds=[], training_noise="not applicable: timings")
         for batch in record["settings"]["batch_sizes"]:
-            ratios = [
-                b / e
-                for elt, base, l_max in pairs
-                for e, b in zip(sampling[(elt, l_max, batch)]["seconds"], sampling[(base, 1, batch)]["seconds"])
-            ]
-            stat = _ratio_statistic(ratios, level)
+            stat = paired_speed(
+                [
+                    (sampling[(elt, l_max, batch)]["seconds"], sampling[(base, 1, batch)]["seconds"])
+                    for elt, base, l_max in pairs
+                ],
+                level,
+            )
             out.append(
                 _judged(
                     g,
@@ -204,20 +182,20 @@ def claims(table: pd.DataFrame, record: dict, audit_settings: dict) -> list[dict
                     stat,
                     1 - tol,
                     False,
-                    {"device": device, "batch_size": batch, "repeats": len(ratios)},
+                    {"device": device, "batch_size": batch, "repeats": stat.units},
                 )
             )
-        ratios = [b / e for elt, base, _ in pairs for e, b in zip(training[elt]["seconds"], training[base]["seconds"])]
+        stat = paired_speed([(training[elt]["seconds"], training[base]["seconds"]) for elt, base, _ in pairs], level)
         out.append(
             _judged(
                 g,
                 "training_step_time",
                 f"ELT's training step (ILSD) is at least as fast as the unshared model's (within {tol:.0%})",
                 "steps/s of ELT / unshared, paired interleaved repeats",
-                _ratio_statistic(ratios, level),
+                stat,
                 1 - tol,
                 False,
-                {"device": device, "batch_size": record["settings"]["train_batch"], "repeats": len(ratios)},
+                {"device": device, "batch_size": record["settings"]["train_batch"], "repeats": stat.units},
             )
         )
         largest = max(record["settings"]["batch_sizes"])

@@ -23,7 +23,6 @@ from elt.harness import efficiency
 from elt.harness.audit import CLAIMS, Comparison, audit, comparison_name, log_interval, markdown
 from elt.harness.schema import PAPER_PRIMARY
 
-PRIMARY = PAPER_PRIMARY
 # measured column -> (the paper's column, lower is better)
 REPORTED = {"fid_adm": ("paper_fid", True), "fvd": ("paper_fvd", True), "inception_score": ("paper_is", False)}
 CONSISTENT, WORSE, BETTER, NOT_COMPARED = "consistent", "measured worse", "measured better", "not compared"
@@ -55,7 +54,7 @@ def _inception_interval(features: PaperFeatures, g: Comparison, family: str, loo
     return (estimate, *log_interval(estimate, values.mean(1), g.level))
 
 
-def paper_numbers(table: pd.DataFrame, comparisons: dict, features: PaperFeatures, level: float) -> list[dict]:
+def paper_numbers(table: pd.DataFrame, comparisons: dict, features: PaperFeatures) -> list[dict]:
     """Per (family, L) of each comparison and each metric the paper reports: the measurement with its interval,
     and beside a comparable paper number, measured minus reported and the verdict."""
     rows = []
@@ -74,7 +73,7 @@ def paper_numbers(table: pd.DataFrame, comparisons: dict, features: PaperFeature
                     estimate, low, high = found
                 elif metric == g.metric:
                     estimate = g.point(family, loops)
-                    low, high = log_interval(estimate, g.draws(family, loops), level)
+                    low, high = log_interval(estimate, g.draws(family, loops), g.level)
                 else:
                     continue
                 reported = cell[paper_column].dropna() if paper_column in cell else pd.Series(dtype=float)
@@ -117,14 +116,14 @@ def paper_audit(
 ) -> dict:
     """The claims (elt.harness.audit's, on ADM's FID / FVD; throughput from the efficiency step instead of
     the embedded timing), the efficiency claims and the comparison with the paper's numbers."""
-    settings = {**audit_settings, "primary_metric": PRIMARY}
+    settings = {**audit_settings, "primary_metric": PAPER_PRIMARY}
     comparisons = {}
     judges = {name: judge for name, judge in CLAIMS.items() if name != "throughput"}
     result = audit(table, settings, features, judges=judges, comparisons=comparisons)
     if efficiency_record is not None:
         result["claims"] += efficiency.claims(table, efficiency_record, settings)
         result["efficiency"] = {k: efficiency_record[k] for k in ("settings", "timer", "memory", "device")}
-    result["paper_numbers"] = paper_numbers(table, comparisons, features, settings["level"])
+    result["paper_numbers"] = paper_numbers(table, comparisons, features)
     return result
 
 
@@ -133,10 +132,10 @@ def with_intervals(table: pd.DataFrame, result: dict) -> pd.DataFrame:
     the columns metrics.csv has), as the calibration reads quality."""
     found = {(r["comparison"], r["family"], r["loops"], r["metric"]): r["interval"] for r in result["paper_numbers"]}
     table = table.copy()
-    for metric in PRIMARY.values():
+    for metric in PAPER_PRIMARY.values():
         table[f"{metric}_ci_low"], table[f"{metric}_ci_high"] = float("nan"), float("nan")
     for i, row in table.iterrows():
-        metric = PRIMARY[row["modality"]]
+        metric = PAPER_PRIMARY[row["modality"]]
         interval = found.get((comparison_name(row["group"]), row["family"], int(row["loops_eval"]), metric))
         if interval:
             table.loc[i, [f"{metric}_ci_low", f"{metric}_ci_high"]] = interval

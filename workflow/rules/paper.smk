@@ -258,7 +258,7 @@ rule efficiency:
 
 rule paper_audit:
     input:
-        table=rules.paper_table.output,
+        table=rules.paper_table.output[0],
         features=[f"{WORK}/paper/eval/{run}/L{loops}_features.npz" for run, loops in TARGETS],
         efficiency=rules.efficiency.output if EFFICIENCY else [],
     output:
@@ -275,8 +275,8 @@ rule paper_audit:
 
 rule calibration:
     input:
-        efficiency=rules.efficiency.output,
-        table=rules.paper_table.output,
+        efficiency=rules.efficiency.output[0],
+        table=rules.paper_table.output[0],
         audit=rules.paper_audit.output.json,  # each (run, L)'s quality interval
     output:
         md=f"{RESULTS}/calibration/calibration.md",

@@ -10,7 +10,7 @@ from elt.harness.rule_log import logged
 from elt.provenance import provenance
 
 with logged(snakemake.log[0]):
-    table_path = snakemake.input.table[0]
+    table_path = snakemake.input.table
     table = pd.read_csv(table_path)
     efficiency = json.loads(Path(snakemake.input.efficiency[0]).read_text()) if snakemake.input.efficiency else None
     result = paper_audit(table, snakemake.params.settings, PaperFeatures.of_table(table, table_path), efficiency)
