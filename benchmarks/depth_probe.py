@@ -127,12 +127,14 @@ def main() -> None:
                 ),
             )
         )
-    broken, shares = {}, {}
+    broken, shares, cells = {}, {}, {}
     for run, path in paths.items():
         samples, labels, _ = load_samples(path)
         family = runs[run]["model"]["family"]
         broken[family] = ~shapes.rule_holds(samples, labels, shapes.kind_of(args.dataset))
         shares[family] = float(1 - broken[family].mean())
+        if args.dataset == "automata":  # graded: one wrong cell breaks a whole diagram
+            cells[family] = float(shapes.automaton_cells_right(samples, labels).mean())
     ratio, low, high = interval(broken["shallow"], broken["unshared"])
     record = {
         "group": args.group,
@@ -142,14 +144,17 @@ def main() -> None:
         "width": runs[next(iter(runs))]["model"]["width"],
         "samples": args.num,
         "rule_share": shares,
+        "cells_right": cells or None,
         "break_ratio_unshared_over_shallow": [ratio, low, high],
         "depth_matters": high < 0.8,
         "minutes": (time.time() - started) / 60,
         **provenance(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    name = f"{args.group}-{args.dataset}-{record['steps']}" + (
-        f"-s{args.sampling_steps}" if args.sampling_steps else ""
+    name = (
+        f"{args.group}-{args.dataset}-{record['steps']}"
+        + (f"-s{args.sampling_steps}" if args.sampling_steps else "")
+        + (f"-{args.width}" if args.width else "")
     )
     (out / f"{name}.json").write_text(json.dumps(record, indent=2))
     write_table(out)
@@ -159,10 +164,12 @@ def main() -> None:
 def table_line(r: dict) -> str:
     ratio, low, high = r["break_ratio_unshared_over_shallow"]
     sampling = r.get("sampling_steps") or "the group's"
+    cells = r.get("cells_right")
+    cells = f"{cells['shallow']:.3f} / {cells['unshared']:.3f}" if cells else "-"
     return (
         f"| {r['group']} | {r['dataset']} | {r.get('width', 'XS')} | {r['steps']} | {sampling} | {r['samples']} | "
         f"{r['rule_share']['shallow']:.3f} | {r['rule_share']['unshared']:.3f} | {ratio:.2f} [{low:.2f}, {high:.2f}] | "
-        f"{r['minutes']:.1f} |"
+        f"{cells} | {r['minutes']:.1f} |"
     )
 
 
@@ -174,11 +181,12 @@ def write_table(out: Path) -> None:
         "The default's shallow (N layers) and unshared (N*L layers) models of a grid group on a candidate data set: "
         "the share of samples that satisfy their class's rule (elt.data.shapes), and the ratio of the shares that "
         "break it, unshared / shallow, with a 95% bootstrap interval. Depth matters where the interval lies below "
-        "0.8. Written by benchmarks/depth_probe.py.",
+        "0.8. Cells right (automata): the share of cells that equal the rule applied to the row above, "
+        "shallow / unshared (chance 0.5). Written by benchmarks/depth_probe.py.",
         "",
         "| group | data set | width | training steps | sampling steps | samples | rule share, shallow | rule share, "
-        "unshared | break ratio unshared / shallow [95%] | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "unshared | break ratio unshared / shallow [95%] | cells right | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [table_line(json.loads(path.read_text())) for path in sorted(out.glob("*.json"))]
     (out / "depth_probe.md").write_text("\n".join(lines) + "\n")

@@ -57,6 +57,19 @@ def test_an_automaton_diagram_breaks_its_rule_when_one_cell_flips():
     assert shapes.step(np.array([0, 1, 0, 0]), 90).tolist() == [1, 0, 1, 0]  # rule 90: left XOR right
 
 
+def test_the_share_of_cells_right_counts_each_cell_against_the_row_above():
+    images, labels = shapes.automaton_scenes(0, 8)
+    assert shapes.automaton_cells_right(images[:, None, None], labels).tolist() == [1.0] * 8
+    scene = images[3].copy()
+    scene[7, 0] = 255 - scene[7, 0]  # the last row: one cell of the 56 the rule fixes
+    assert shapes.automaton_cells_right(scene[None, None, None], labels[3:4])[0] == pytest.approx(55 / 56)
+    scene = images[3].copy()
+    scene[0] = 255 - scene[0]  # rule 60 (left XOR centre) gives the same next row for a complemented row
+    assert shapes.automaton_cells_right(scene[None, None, None], labels[3:4])[0] == pytest.approx(1.0)
+    noise = np.random.default_rng(0).integers(0, 2, (400, 1, 1, 8, 8)).astype(np.uint8) * 255
+    assert abs(shapes.automaton_cells_right(noise, np.arange(400) % 8).mean() - 0.5) < 0.02  # chance
+
+
 @pytest.mark.parametrize("dataset", ["shapes", "tiles", "automata", "moving_shapes", "moving_tiles"])
 def test_the_scenes_load_as_a_stratified_split_and_moving_ones_keep_the_rule_in_every_frame(dataset):
     cfg = DataConfig(dataset=dataset, image_size=12, frames=9)

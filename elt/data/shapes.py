@@ -175,6 +175,17 @@ def automaton_frame_holds(frame: np.ndarray, label: int) -> bool:
     return all(np.array_equal(cells[t + 1], step(cells[t], RULES[label])) for t in range(SIDE - 1))
 
 
+def automaton_cells_right(samples: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """uint8 (N, 1, 1, SIDE, SIDE) automata samples -> float (N,): the share of cells in rows 1..7 that equal the
+    class's rule applied to the row above: a graded form of the rule, where one wrong cell already breaks it."""
+    cells = (samples[:, 0, 0] >= 128).astype(np.int64)
+    right = [
+        [np.mean(cells[n, t + 1] == step(cells[n, t], RULES[int(label)])) for t in range(SIDE - 1)]
+        for n, label in enumerate(labels)
+    ]
+    return np.mean(right, axis=1)
+
+
 # scene kind -> (scenes of a seed, class names, the rule of one frame)
 KINDS = {
     "shapes": (scenes, CLASSES, frame_holds),
