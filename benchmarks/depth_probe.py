@@ -50,11 +50,17 @@ DATASETS = {
 
 
 def run_configs(
-    group: str, dataset: str, steps: int | None, sampling_steps: int | None = None, width: str | None = None
+    group: str,
+    dataset: str,
+    steps: int | None,
+    sampling_steps: int | None = None,
+    width: str | None = None,
+    seed: int = 0,
 ) -> dict[str, dict]:
-    """The default profile's shallow and unshared runs of `group`, on the candidate data set."""
+    """The default profile's shallow and unshared runs of `group`, on the candidate data set, at one seed."""
     profile = yaml.safe_load((ROOT / "config/default.yaml").read_text())
     profile["datasets"] = {dataset: DATASETS[dataset]}
+    profile["seeds"] = [seed]
     profile["grid"] = [
         {**g, "dataset": dataset, "families": ["shallow", "unshared"]} for g in profile["grid"] if g["name"] == group
     ]
@@ -97,6 +103,7 @@ def interval(
 def name_of(args) -> str:
     return (
         f"{args.group}-{args.dataset}-{args.steps or 'group'}-{args.sampling_steps or 'group'}-{args.width or 'group'}"
+        f"-s{args.seed}"
     )
 
 
@@ -107,12 +114,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="training steps instead of the group's")
     p.add_argument("--sampling-steps", type=int, help="sampling steps instead of the group's")
     p.add_argument("--width", help="model width instead of the group's (elt.models.sizes)")
+    p.add_argument("--seed", type=int, default=0, help="the runs' training seed (sampling uses seed 1000 always)")
     p.add_argument("--num", type=int, default=400, help="samples per model")
     p.add_argument("--out", default="results/depth_probe")
     p.add_argument("--work", default="work/depth_probe", help="where the trainings and samples go")
     args = p.parse_args()
     out = Path(args.out)
-    runs = run_configs(args.group, args.dataset, args.steps, args.sampling_steps, args.width)
+    runs = run_configs(args.group, args.dataset, args.steps, args.sampling_steps, args.width, args.seed)
     started = time.time()
     with ProcessPoolExecutor(2) as pool:
         paths = dict(
@@ -142,6 +150,7 @@ def main() -> None:
         "steps": runs[next(iter(runs))]["train"]["steps"],
         "sampling_steps": args.sampling_steps,
         "width": runs[next(iter(runs))]["model"]["width"],
+        "seed": args.seed,
         "samples": args.num,
         "rule_share": shares,
         "cells_right": cells or None,
@@ -155,6 +164,7 @@ def main() -> None:
         f"{args.group}-{args.dataset}-{record['steps']}"
         + (f"-s{args.sampling_steps}" if args.sampling_steps else "")
         + (f"-{args.width}" if args.width else "")
+        + (f"-seed{args.seed}" if args.seed else "")
     )
     (out / f"{name}.json").write_text(json.dumps(record, indent=2))
     write_table(out)
@@ -167,7 +177,8 @@ def table_line(r: dict) -> str:
     cells = r.get("cells_right")
     cells = f"{cells['shallow']:.3f} / {cells['unshared']:.3f}" if cells else "-"
     return (
-        f"| {r['group']} | {r['dataset']} | {r.get('width', 'XS')} | {r['steps']} | {sampling} | {r['samples']} | "
+        f"| {r['group']} | {r['dataset']} | {r.get('width', 'XS')} | {r['steps']} | {sampling} | {r.get('seed', 0)} | "
+        f"{r['samples']} | "
         f"{r['rule_share']['shallow']:.3f} | {r['rule_share']['unshared']:.3f} | {ratio:.2f} [{low:.2f}, {high:.2f}] | "
         f"{cells} | {r['minutes']:.1f} |"
     )
@@ -180,13 +191,15 @@ def write_table(out: Path) -> None:
         "",
         "The default's shallow (N layers) and unshared (N*L layers) models of a grid group on a candidate data set: "
         "the share of samples that satisfy their class's rule (elt.data.shapes), and the ratio of the shares that "
-        "break it, unshared / shallow, with a 95% bootstrap interval. Depth matters where the interval lies below "
-        "0.8. Cells right (automata): the share of cells that equal the rule applied to the row above, "
-        "shallow / unshared (chance 0.5). Written by benchmarks/depth_probe.py.",
+        "break it, unshared / shallow, with a 95% bootstrap interval over the samples (one training seed: the "
+        "interval holds no training noise; rows of one setting at other seeds show it). Depth matters where the "
+        "interval lies below 0.8. Cells right (automata): the share of cells that equal the rule applied to the "
+        "row above, shallow / unshared (chance 0.5). Written by benchmarks/depth_probe.py.",
         "",
-        "| group | data set | width | training steps | sampling steps | samples | rule share, shallow | rule share, "
+        "| group | data set | width | training steps | sampling steps | seed | samples | rule share, shallow | "
+        "rule share, "
         "unshared | break ratio unshared / shallow [95%] | cells right | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [table_line(json.loads(path.read_text())) for path in sorted(out.glob("*.json"))]
     (out / "depth_probe.md").write_text("\n".join(lines) + "\n")
