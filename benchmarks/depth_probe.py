@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from scipy import stats
 
 from elt import config
 from elt.data import shapes
@@ -201,8 +202,59 @@ def write_table(out: Path) -> None:
         "unshared | break ratio unshared / shallow [95%] | cells right | minutes |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [table_line(json.loads(path.read_text())) for path in sorted(out.glob("*.json"))]
+    records = sorted(
+        (json.loads(path.read_text()) for path in out.glob("*.json")),
+        key=lambda r: (
+            r["group"],
+            r["dataset"],
+            r.get("width", "XS"),
+            r["steps"],
+            r.get("sampling_steps") or 0,
+            r.get("seed", 0),
+        ),
+    )
+    lines += [table_line(r) for r in records]
+    pooled = [line for line in map(seeds_line, settings_of(records).values()) if line]
+    if pooled:
+        lines += [
+            "",
+            "## Settings trained at several seeds",
+            "",
+            "The break ratio of each seed, and their geometric mean with a 95% Student t interval over the seeds "
+            "(of the log ratio): an interval that holds training noise as well as sampling noise.",
+            "",
+            "| group | data set | width | training steps | sampling steps | seeds | break ratio per seed | "
+            "geometric mean [95%, over seeds] |",
+            "|---|---|---|---|---|---|---|---|",
+            *pooled,
+        ]
     (out / "depth_probe.md").write_text("\n".join(lines) + "\n")
+
+
+def settings_of(records: list[dict]) -> dict[tuple, list[dict]]:
+    """Records grouped by everything but their training seed."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        key = (r["group"], r["dataset"], r.get("width", "XS"), r["steps"], r.get("sampling_steps"), r["samples"])
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
+def seeds_line(records: list[dict]) -> str | None:
+    """One setting's break ratios over its seeds, pooled: a t interval of the mean log ratio (None for one seed)."""
+    if len(records) < 2:
+        return None
+    records = sorted(records, key=lambda r: r.get("seed", 0))
+    logs = np.log([r["break_ratio_unshared_over_shallow"][0] for r in records])
+    half = stats.t.ppf(0.975, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+    r = records[0]
+    sampling = r.get("sampling_steps") or "the group's"
+    return (
+        f"| {r['group']} | {r['dataset']} | {r.get('width', 'XS')} | {r['steps']} | {sampling} | "
+        f"{', '.join(str(x.get('seed', 0)) for x in records)} | "
+        f"{', '.join(f'{np.exp(v):.2f}' for v in logs)} | "
+        f"{np.exp(logs.mean()):.2f} [{np.exp(logs.mean() - half):.2f}, {np.exp(logs.mean() + half):.2f}] |"
+    )
 
 
 if __name__ == "__main__":
