@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import linalg
+from scipy import linalg, stats
 
 from elt.errors import UserError
 from elt.eval.metrics import FrechetFeatures, frechet_resamples, frechet_to_reference, mean_cov, resampled_frechet
@@ -494,3 +494,23 @@ def test_a_verdict_decided_with_borrowed_training_noise_keeps_its_sign_when_the_
             verdicts[name].append(result["claims"][0]["verdict"])
     assert {audit.HOLDS, audit.FAILS} <= set(verdicts["sampling only"])  # the problem is real in this world
     assert not {audit.HOLDS, audit.FAILS} <= set(verdicts["with training noise"]), verdicts
+
+
+def test_rule_evidence_takes_one_seeds_interval_over_samples_and_several_seeds_a_t_interval():
+    rows = pd.DataFrame(
+        {
+            "comparison": ["g"] * 4,
+            "family": ["shallow", "unshared", "unshared", "unshared"],
+            "loops_eval": [1, 1, 1, 1],
+            "depth": [2, 6, 6, 6],
+            "rule_share": [0.4, 0.5, 0.6, 0.8],
+            "rule_share_ci_low": [0.35, 0.45, 0.55, 0.75],
+            "rule_share_ci_high": [0.45, 0.55, 0.65, 0.85],
+        }
+    )
+    shallow, unshared = audit.rule_evidence(rows, 0.95)
+    assert shallow["interval"] == [0.35, 0.45] and shallow["over"] == "samples"
+    low, high = stats.t.interval(0.95, 2, loc=np.mean([0.5, 0.6, 0.8]), scale=stats.sem([0.5, 0.6, 0.8]))
+    assert unshared["rule_share"] == pytest.approx(19 / 30) and unshared["over"] == "seeds"
+    assert unshared["interval"] == pytest.approx([low, high])
+    assert audit.rule_evidence(rows.drop(columns=["rule_share"]), 0.95) == []

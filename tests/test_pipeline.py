@@ -8,7 +8,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from elt.harness.schema import COLUMNS
+from elt.data import shapes
+from elt.harness.schema import COLUMNS, PLAN_COLUMNS, RULE_FIELDS
+from elt.sample import load_samples
 from tests.conftest import copy_repo, snakemake
 
 pytestmark = pytest.mark.pipeline
@@ -81,6 +83,7 @@ def test_smoke_audit_and_regression_check_ran(smoke):
     }
     assert audit["interval"]["rounds"] == 200 and "hierarchical" in audit["interval"]["method"]
     assert "parity tolerance 25%" in (smoke / "results/smoke/audit.md").read_text()
+    assert audit["rule_share"] == []  # digits have no rule checker
     timing = json.loads(next((smoke / "work/smoke/throughput").glob("*.json")).read_text())
     assert len(timing["settings"]["elt"]["seconds"]) == len(timing["settings"]["unshared"]["seconds"]) == 5
     throughput = [c for c in audit["claims"] if c["claim"] == "throughput" and c["verdict"] != "not measured"]
@@ -170,3 +173,33 @@ def test_users_own_rgb_image_folder_runs_through_the_same_dag(tmp_path):
     assert set(df["run"]) == {"masked-elt-T-1x2-s0", "masked-unshared-T-1x2-s0"}
     with np.load(repo / "work/mine/samples/masked-elt-T-1x2-s0/L1.npz") as f:
         assert f["samples"].shape == (40, 3, 8, 8)
+
+
+def test_scenes_with_a_rule_report_the_share_that_keeps_it(tmp_path):
+    """On a data set with a rule checker, metrics.csv and loop_plans.csv gain the rule share, equal to the checker
+    applied to the saved samples, and the audit and the any-time plot show it beside the primary metric."""
+    repo = copy_repo(tmp_path / "repo")
+    cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
+    cfg.update(
+        datasets={"tiles": {"dataset": "tiles", "held_out_fraction": 0.25, "split_seed": 0}},
+        reference=None,
+        results="results/tiles",
+        work="work/tiles",
+    )
+    cfg["grid"] = [dict(cfg["grid"][0], dataset="tiles", families=["elt", "unshared", "shallow"])]
+    (repo / "config/tiles.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(repo, "--configfile", "config/tiles.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    df = pd.read_csv(repo / "results/tiles/metrics.csv")
+    assert list(df.columns) == COLUMNS + list(RULE_FIELDS)
+    for row in df.itertuples():
+        samples, labels, _ = load_samples(repo / f"work/tiles/samples/{row.run}/L{row.loops_eval}.npz")
+        assert row.rule_share == pytest.approx(shapes.rule_holds(samples, labels, "tiles").mean(), abs=1e-6)
+        assert row.rule_share_ci_low <= row.rule_share <= row.rule_share_ci_high
+    plans = pd.read_csv(repo / "results/tiles/loop_plans.csv")
+    assert list(plans.columns) == PLAN_COLUMNS + list(RULE_FIELDS) and plans["rule_share"].notna().all()
+    evidence = json.loads((repo / "results/tiles/audit.json").read_text())["rule_share"]
+    assert {(r["family"], r["loops_eval"]) for r in evidence} == set(zip(df["family"], df["loops_eval"]))
+    assert "## Evidence from the data set's rule" in (repo / "results/tiles/audit.md").read_text()
+    anytime = pd.read_csv(repo / "results/tiles/plots/anytime.csv")
+    assert len(anytime[anytime["metric"] == "rule_share"]) == len(df)

@@ -79,3 +79,34 @@ def test_the_scenes_load_as_a_stratified_split_and_moving_ones_keep_the_rule_in_
     assert shapes.rule_holds(held.images[:60], held.labels[:60], shapes.kind_of(dataset)).all()
     if dataset.startswith("moving"):
         assert not np.array_equal(held.images[:, 0], held.images[:, 1])  # the scenes move
+
+
+def test_an_evaluation_reports_the_share_the_checker_finds_and_digits_none(tmp_path):
+    """elt.eval.embedded.evaluate_samples on 30 held-out tiles, 10 of them with one pixel off its cell's shade:
+    the rule share is 20/30 with an interval around it; the same samples called digits carry no rule share."""
+    from elt.eval import embedded
+    from elt.sample import save_samples
+
+    data_cfg = {"dataset": "tiles", "held_out_fraction": 0.25, "split_seed": 0}
+    settings = {
+        "fid_samples": 4,
+        "fid_reference_samples": 4,
+        "bootstrap_rounds": 200,
+        "bootstrap_seed": 0,
+    }
+    embedded.prepare_reference(data_cfg, str(tmp_path / "ref.npz"), str(tmp_path / "ref.json"))
+    embedded.train_domain_classifier(
+        data_cfg, {"steps": 5, "hidden": 8}, str(tmp_path / "clf.pt"), str(tmp_path / "clf.json")
+    )
+    embedded.reference_features(str(tmp_path / "ref.npz"), str(tmp_path / "clf.pt"), settings, str(tmp_path / "f.npz"))
+    with np.load(tmp_path / "ref.npz") as f:
+        images, labels = f["images"][:30].copy(), f["labels"][:30]
+    images[:10, 0, 0, 0, 0] = np.where(images[:10, 0, 0, 0, 0] == 0, 255, 0)  # background or white: no palette shade
+    meta = {"run": "tiles-run", "loops": 1, "samples_per_second": 1.0, "sampling_steps": 8}
+    save_samples(tmp_path / "s.npz", images, labels, meta)
+    args = (str(tmp_path / "s.npz"), str(tmp_path / "f.npz"), str(tmp_path / "clf.pt"), settings)
+    result = embedded.evaluate_samples(*args, dataset="tiles")
+    assert result["rule_share"] == pytest.approx(20 / 30)
+    assert result["rule_share_ci_low"] < 20 / 30 < result["rule_share_ci_high"]
+    assert result["protocol"]["rule_share"]["n_samples"] == 30
+    assert "rule_share" not in embedded.evaluate_samples(*args, dataset="digits")

@@ -12,6 +12,7 @@ import numpy as np
 
 from elt.config import DataConfig
 from elt.data import datasets as data
+from elt.data import shapes
 from elt.eval import classifier as clf
 from elt.eval import metrics
 from elt.eval.i3d import PROTOCOL_FVD, i3d_features
@@ -102,10 +103,12 @@ def evaluate_samples(
     settings: dict,
     features_npz: str | None = None,
     device: str = "cpu",
+    dataset: str | None = None,
 ) -> dict:
     """All metrics of one (run, loop count). settings: the profile's `metrics` section. features_npz: where
     to keep the features each Frechet metric was computed from (by metric name), for the audit's bootstrap.
-    device: where the feature networks run (resolved: cpu, cuda, cuda:N)."""
+    device: where the feature networks run (resolved: cpu, cuda, cuda:N). dataset: the run's data set kind
+    (data.dataset); scenes whose class is a rule (elt.data.shapes) add the share of samples that keep it."""
     samples, labels, meta = load_samples(samples_npz)
     with np.load(reference_npz) as f:
         ref = dict(f)
@@ -155,6 +158,16 @@ def evaluate_samples(
         protocol["kid"] = (
             "clean-fid kernel_distance (unbiased, cubic kernel, 100 seeded subsets) on the Inception features"
         )
+    if dataset in data.SCENES:
+        scene = shapes.kind_of(dataset)
+        holds = shapes.rule_holds(samples, labels, scene)
+        result["rule_share"] = float(holds.mean())
+        result["rule_share_ci_low"], result["rule_share_ci_high"] = metrics.share_interval(holds, rounds, seed)
+        protocol["rule_share"] = {
+            "checker": f"elt.data.shapes.rule_holds, kind {scene}: every frame keeps its class's rule",
+            "n_samples": len(samples),
+            "interval": "95%, percentile bootstrap over the samples",
+        }
     result["protocol"] = protocol
     return result
 

@@ -156,6 +156,16 @@ def bootstrap_interval(features: np.ndarray, ref_mu, ref_sigma, rounds: int, see
     return float(max(low, 0.0)), float(high)
 
 
+def share_interval(hits: np.ndarray, rounds: int, seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of a share (the mean of a bool per sample) over resamplings of the samples."""
+    rng = np.random.default_rng(seed)
+    hits = np.asarray(hits, np.float64)
+    values = hits[rng.integers(0, len(hits), (rounds, len(hits)))].mean(1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def kid(
     features: np.ndarray, ref_features: np.ndarray, seed: int = 0, subsets: int = 100, max_subset_size: int = 1000
 ) -> float:

@@ -15,7 +15,9 @@ profile (TrainingNoise), or every verdict says that training noise is not includ
 judged on the interleaved timings of its own step (elt.sample.time_throughput): the median of
 per-repeat speed ratios, with the distribution-free order-statistic interval of a median. One line
 goes beyond the paper: whether a loop schedule or early-exit rule of the profile's loop_plans lies
-below ELT's fixed-L frontier.
+below ELT's fixed-L frontier. Where the data set has an exact checker of its classes' rules
+(elt.data.shapes), the share of samples that keep their rule is listed beside the verdicts as evidence
+(rule_evidence); the verdicts stay on the primary metric.
 """
 
 from __future__ import annotations
@@ -580,7 +582,43 @@ def audit(
         "seed": settings["bootstrap_seed"],
         "training_noise": sorted({p["training_noise"] for p in power}),
     }
-    return {"primary_metric": metrics, "settings": settings, "interval": interval, "claims": claims, "power": power}
+    return {
+        "primary_metric": metrics,
+        "settings": settings,
+        "interval": interval,
+        "claims": claims,
+        "power": power,
+        "rule_share": rule_evidence(df, settings["level"]),
+    }
+
+
+def rule_evidence(df: pd.DataFrame, level: float) -> list[dict]:
+    """The share of samples that keep their class's rule, per (comparison, family, L), where metrics.csv has one
+    (data sets with a rule checker). One seed: the row's bootstrap interval over its samples; several: a Student
+    t interval of the mean over the seeds (training noise in it)."""
+    if "rule_share" not in df or df["rule_share"].isna().all():
+        return []
+    out = []
+    ruled = df.dropna(subset=["rule_share"])
+    for (name, family, loops), part in ruled.groupby(["comparison", "family", "loops_eval"]):
+        values = part["rule_share"].to_numpy(float)
+        if len(values) == 1:
+            low, high, over = part["rule_share_ci_low"].iloc[0], part["rule_share_ci_high"].iloc[0], "samples"
+        else:
+            half = stats.t.ppf((1 + level) / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+            low, high, over = values.mean() - half, values.mean() + half, "seeds"
+        out.append(
+            {
+                "comparison": name,
+                "family": family,
+                "loops_eval": int(loops),
+                "depth": int(part["depth"].iloc[0]),
+                "rule_share": float(values.mean()),
+                "interval": [float(low), float(high)],
+                "over": over,
+            }
+        )
+    return out
 
 
 def _fmt(value) -> str:
@@ -648,4 +686,20 @@ def markdown(
     for p in result["power"]:
         cells = [f"±{p['resolution'][c]:.0%}" if c in p["resolution"] else "" for c in CLAIMS]
         lines.append(f"| {p['comparison']} | {len(p['seeds'])} | {p['samples_per_run']} | " + " | ".join(cells) + " |")
+    if result.get("rule_share"):
+        lines += [
+            "",
+            "## Evidence from the data set's rule",
+            "",
+            "The share of samples that keep their class's rule (elt.data.shapes, an exact checker; higher is better), "
+            "with its interval over the samples of one seed or over the seeds. Beside the verdicts, not in them.",
+            "",
+            "| comparison | family | L | depth | rule share [interval] | interval over |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['comparison']} | {r['family']} | {r['loops_eval']} | {r['depth']} | {r['rule_share']:.3f} "
+            f"[{r['interval'][0]:.3f}, {r['interval'][1]:.3f}] | {r['over']} |"
+            for r in result["rule_share"]
+        ]
     return "\n".join(lines + [""])

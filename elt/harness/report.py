@@ -20,7 +20,7 @@ from elt.eval.accounting import describe
 from elt.files import atomic_path, write_json
 from elt.harness.audit import comparison_name
 from elt.harness.grid import group_name
-from elt.harness.schema import COLUMNS, EVALUATION_FIELDS, FAMILY_STYLE, PLAN_COLUMNS
+from elt.harness.schema import COLUMNS, EVALUATION_FIELDS, FAMILY_STYLE, PLAN_COLUMNS, RULE_FIELDS, with_rule_fields
 from elt.runs import load_checkpoint
 from elt.sample import clip_strip, load_samples
 
@@ -64,11 +64,12 @@ def aggregate(eval_files: list[str], checkpoints: dict[str, str]) -> pd.DataFram
                 "depth": d["n_unique"] * loops,
                 "gflops_per_forward": d["gflops_per_forward"][loops],
                 "gflops_per_sample": per_sample,
-                **{k: e.get(k) for k in EVALUATION_FIELDS},
+                **{k: e.get(k) for k in (*EVALUATION_FIELDS, *RULE_FIELDS)},
                 "seed": cfg["seed"],
             }
         )
-    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["group", "family", "loops_eval"]).reset_index(drop=True)
+    columns = with_rule_fields(COLUMNS, rows)
+    return pd.DataFrame(rows, columns=columns).sort_values(["group", "family", "loops_eval"]).reset_index(drop=True)
 
 
 def plan_table(eval_files: list[str], run_configs: dict[str, dict]) -> pd.DataFrame:
@@ -92,11 +93,12 @@ def plan_table(eval_files: list[str], run_configs: dict[str, dict]) -> pd.DataFr
                 "gflops_per_sample": sampling["gflops_per_sample"],
                 "loops_used_mean": sampling["loops_used_mean"],
                 "loops_used_per_step": " ".join(f"{v:.2f}" for v in sampling["loops_used_per_step"]),
-                **{k: e.get(k) for k in EVALUATION_FIELDS},
+                **{k: e.get(k) for k in (*EVALUATION_FIELDS, *RULE_FIELDS)},
                 "seed": cfg["seed"],
             }
         )
-    return pd.DataFrame(rows, columns=PLAN_COLUMNS).sort_values(["group", "plan"]).reset_index(drop=True)
+    table = pd.DataFrame(rows, columns=with_rule_fields(PLAN_COLUMNS, rows))
+    return table.sort_values(["group", "plan"]).reset_index(drop=True)
 
 
 def write_table(df: pd.DataFrame, csv_path: str, provenance_path: str, eval_files: list[str], provenance: dict) -> None:
@@ -235,48 +237,71 @@ def plot_pareto(
     plt.close(fig)
 
 
+def rule_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that measured their data set's rule (elt.data.shapes), as columns metric, value, ci_low, ci_high
+    like `primary`: rule_share is higher-better, where the primary metrics are lower-better."""
+    if "rule_share" not in df:
+        return df.iloc[:0].assign(metric=[], value=[], ci_low=[], ci_high=[])
+    ruled = df.dropna(subset=["rule_share"])
+    return ruled.assign(
+        metric="rule_share",
+        value=ruled["rule_share"],
+        ci_low=ruled["rule_share_ci_low"],
+        ci_high=ruled["rule_share_ci_high"],
+    )
+
+
 def plot_anytime(df: pd.DataFrame, metrics: dict[str, str], png: Path) -> None:
-    """One panel per comparison group: quality against loops at inference, baselines as lines."""
+    """One panel per comparison group: quality against loops at inference, baselines as lines; where the data
+    set has a rule checker, a second row of panels: the share of samples that keep their class's rule."""
     matplotlib.use("Agg")
 
-    table = primary(df, metrics)[
-        [
-            "run",
-            "group",
-            "generator",
-            "modality",
-            "family",
-            "loops_train",
-            "loops_eval",
-            "metric",
-            "value",
-            "ci_low",
-            "ci_high",
-        ]
+    columns = [
+        "run",
+        "group",
+        "generator",
+        "modality",
+        "family",
+        "loops_train",
+        "loops_eval",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
     ]
+    table = pd.concat([primary(df, metrics)[columns], rule_rows(df)[columns]], ignore_index=True)
     groups = sorted(table["group"].unique())
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
-    for ax, group in zip(axes[0], groups):
-        part = table[table["group"] == group]
-        looped = part[part["family"].isin(["elt", "looped"])]
-        style = _family_style(looped["family"])
-        sns.lineplot(data=looped, x="loops_eval", y="value", dashes=False, ax=ax, **style)
-        for family in style["hue_order"]:
-            f = looped[looped["family"] == family]
-            ax.fill_between(f["loops_eval"], f["ci_low"], f["ci_high"], alpha=0.15, color=FAMILY_STYLE[family][0])
-        for family, style in (("unshared", "-."), ("shallow", ":")):
-            base = part[part["family"] == family]
-            if len(base):
-                colour = FAMILY_STYLE[family][0]
-                ax.axhline(base["value"].iloc[0], ls=style, color=colour, lw=1, label=f"{family} (one depth)")
-        ax.axvline(part["loops_train"].max(), color="grey", lw=0.8)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_ylabel(part["metric"].iloc[0])
-        ax.set_title(f"{group}: any-time {part['metric'].iloc[0]}")
-        ax.set_xlabel("loops at inference (grey: L_max of training)")
-        ax.legend(fontsize=7)
+    measures = ["primary", "rule_share"] if (table["metric"] == "rule_share").any() else ["primary"]
+    fig, axes = plt.subplots(len(measures), len(groups), figsize=(6 * len(groups), 4.5 * len(measures)), squeeze=False)
+    for row, measure in zip(axes, measures):
+        for ax, group in zip(row, groups):
+            part = table[(table["group"] == group) & ((table["metric"] == "rule_share") == (measure == "rule_share"))]
+            if part.empty:
+                ax.set_axis_off()  # a group without a rule checker
+                continue
+            _anytime_panel(ax, group, part)
     _save_plot(fig, png, table)
     plt.close(fig)
+
+
+def _anytime_panel(ax, group: str, part: pd.DataFrame) -> None:
+    looped = part[part["family"].isin(["elt", "looped"])]
+    style = _family_style(looped["family"])
+    sns.lineplot(data=looped, x="loops_eval", y="value", dashes=False, ax=ax, **style)
+    for family in style["hue_order"]:
+        f = looped[looped["family"] == family]
+        ax.fill_between(f["loops_eval"], f["ci_low"], f["ci_high"], alpha=0.15, color=FAMILY_STYLE[family][0])
+    for family, line in (("unshared", "-."), ("shallow", ":")):
+        base = part[part["family"] == family]
+        if len(base):
+            colour = FAMILY_STYLE[family][0]
+            ax.axhline(base["value"].iloc[0], ls=line, color=colour, lw=1, label=f"{family} (one depth)")
+    ax.axvline(part["loops_train"].max(), color="grey", lw=0.8)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel(part["metric"].iloc[0])
+    ax.set_title(f"{group}: any-time {part['metric'].iloc[0]}")
+    ax.set_xlabel("loops at inference (grey: L_max of training)")
+    ax.legend(fontsize=7)
 
 
 def sample_grid(sample_files: dict[int, str], png: Path, per_column: int = 10) -> None:

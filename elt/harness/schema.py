@@ -11,6 +11,7 @@ QUALITY = {
     "fvd": "lower",
     "fvd_domain": "lower",
     "class_accuracy": "higher",
+    "rule_share": "higher",  # scenes whose class is a rule (elt.data.shapes): the share of samples that keep it
     # the paper protocol's (paper_metrics.csv)
     "fid_adm": "lower",
     "fid_clean": "lower",
@@ -21,6 +22,15 @@ PAPER_PRIMARY = {"image": "fid_adm", "video": "fvd"}
 INTERVALS = [f"{m}{end}" for m in ("fid", "fd_domain", "fvd", "fvd_domain") for end in ("", "_ci_low", "_ci_high")]
 # What an evaluation record contributes to a row of metrics.csv or loop_plans.csv.
 EVALUATION_FIELDS = ("samples_per_second", *INTERVALS, "kid", "class_accuracy", "n_samples", "n_fid", "n_fvd")
+# Measured only on data sets with an exact checker of their classes' rules (elt.data.shapes): their columns
+# follow the fixed ones in a table with such rows, and are absent from one without.
+RULE_FIELDS = ("rule_share", "rule_share_ci_low", "rule_share_ci_high")
+
+
+def with_rule_fields(columns: list[str], rows: list[dict]) -> list[str]:
+    """columns, and RULE_FIELDS after them where some row measured the rule."""
+    return columns + [f for f in RULE_FIELDS if any(row.get(f) is not None for row in rows)]
+
 
 COLUMNS = [
     "run",

@@ -21,6 +21,7 @@ rule evaluate:
         num=lambda wc: SETTINGS[wc.run]["num_samples"],
         seed=config["metrics"]["sample_seed"],
         settings=config["metrics"],
+        dataset=lambda wc: RUNS[wc.run]["data"]["dataset"],  # scenes with a rule checker add rule_share
     threads: config["threads"]
     log:
         f"{WORK}/logs/evaluate/{{run}}_L{{loops}}.log",

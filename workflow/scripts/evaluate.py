@@ -26,5 +26,6 @@ with logged(snakemake.log[0]):
             params.settings,
             out.features,
             profile_device(snakemake.config),
+            params.dataset,
         ),
     )
