@@ -177,7 +177,8 @@ def test_users_own_rgb_image_folder_runs_through_the_same_dag(tmp_path):
 
 def test_scenes_with_a_rule_report_the_share_that_keeps_it(tmp_path):
     """On a data set with a rule checker, metrics.csv and loop_plans.csv gain the rule share, equal to the checker
-    applied to the saved samples, and the audit and the any-time plot show it beside the primary metric."""
+    applied to the saved samples, and the audit and the any-time plot show it beside the primary metric. (Smoke
+    models keep few rules or none: tests/test_shapes.py holds an evaluation to a known share of 20/30.)"""
     repo = copy_repo(tmp_path / "repo")
     cfg = yaml.safe_load((repo / "config/smoke.yaml").read_text())
     cfg.update(
