@@ -34,7 +34,7 @@ from elt.errors import UserError
 from elt.files import read_json
 from elt.harness.check import FORMAT as REFERENCE_FORMAT
 from elt.harness.check import SEED
-from elt.harness.schema import PLAN_FIELDS
+from elt.harness.schema import PLAN_FIELDS, ruled
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED = "holds", "fails", "inconclusive", "not measured"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURED)
@@ -596,11 +596,8 @@ def rule_evidence(df: pd.DataFrame, level: float) -> list[dict]:
     """The share of samples that keep their class's rule, per (comparison, family, L), where metrics.csv has one
     (data sets with a rule checker). One seed: the row's bootstrap interval over its samples; several: a Student
     t interval of the mean over the seeds (training noise in it)."""
-    if "rule_share" not in df or df["rule_share"].isna().all():
-        return []
     out = []
-    ruled = df.dropna(subset=["rule_share"])
-    for (name, family, loops), part in ruled.groupby(["comparison", "family", "loops_eval"]):
+    for (name, family, loops), part in ruled(df).groupby(["comparison", "family", "loops_eval"]):
         values = part["rule_share"].to_numpy(float)
         if len(values) == 1:
             low, high, over = part["rule_share_ci_low"].iloc[0], part["rule_share_ci_high"].iloc[0], "samples"

@@ -20,7 +20,15 @@ from elt.eval.accounting import describe
 from elt.files import atomic_path, write_json
 from elt.harness.audit import comparison_name
 from elt.harness.grid import group_name
-from elt.harness.schema import COLUMNS, EVALUATION_FIELDS, FAMILY_STYLE, PLAN_COLUMNS, RULE_FIELDS, with_rule_fields
+from elt.harness.schema import (
+    COLUMNS,
+    EVALUATION_FIELDS,
+    FAMILY_STYLE,
+    PLAN_COLUMNS,
+    RULE_FIELDS,
+    ruled,
+    with_rule_fields,
+)
 from elt.runs import load_checkpoint
 from elt.sample import clip_strip, load_samples
 
@@ -240,14 +248,12 @@ def plot_pareto(
 def rule_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The rows that measured their data set's rule (elt.data.shapes), as columns metric, value, ci_low, ci_high
     like `primary`: rule_share is higher-better, where the primary metrics are lower-better."""
-    if "rule_share" not in df:
-        return df.iloc[:0].assign(metric=[], value=[], ci_low=[], ci_high=[])
-    ruled = df.dropna(subset=["rule_share"])
-    return ruled.assign(
+    rows = ruled(df)
+    return rows.assign(
         metric="rule_share",
-        value=ruled["rule_share"],
-        ci_low=ruled["rule_share_ci_low"],
-        ci_high=ruled["rule_share_ci_high"],
+        value=rows["rule_share"],
+        ci_low=rows["rule_share_ci_low"],
+        ci_high=rows["rule_share_ci_high"],
     )
 
 
@@ -269,13 +275,17 @@ def plot_anytime(df: pd.DataFrame, metrics: dict[str, str], png: Path) -> None:
         "ci_low",
         "ci_high",
     ]
-    table = pd.concat([primary(df, metrics)[columns], rule_rows(df)[columns]], ignore_index=True)
+    panel_rows = [primary(df, metrics)[columns]]  # one row of panels per measure
+    if len(ruled(df)):
+        panel_rows.append(rule_rows(df)[columns])
+    table = pd.concat(panel_rows, ignore_index=True)
     groups = sorted(table["group"].unique())
-    measures = ["primary", "rule_share"] if (table["metric"] == "rule_share").any() else ["primary"]
-    fig, axes = plt.subplots(len(measures), len(groups), figsize=(6 * len(groups), 4.5 * len(measures)), squeeze=False)
-    for row, measure in zip(axes, measures):
-        for ax, group in zip(row, groups):
-            part = table[(table["group"] == group) & ((table["metric"] == "rule_share") == (measure == "rule_share"))]
+    fig, axes = plt.subplots(
+        len(panel_rows), len(groups), figsize=(6 * len(groups), 4.5 * len(panel_rows)), squeeze=False
+    )
+    for axes_row, rows in zip(axes, panel_rows):
+        for ax, group in zip(axes_row, groups):
+            part = rows[rows["group"] == group]
             if part.empty:
                 ax.set_axis_off()  # a group without a rule checker
                 continue

@@ -32,6 +32,11 @@ def with_rule_fields(columns: list[str], rows: list[dict]) -> list[str]:
     return columns + [f for f in RULE_FIELDS if any(row.get(f) is not None for row in rows)]
 
 
+def ruled(df):
+    """The rows of a results table (a DataFrame) that measured their data set's rule; none where it has no column."""
+    return df.dropna(subset=["rule_share"]) if "rule_share" in df else df.iloc[:0]
+
+
 COLUMNS = [
     "run",
     "group",
